@@ -9,7 +9,12 @@
     )
 )]
 
+pub mod config;
+pub mod lockout;
+pub mod name;
 pub mod net;
 pub mod otp;
+pub mod policy;
 pub mod secret;
 pub mod time;
+pub mod window;
