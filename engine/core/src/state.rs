@@ -1,0 +1,630 @@
+//! The state interface: everything a decision changes, behind per-key atomic operations.
+//!
+//! The pure part of a decision (policy, OTP arithmetic, method checks) computes *what* it
+//! found, for example "the code matches step 55 of method m7"; the store decides *what
+//! happened*, for example "accepted, the watermark is now 56", in one atomic step per key.
+//! Checking and updating are never split: a replayed code, a parallel guess or a spent
+//! challenge is caught inside the same operation that would have accepted it.
+//!
+//! [`MemoryStore`] executes the operations on sharded in-memory tables. A durable embedded
+//! store or a shared store (one server-side script per operation) can execute the same
+//! [`StateStore`] contract without changing the decision code; `docs/design.md` states it.
+
+use crate::id::{ChallengeId, MethodId, Subject};
+use crate::lockout::{Domain, Failure, Lock, LockoutConfig};
+use crate::policy::{PhoneSettings, Purpose};
+use crate::secret::SecretDigest;
+use crate::table::{Idle, Table};
+use crate::time::{Duration, Timestamp};
+use crate::window::{Rate, SlidingWindow};
+
+/// The replay state of one OTP method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtpState {
+    /// The next value that may be accepted: one past the last accepted TOTP step or HOTP
+    /// counter. Only ever raised.
+    pub next: u64,
+    /// Learned clock drift in TOTP steps (0 for HOTP).
+    pub drift: i8,
+}
+
+impl OtpState {
+    /// The last accepted step or counter, if any.
+    pub fn watermark(&self) -> Option<u64> {
+        self.next.checked_sub(1)
+    }
+}
+
+/// What the pure part found for a sign-in attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing to prove (a challenge is about to be sent, say): only ask whether locked.
+    Check,
+    /// A wrong proof, with the keyed fingerprint of what was presented (0 if none).
+    Fail {
+        /// Repeat detection; 0 always counts.
+        fingerprint: u32,
+    },
+    /// An OTP code matched `value` (a TOTP step or HOTP counter) of `method`. Accepted only
+    /// if `value` is at least the method's `next`; then `next = value + 1` and, for TOTP,
+    /// the drift becomes `offset`.
+    Otp {
+        /// The method whose code matched.
+        method: MethodId,
+        /// The matched step or counter.
+        value: u64,
+        /// The TOTP offset from the current step (0 for HOTP).
+        offset: i8,
+        /// Fingerprint counted if the code turns out to be replayed.
+        fingerprint: u32,
+    },
+    /// A proof that spends nothing here was right (an app password, a redeemed challenge,
+    /// a remembered device, a first factor on a single-factor network).
+    Succeed,
+}
+
+/// What the store says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `Check`: not locked.
+    Open,
+    /// `Otp` or `Succeed`: accepted; counts in the domain are reset.
+    Accepted,
+    /// `Otp`: the step or counter is spent. Counted as a failure.
+    Replayed(Failure),
+    /// `Fail`: counted (or a repeat, or this locked the user).
+    Failed(Failure),
+    /// Locked: nothing was accepted or counted.
+    Locked {
+        /// When attempts are accepted again.
+        until: Timestamp,
+    },
+}
+
+/// What redeeming a challenge found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redeem {
+    /// The code was right; the challenge is spent.
+    Redeemed {
+        /// The method the code was sent through.
+        method: MethodId,
+        /// The purpose it was issued for.
+        purpose: Purpose,
+    },
+    /// The code was wrong; `spent` if that used up the challenge's tries.
+    Wrong {
+        /// Whether the challenge is now gone.
+        spent: bool,
+    },
+    /// No such challenge for this subject, or it expired or was spent.
+    Gone,
+}
+
+/// A challenge as stored: never the code, only its keyed digest.
+#[derive(Clone, Copy, Debug)]
+pub struct ChallengeRecord {
+    /// Whose it is.
+    pub subject: Subject,
+    /// The method it was sent through.
+    pub method: MethodId,
+    /// What it may be used for.
+    pub purpose: Purpose,
+    /// Keyed digest of the code.
+    pub digest: SecretDigest,
+    /// When it stops being valid.
+    pub expires: Timestamp,
+    /// Wrong codes it still tolerates.
+    pub attempts_left: u8,
+}
+
+/// Which phone-code budgets a send draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhoneKeys {
+    /// The user.
+    pub subject: Subject,
+    /// Keyed hash of the normalised phone number.
+    pub number: u64,
+    /// Keyed hash of the tenant.
+    pub tenant: u64,
+}
+
+/// Sizes of the store's tables, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreSizes {
+    /// Known users with state.
+    pub users: usize,
+    /// Unknown names being counted.
+    pub unknown: usize,
+    /// Sources (addresses, /64s) being counted.
+    pub sources: usize,
+    /// Phone numbers being counted.
+    pub numbers: usize,
+    /// Open challenges.
+    pub challenges: usize,
+    /// Entries evicted from bounded tables so far.
+    pub evictions: u64,
+}
+
+/// The per-key atomic operations a decision needs. Each method is atomic with respect to
+/// every other call on the same key; calls on different keys are independent.
+pub trait StateStore: Send + Sync {
+    /// The replay state of `method` (a plain read: the store checks again on commit).
+    fn otp_state(&self, subject: Subject, method: MethodId) -> OtpState;
+
+    /// Applies `effect` to `subject` in lock domain `domain`, atomically: a lock in the
+    /// domain or its sibling (the other factor at the same familiarity) refuses everything.
+    fn sign_in(
+        &self,
+        subject: Subject,
+        domain: Domain,
+        effect: Effect,
+        now: Timestamp,
+        cfg: &LockoutConfig,
+    ) -> Answer;
+
+    /// Counts one attempt against a source (IPv4 address or IPv6 /64) if that stays within
+    /// `rate`; otherwise says how long to wait. Successful attempts are refunded with
+    /// [`refund_source`](Self::refund_source), so only failures stay counted.
+    fn reserve_source(&self, source: u128, now: Timestamp, rate: Rate) -> Result<(), Duration>;
+
+    /// Takes back a reservation whose attempt did not fail.
+    fn refund_source(&self, source: u128, now: Timestamp);
+
+    /// Draws one send from the user's, the number's and the tenant's budgets, all or none.
+    fn reserve_phone_send(
+        &self,
+        keys: PhoneKeys,
+        now: Timestamp,
+        s: &PhoneSettings,
+    ) -> Result<(), Duration>;
+
+    /// Whether phone methods are blocked for `subject` after failed verifications.
+    fn phone_blocked(&self, subject: Subject, now: Timestamp) -> Option<Timestamp>;
+
+    /// Counts a failed phone-code verification; returns the block's end if this blocks.
+    fn phone_failure(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+        s: &PhoneSettings,
+    ) -> Option<Timestamp>;
+
+    /// Stores a new challenge.
+    fn put_challenge(&self, id: ChallengeId, record: ChallengeRecord, now: Timestamp);
+
+    /// Redeems a challenge with the digest of the presented code, atomically: a right code
+    /// spends it, a wrong one uses a try.
+    fn redeem_challenge(
+        &self,
+        id: ChallengeId,
+        subject: Subject,
+        digest: &SecretDigest,
+        now: Timestamp,
+    ) -> Redeem;
+
+    /// Administrator: clears every lock domain and the phone block of `subject`.
+    fn unlock(&self, subject: Subject);
+
+    /// Administrator: forgets the learned clock drift of `method`.
+    fn reset_drift(&self, subject: Subject, method: MethodId);
+
+    /// Raises `method`'s `next` to at least `next` (enrolment proves a first code).
+    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64);
+
+    /// Forgets `method` (removed), or everything about `subject` when `method` is `None`.
+    fn forget(&self, subject: Subject, method: Option<MethodId>);
+
+    /// Table sizes.
+    fn sizes(&self) -> StoreSizes;
+}
+
+/// Per-user state.
+#[derive(Clone, Debug, Default)]
+pub struct UserState {
+    otp: Vec<(MethodId, OtpState)>,
+    locks: Option<Box<[Lock; 4]>>,
+    phone: Option<Box<PhoneState>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PhoneState {
+    sends: SlidingWindow,
+    failures: SlidingWindow,
+    blocked_until: Timestamp,
+}
+
+impl UserState {
+    fn locked(&self, domain: Domain, now: Timestamp) -> Option<Timestamp> {
+        let locks = self.locks.as_deref()?;
+        let a = locks.get(domain.index()).and_then(|l| l.locked_until(now));
+        let b = locks
+            .get(domain.sibling().index())
+            .and_then(|l| l.locked_until(now));
+        a.max(b)
+    }
+
+    fn lock_mut(&mut self, domain: Domain) -> &mut Lock {
+        let locks = self.locks.get_or_insert_with(Box::default);
+        match locks.get_mut(domain.index()) {
+            Some(l) => l,
+            None => unreachable!("Domain::index is below 4"),
+        }
+    }
+
+    fn fail(
+        &mut self,
+        domain: Domain,
+        fingerprint: u32,
+        now: Timestamp,
+        cfg: &LockoutConfig,
+    ) -> Failure {
+        // The sibling's lock bars this domain too; `sign_in` checked it already.
+        self.lock_mut(domain).fail(now, fingerprint, cfg)
+    }
+
+    fn succeed(&mut self, domain: Domain, now: Timestamp, cfg: &LockoutConfig) {
+        if let Some(locks) = self.locks.as_deref_mut() {
+            if let Some(l) = locks.get_mut(domain.index()) {
+                // Not locked (checked by the caller), so this resets the domain.
+                let _ = l.succeed(now, cfg);
+            }
+            if locks.iter().all(|l| *l == Lock::default()) {
+                self.locks = None;
+            }
+        }
+    }
+
+    fn otp_mut(&mut self, method: MethodId) -> &mut OtpState {
+        let i = match self.otp.iter().position(|(m, _)| *m == method) {
+            Some(i) => i,
+            None => {
+                self.otp.push((method, OtpState::default()));
+                self.otp.len() - 1
+            }
+        };
+        match self.otp.get_mut(i) {
+            Some((_, s)) => s,
+            None => unreachable!("index was just found or pushed"),
+        }
+    }
+}
+
+/// The longest `reset_after` the configuration accepts. A domain quiet for this long holds
+/// nothing under any valid configuration, so idleness can be judged without one.
+pub const MAX_RESET_AFTER: Duration = Duration::from_secs(86_400);
+
+fn idle_locks(locks: &[Lock; 4], now: Timestamp) -> bool {
+    let cfg = LockoutConfig {
+        reset_after: MAX_RESET_AFTER,
+        ..LockoutConfig::default()
+    };
+    locks.iter().all(|l| l.is_idle(now, &cfg))
+}
+
+impl Idle for UserState {
+    fn is_idle(&self, now: Timestamp) -> bool {
+        self.otp.is_empty()
+            && self.locks.as_deref().is_none_or(|l| idle_locks(l, now))
+            && self.phone.as_deref().is_none_or(|p| {
+                p.blocked_until <= now
+                    && p.sends.is_idle(now, Duration::from_secs(86_400))
+                    && p.failures.is_idle(now, Duration::from_secs(86_400))
+            })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counter(SlidingWindow);
+
+impl Idle for Counter {
+    fn is_idle(&self, now: Timestamp) -> bool {
+        self.0.is_idle(now, Duration::from_secs(86_400))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ChallengeSlot(Option<ChallengeRecord>);
+
+impl Idle for ChallengeSlot {
+    fn is_idle(&self, now: Timestamp) -> bool {
+        self.0.is_none_or(|c| now >= c.expires)
+    }
+}
+
+/// Caps of the tables keyed by input an attacker chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Unknown user names counted at once.
+    pub unknown_subjects: usize,
+    /// Sources counted at once.
+    pub sources: usize,
+    /// Phone numbers counted at once.
+    pub numbers: usize,
+    /// Open challenges.
+    pub challenges: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            unknown_subjects: 200_000,
+            sources: 200_000,
+            numbers: 200_000,
+            challenges: 500_000,
+        }
+    }
+}
+
+/// The in-memory store: sharded tables, one mutex per shard.
+pub struct MemoryStore {
+    users: Table<u32, UserState>,
+    unknown: Table<u64, UserState>,
+    sources: Table<u128, Counter>,
+    numbers: Table<u64, Counter>,
+    tenants: Table<u64, Counter>,
+    challenges: Table<ChallengeId, ChallengeSlot>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(StoreLimits::default())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with the given caps.
+    pub fn new(limits: StoreLimits) -> Self {
+        Self {
+            users: Table::new(None),
+            unknown: Table::new(Some(limits.unknown_subjects)),
+            sources: Table::new(Some(limits.sources)),
+            numbers: Table::new(Some(limits.numbers)),
+            tenants: Table::new(None),
+            challenges: Table::new(Some(limits.challenges)),
+        }
+    }
+
+    fn with_user<R>(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+        f: impl FnOnce(&mut UserState) -> R,
+    ) -> R {
+        match subject {
+            Subject::Known(id) => self.users.update(id.0, now, f),
+            Subject::Unknown(h) => self.unknown.update(h, now, f),
+        }
+    }
+
+    fn read_user<R>(&self, subject: Subject, f: impl FnOnce(Option<&UserState>) -> R) -> R {
+        match subject {
+            Subject::Known(id) => self.users.read(&id.0, f),
+            Subject::Unknown(h) => self.unknown.read(&h, f),
+        }
+    }
+
+    /// Drops idle entries from every table (run now and then by the server).
+    pub fn sweep(&self, now: Timestamp) -> usize {
+        self.users.sweep(now)
+            + self.unknown.sweep(now)
+            + self.sources.sweep(now)
+            + self.numbers.sweep(now)
+            + self.tenants.sweep(now)
+            + self.challenges.sweep(now)
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn otp_state(&self, subject: Subject, method: MethodId) -> OtpState {
+        self.read_user(subject, |u| {
+            u.and_then(|u| u.otp.iter().find(|(m, _)| *m == method).map(|(_, s)| *s))
+                .unwrap_or_default()
+        })
+    }
+
+    fn sign_in(
+        &self,
+        subject: Subject,
+        domain: Domain,
+        effect: Effect,
+        now: Timestamp,
+        cfg: &LockoutConfig,
+    ) -> Answer {
+        if effect == Effect::Check {
+            return self.read_user(subject, |u| match u.and_then(|u| u.locked(domain, now)) {
+                Some(until) => Answer::Locked { until },
+                None => Answer::Open,
+            });
+        }
+        self.with_user(subject, now, |u| {
+            if let Some(until) = u.locked(domain, now) {
+                return Answer::Locked { until };
+            }
+            match effect {
+                Effect::Check => Answer::Open,
+                Effect::Fail { fingerprint } => {
+                    Answer::Failed(u.fail(domain, fingerprint, now, cfg))
+                }
+                Effect::Otp {
+                    method,
+                    value,
+                    offset,
+                    fingerprint,
+                } => {
+                    let s = u.otp_mut(method);
+                    if value < s.next {
+                        return Answer::Replayed(u.fail(domain, fingerprint, now, cfg));
+                    }
+                    s.next = value.saturating_add(1);
+                    s.drift = offset;
+                    u.succeed(domain, now, cfg);
+                    Answer::Accepted
+                }
+                Effect::Succeed => {
+                    u.succeed(domain, now, cfg);
+                    Answer::Accepted
+                }
+            }
+        })
+    }
+
+    fn reserve_source(&self, source: u128, now: Timestamp, rate: Rate) -> Result<(), Duration> {
+        self.sources
+            .update(source, now, |c| c.0.try_add(now, rate, 1))
+    }
+
+    fn refund_source(&self, source: u128, now: Timestamp) {
+        self.sources
+            .update_existing(&source, now, |c| c.0.remove(1));
+    }
+
+    fn reserve_phone_send(
+        &self,
+        keys: PhoneKeys,
+        now: Timestamp,
+        s: &PhoneSettings,
+    ) -> Result<(), Duration> {
+        self.with_user(keys.subject, now, |u| {
+            let p = u.phone.get_or_insert_with(Box::default);
+            p.sends.try_add(now, s.per_user, 1)
+        })?;
+        let refund_user = |store: &Self| {
+            store.with_user(keys.subject, now, |u| {
+                if let Some(p) = u.phone.as_deref_mut() {
+                    p.sends.remove(1);
+                }
+            })
+        };
+        if let Err(wait) = self
+            .numbers
+            .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1))
+        {
+            refund_user(self);
+            return Err(wait);
+        }
+        if let Err(wait) = self
+            .tenants
+            .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1))
+        {
+            refund_user(self);
+            self.numbers
+                .update_existing(&keys.number, now, |c| c.0.remove(1));
+            return Err(wait);
+        }
+        Ok(())
+    }
+
+    fn phone_blocked(&self, subject: Subject, now: Timestamp) -> Option<Timestamp> {
+        self.read_user(subject, |u| {
+            u.and_then(|u| u.phone.as_deref())
+                .and_then(|p| (now < p.blocked_until).then_some(p.blocked_until))
+        })
+    }
+
+    fn phone_failure(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+        s: &PhoneSettings,
+    ) -> Option<Timestamp> {
+        self.with_user(subject, now, |u| {
+            let p = u.phone.get_or_insert_with(Box::default);
+            p.failures.add(now, s.failures.per, 1);
+            if p.failures.estimate(now, s.failures.per) >= u64::from(s.failures.max) {
+                p.blocked_until = now + s.block_for;
+                p.failures = SlidingWindow::default();
+                Some(p.blocked_until)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn put_challenge(&self, id: ChallengeId, record: ChallengeRecord, now: Timestamp) {
+        self.challenges.put(id, ChallengeSlot(Some(record)), now);
+    }
+
+    fn redeem_challenge(
+        &self,
+        id: ChallengeId,
+        subject: Subject,
+        digest: &SecretDigest,
+        now: Timestamp,
+    ) -> Redeem {
+        self.challenges
+            .update_existing(&id, now, |slot| {
+                let Some(c) = slot.0.as_mut() else {
+                    return Redeem::Gone;
+                };
+                if c.subject != subject || now >= c.expires {
+                    return Redeem::Gone;
+                }
+                if c.digest.ct_eq(digest) {
+                    let r = Redeem::Redeemed {
+                        method: c.method,
+                        purpose: c.purpose,
+                    };
+                    slot.0 = None;
+                    return r;
+                }
+                c.attempts_left = c.attempts_left.saturating_sub(1);
+                let spent = c.attempts_left == 0;
+                if spent {
+                    slot.0 = None;
+                }
+                Redeem::Wrong { spent }
+            })
+            .unwrap_or(Redeem::Gone)
+    }
+
+    fn unlock(&self, subject: Subject) {
+        self.with_user(subject, Timestamp::EPOCH, |u| {
+            u.locks = None;
+            if let Some(p) = u.phone.as_deref_mut() {
+                p.blocked_until = Timestamp::EPOCH;
+                p.failures = SlidingWindow::default();
+            }
+        });
+    }
+
+    fn reset_drift(&self, subject: Subject, method: MethodId) {
+        self.with_user(subject, Timestamp::EPOCH, |u| {
+            if let Some((_, s)) = u.otp.iter_mut().find(|(m, _)| *m == method) {
+                s.drift = 0;
+            }
+        });
+    }
+
+    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) {
+        self.with_user(subject, Timestamp::EPOCH, |u| {
+            let s = u.otp_mut(method);
+            s.next = s.next.max(next);
+        });
+    }
+
+    fn forget(&self, subject: Subject, method: Option<MethodId>) {
+        match method {
+            Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| {
+                u.otp.retain(|(x, _)| *x != m)
+            }),
+            None => match subject {
+                Subject::Known(id) => drop(self.users.remove(&id.0)),
+                Subject::Unknown(h) => drop(self.unknown.remove(&h)),
+            },
+        }
+    }
+
+    fn sizes(&self) -> StoreSizes {
+        StoreSizes {
+            users: self.users.len(),
+            unknown: self.unknown.len(),
+            sources: self.sources.len(),
+            numbers: self.numbers.len(),
+            challenges: self.challenges.len(),
+            evictions: self.unknown.evictions()
+                + self.sources.evictions()
+                + self.numbers.evictions()
+                + self.challenges.evictions(),
+        }
+    }
+}
