@@ -52,6 +52,29 @@ impl PartialEq for SecretBytes {
 
 impl Eq for SecretBytes {}
 
+/// A secret string shown once (an app password, a device token, a code to deliver):
+/// zeroised on drop and redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Takes ownership of `s`.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The secret itself. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString([redacted])")
+    }
+}
+
 /// A 32-byte keyed hash of a secret, as stored at rest.
 #[derive(Clone, Copy, Zeroize)]
 pub struct SecretDigest([u8; 32]);

@@ -22,8 +22,10 @@ pub(crate) trait Idle {
     fn is_idle(&self, now: Timestamp) -> bool;
 }
 
+type Shard<K, V> = CachePadded<Mutex<HashMap<K, V, ahash::RandomState>>>;
+
 pub(crate) struct Table<K, V> {
-    shards: Box<[CachePadded<Mutex<HashMap<K, V, ahash::RandomState>>>]>,
+    shards: Box<[Shard<K, V>]>,
     hasher: ahash::RandomState,
     shard_cap: usize,
     evictions: AtomicU64,

@@ -1,0 +1,729 @@
+//! Administrator operations: users, methods and enrolment, unlock, app passwords, devices.
+//!
+//! Each operation validates its input and answers a precise [`DirectoryError`]; none leaves
+//! a user half-changed. Operations that touch sign-in state (confirming a method raises
+//! its replay watermark, removing one forgets its state, unlocking clears counters) go
+//! through the same state store as decisions.
+
+use std::sync::atomic::Ordering;
+
+use data_encoding::BASE32_NOPAD;
+
+use crate::directory::{
+    self, AppPassword, DirectoryError, Material, Method, MethodKind, User, check_email,
+    check_label, normalise_phone,
+};
+use crate::engine::{Delivery, Engine, code_digest};
+use crate::id::{ChallengeId, MethodId, Subject, UserId};
+use crate::name::Name;
+use crate::otp::{self, Algorithm, Code, Digits, OtpKey, TotpParams};
+use crate::policy::{Purpose, TenantPolicy};
+use crate::secret::{SecretBytes, SecretString};
+use crate::state::{Redeem, StateStore};
+use crate::time::Timestamp;
+
+/// How a new authenticator app is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TotpSpec {
+    /// The HMAC hash (SHA-1 for the widest app support).
+    pub algorithm: Algorithm,
+    /// Code length.
+    pub digits: Digits,
+    /// Step length in seconds.
+    pub period: u32,
+}
+
+impl Default for TotpSpec {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Sha1,
+            digits: Digits::SIX,
+            period: 30,
+        }
+    }
+}
+
+/// A new authenticator app, pending until its first code is proved.
+#[derive(Debug)]
+pub struct TotpEnrollment {
+    /// The new method.
+    pub method: MethodId,
+    /// The secret, base32 (shown once).
+    pub secret_base32: SecretString,
+    /// The `otpauth://` URI for a QR code (contains the secret; shown once).
+    pub uri: SecretString,
+}
+
+/// A snapshot of a user for administrators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Engine-wide id.
+    pub id: UserId,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Passwordless account.
+    pub passwordless: bool,
+    /// Opted out of two-step verification.
+    pub mfa_opt_out: bool,
+    /// The default method.
+    pub default_method: Option<MethodId>,
+    /// Methods: id, kind, active.
+    pub methods: Vec<(MethodId, MethodKind, bool)>,
+    /// App passwords: id, label, created.
+    pub app_passwords: Vec<(u32, String, Timestamp)>,
+    /// Remembered devices: id, expiry.
+    pub devices: Vec<(u32, Timestamp)>,
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `otpauth://totp/...` URI that authenticator apps read from a QR code.
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8], spec: TotpSpec) -> SecretString {
+    SecretString::new(format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&period={}",
+        percent(issuer),
+        percent(account),
+        BASE32_NOPAD.encode(secret),
+        percent(issuer),
+        spec.algorithm.uri_name(),
+        spec.digits.get(),
+        spec.period
+    ))
+}
+
+impl<S: StateStore> Engine<S> {
+    fn tenant_policy(
+        &self,
+        tenant: &str,
+    ) -> Result<std::sync::Arc<crate::policy::Policy>, DirectoryError> {
+        let p = self.policy();
+        p.tenant(tenant).ok_or(DirectoryError::UnknownTenant)?;
+        Ok(p)
+    }
+
+    fn with_tenant<R>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&TenantPolicy) -> R,
+    ) -> Result<R, DirectoryError> {
+        let p = self.tenant_policy(tenant)?;
+        let t = p.tenant(tenant).ok_or(DirectoryError::UnknownTenant)?;
+        Ok(f(t))
+    }
+
+    fn groups(groups: &[&str]) -> Result<Box<[Name]>, DirectoryError> {
+        if groups.len() > directory::MAX_GROUPS {
+            return Err(DirectoryError::TooManyGroups);
+        }
+        let mut out: Vec<Name> = Vec::with_capacity(groups.len());
+        for g in groups {
+            let n = Name::intern(g)?;
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        Ok(out.into_boxed_slice())
+    }
+
+    /// Adds a user to a tenant.
+    pub fn add_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        groups: &[&str],
+        passwordless: bool,
+    ) -> Result<UserId, DirectoryError> {
+        self.tenant_policy(tenant)?;
+        let groups = Self::groups(groups)?;
+        self.directory.insert(tenant, user, || {
+            User::new(
+                UserId(self.next_user.fetch_add(1, Ordering::Relaxed)),
+                groups,
+                passwordless,
+            )
+        })
+    }
+
+    /// Removes a user and all its sign-in state.
+    pub fn remove_user(&self, tenant: &str, user: &str) -> Result<(), DirectoryError> {
+        let u = self
+            .directory
+            .remove(tenant, user)
+            .ok_or(DirectoryError::UnknownUser)?;
+        self.store.forget(Subject::Known(u.id), None);
+        Ok(())
+    }
+
+    /// Replaces a user's groups.
+    pub fn set_groups(
+        &self,
+        tenant: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(), DirectoryError> {
+        let groups = Self::groups(groups)?;
+        self.directory.get_mut(tenant, user)?.groups = groups;
+        Ok(())
+    }
+
+    /// Makes an account passwordless, or gives it back its password.
+    pub fn set_passwordless(
+        &self,
+        tenant: &str,
+        user: &str,
+        passwordless: bool,
+    ) -> Result<(), DirectoryError> {
+        self.directory.get_mut(tenant, user)?.passwordless = passwordless;
+        Ok(())
+    }
+
+    /// Turns two-step verification off (or on) for one user. Refused where the tenant
+    /// requires it (security defaults).
+    pub fn set_mfa_opt_out(
+        &self,
+        tenant: &str,
+        user: &str,
+        opt_out: bool,
+    ) -> Result<(), DirectoryError> {
+        let required = self.with_tenant(tenant, |t| t.require_mfa)?;
+        if opt_out && required {
+            return Err(DirectoryError::MfaRequired);
+        }
+        self.directory.get_mut(tenant, user)?.mfa_opt_out = opt_out;
+        Ok(())
+    }
+
+    /// A snapshot of a user.
+    pub fn user_info(&self, tenant: &str, user: &str) -> Result<UserInfo, DirectoryError> {
+        let u = self
+            .directory
+            .get(tenant, user)
+            .ok_or(DirectoryError::UnknownUser)?;
+        Ok(UserInfo {
+            id: u.id,
+            groups: u.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            passwordless: u.passwordless,
+            mfa_opt_out: u.mfa_opt_out,
+            default_method: u.default_method,
+            methods: u
+                .methods()
+                .iter()
+                .map(|m| (m.id, m.kind, m.active))
+                .collect(),
+            app_passwords: u.app_passwords(),
+            devices: u.devices(),
+        })
+    }
+
+    fn add_method(
+        &self,
+        tenant: &str,
+        user: &str,
+        kind: MethodKind,
+        active: bool,
+        material: Material,
+    ) -> Result<MethodId, DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        if u.methods.len() >= directory::MAX_METHODS {
+            return Err(DirectoryError::TooManyMethods);
+        }
+        if kind.is_otp_device()
+            && u.methods.iter().filter(|m| m.kind.is_otp_device()).count()
+                >= directory::MAX_OTP_DEVICES
+        {
+            return Err(DirectoryError::TooManyOtpDevices);
+        }
+        let id = MethodId(self.next_method.fetch_add(1, Ordering::Relaxed));
+        u.methods.push(Method {
+            id,
+            kind,
+            active,
+            material,
+        });
+        u.fix_default();
+        Ok(id)
+    }
+
+    /// Starts enrolling an authenticator app: a fresh random secret and its `otpauth://`
+    /// URI. The app becomes usable after [`confirm_otp`](Self::confirm_otp).
+    pub fn enroll_totp(
+        &self,
+        tenant: &str,
+        user: &str,
+        spec: TotpSpec,
+    ) -> Result<TotpEnrollment, DirectoryError> {
+        let len = match spec.algorithm {
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        };
+        let mut secret = vec![0u8; len];
+        self.entropy.fill(&mut secret);
+        let secret = SecretBytes::new(secret);
+        let method = self.import_totp(tenant, user, secret.expose(), spec, false)?;
+        Ok(TotpEnrollment {
+            method,
+            secret_base32: SecretString::new(BASE32_NOPAD.encode(secret.expose())),
+            uri: otpauth_uri(tenant, user, secret.expose(), spec),
+        })
+    }
+
+    /// Adds an authenticator app with a known secret (an import); `active` skips the
+    /// first-code proof for credentials already proven elsewhere.
+    pub fn import_totp(
+        &self,
+        tenant: &str,
+        user: &str,
+        secret: &[u8],
+        spec: TotpSpec,
+        active: bool,
+    ) -> Result<MethodId, DirectoryError> {
+        if secret.len() < 10 || secret.len() > 128 {
+            return Err(DirectoryError::InvalidSecret(
+                "secret must be 10-128 bytes".into(),
+            ));
+        }
+        if !(10..=120).contains(&spec.period) {
+            return Err(DirectoryError::InvalidSecret(
+                "period must be 10-120 seconds".into(),
+            ));
+        }
+        let params = TotpParams {
+            digits: spec.digits,
+            period: spec.period,
+            t0: 0,
+        };
+        let key = OtpKey::new(spec.algorithm, secret);
+        self.add_method(
+            tenant,
+            user,
+            MethodKind::AuthenticatorApp,
+            active,
+            Material::Totp { key, params },
+        )
+    }
+
+    /// Adds a HOTP hardware token at `counter`, pending until its first code is proved.
+    pub fn add_hotp(
+        &self,
+        tenant: &str,
+        user: &str,
+        secret: &[u8],
+        digits: Digits,
+        counter: u64,
+    ) -> Result<MethodId, DirectoryError> {
+        if secret.len() < 10 || secret.len() > 128 {
+            return Err(DirectoryError::InvalidSecret(
+                "secret must be 10-128 bytes".into(),
+            ));
+        }
+        let key = OtpKey::new(Algorithm::Sha1, secret);
+        let id = self.add_method(
+            tenant,
+            user,
+            MethodKind::HardwareToken,
+            false,
+            Material::Hotp { key, digits },
+        )?;
+        let subject = self.subject_of(tenant, user)?;
+        self.store.raise_otp(subject, id, counter);
+        Ok(id)
+    }
+
+    /// Adds a phone for SMS or voice codes, pending until a sent code is proved.
+    pub fn add_phone(
+        &self,
+        tenant: &str,
+        user: &str,
+        kind: MethodKind,
+        number: &str,
+    ) -> Result<MethodId, DirectoryError> {
+        if !matches!(kind, MethodKind::Sms | MethodKind::Voice) {
+            return Err(DirectoryError::InvalidPhone);
+        }
+        let number = normalise_phone(number)?;
+        self.add_method(
+            tenant,
+            user,
+            kind,
+            false,
+            Material::Phone {
+                number: number.into(),
+            },
+        )
+    }
+
+    /// Adds an email address for password-reset codes, pending until a sent code is proved.
+    pub fn add_email(
+        &self,
+        tenant: &str,
+        user: &str,
+        address: &str,
+    ) -> Result<MethodId, DirectoryError> {
+        check_email(address)?;
+        self.add_method(
+            tenant,
+            user,
+            MethodKind::Email,
+            false,
+            Material::Email {
+                address: address.into(),
+            },
+        )
+    }
+
+    /// Records a security key registered (and attested) by the frontend's WebAuthn stack.
+    pub fn add_security_key(&self, tenant: &str, user: &str) -> Result<MethodId, DirectoryError> {
+        self.add_method(
+            tenant,
+            user,
+            MethodKind::SecurityKey,
+            true,
+            Material::SecurityKey,
+        )
+    }
+
+    /// Sets the answers to the security questions (password reset only); stored as keyed
+    /// digests of the answers with case and spacing folded.
+    pub fn set_security_questions(
+        &self,
+        tenant: &str,
+        user: &str,
+        answers: &[&str],
+    ) -> Result<MethodId, DirectoryError> {
+        if answers.is_empty()
+            || answers.len() > 5
+            || answers.iter().any(|a| a.trim().is_empty() || a.len() > 256)
+        {
+            return Err(DirectoryError::InvalidAnswers);
+        }
+        let id = self.subject_of(tenant, user)?;
+        let Subject::Known(uid) = id else {
+            return Err(DirectoryError::UnknownUser);
+        };
+        let digests = answers
+            .iter()
+            .map(|a| self.answer_digest(uid.0, a))
+            .collect();
+        {
+            let mut u = self.directory.get_mut(tenant, user)?;
+            u.methods
+                .retain(|m| m.kind != MethodKind::SecurityQuestions);
+        }
+        self.add_method(
+            tenant,
+            user,
+            MethodKind::SecurityQuestions,
+            true,
+            Material::Questions { answers: digests },
+        )
+    }
+
+    fn subject_of(&self, tenant: &str, user: &str) -> Result<Subject, DirectoryError> {
+        Ok(Subject::Known(
+            self.directory
+                .get(tenant, user)
+                .ok_or(DirectoryError::UnknownUser)?
+                .id,
+        ))
+    }
+
+    /// Proves a pending authenticator app or hardware token with its first code, making it
+    /// active. The code's step or counter is spent: it cannot be used again to sign in.
+    pub fn confirm_otp(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<(), DirectoryError> {
+        let code = Code::parse(code).map_err(|_| DirectoryError::WrongCode)?;
+        let settings = self.policy().settings;
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let subject = Subject::Known(u.id);
+        let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+        if m.active {
+            return Err(DirectoryError::AlreadyActive);
+        }
+        let state = self.store.otp_state(subject, method);
+        let next = match &m.material {
+            Material::Totp { key, params } => {
+                let w = otp::TotpWindow {
+                    steps: settings.totp_window,
+                    drift: 0,
+                    max_drift: 0,
+                    watermark: state.watermark(),
+                };
+                otp::verify_totp(key, params, code, now, w).map(|hit| hit.step)
+            }
+            Material::Hotp { key, digits } => {
+                otp::verify_hotp(key, *digits, code, state.next, settings.hotp_look_ahead)
+            }
+            _ => return Err(DirectoryError::UnknownMethod),
+        };
+        let value = next.ok_or(DirectoryError::WrongCode)?;
+        self.store
+            .raise_otp(subject, method, value.saturating_add(1));
+        if let Some(m) = u.method_mut(method) {
+            m.active = true;
+        }
+        u.fix_default();
+        Ok(())
+    }
+
+    /// Sends a code to a pending phone or email method, to prove it.
+    pub fn start_confirmation(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+        now: Timestamp,
+    ) -> Result<Result<(ChallengeId, Delivery), crate::time::Duration>, DirectoryError> {
+        let policy = self.tenant_policy(tenant)?;
+        let t = policy.tenant(tenant).ok_or(DirectoryError::UnknownTenant)?;
+        let (subject, kind, destination) = {
+            let u = self
+                .directory
+                .get(tenant, user)
+                .ok_or(DirectoryError::UnknownUser)?;
+            let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+            if m.active {
+                return Err(DirectoryError::AlreadyActive);
+            }
+            let dest = match &m.material {
+                Material::Phone { number } => number.to_string(),
+                Material::Email { address } => address.to_string(),
+                _ => return Err(DirectoryError::UnknownMethod),
+            };
+            (Subject::Known(u.id), m.kind, dest)
+        };
+        let purpose = if kind == MethodKind::Email {
+            Purpose::PasswordReset
+        } else {
+            Purpose::SignIn
+        };
+        Ok(self
+            .issue(t, subject, kind, method, purpose, destination, now)
+            .map_err(|(_, wait)| wait))
+    }
+
+    /// Proves a pending phone or email method with the code sent by
+    /// [`start_confirmation`](Self::start_confirmation).
+    pub fn confirm_sent(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+        challenge: ChallengeId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<(), DirectoryError> {
+        let code = Code::parse(code).map_err(|_| DirectoryError::WrongCode)?;
+        let subject = self.subject_of(tenant, user)?;
+        let digest = code_digest(&self.pepper, &challenge, code);
+        match self
+            .store
+            .redeem_challenge(challenge, subject, &digest, now)
+        {
+            Redeem::Redeemed { method: m, .. } if m == method => {
+                let mut u = self.directory.get_mut(tenant, user)?;
+                u.method_mut(method)
+                    .ok_or(DirectoryError::UnknownMethod)?
+                    .active = true;
+                u.fix_default();
+                Ok(())
+            }
+            _ => Err(DirectoryError::WrongCode),
+        }
+    }
+
+    /// Removes one method and its sign-in state.
+    pub fn remove_method(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+    ) -> Result<(), DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let before = u.methods.len();
+        u.methods.retain(|m| m.id != method);
+        if u.methods.len() == before {
+            return Err(DirectoryError::UnknownMethod);
+        }
+        u.fix_default();
+        self.store.forget(Subject::Known(u.id), Some(method));
+        Ok(())
+    }
+
+    /// A lost or stolen phone: removes every method and forgets every remembered device,
+    /// so the next sign-in answers register. App passwords are kept (revoke them apart).
+    pub fn remove_all_methods(&self, tenant: &str, user: &str) -> Result<usize, DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let removed: Vec<MethodId> = u.methods.drain(..).map(|m| m.id).collect();
+        u.default_method = None;
+        if let Some(e) = u.extras.as_deref_mut() {
+            e.devices.clear();
+        }
+        let subject = Subject::Known(u.id);
+        for m in &removed {
+            self.store.forget(subject, Some(*m));
+        }
+        Ok(removed.len())
+    }
+
+    /// Makes an active method the default.
+    pub fn set_default_method(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+    ) -> Result<(), DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+        if !m.active {
+            return Err(DirectoryError::NotActive);
+        }
+        u.default_method = Some(method);
+        Ok(())
+    }
+
+    /// Clears a user's lockout (every domain) and phone block.
+    pub fn unlock(&self, tenant: &str, user: &str) -> Result<(), DirectoryError> {
+        let subject = self.subject_of(tenant, user)?;
+        self.store.unlock(subject);
+        Ok(())
+    }
+
+    /// Forgets the learned clock drift of an authenticator app.
+    pub fn reset_drift(
+        &self,
+        tenant: &str,
+        user: &str,
+        method: MethodId,
+    ) -> Result<(), DirectoryError> {
+        let subject = {
+            let u = self
+                .directory
+                .get(tenant, user)
+                .ok_or(DirectoryError::UnknownUser)?;
+            u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+            Subject::Known(u.id)
+        };
+        self.store.reset_drift(subject, method);
+        Ok(())
+    }
+
+    /// Creates an app password for legacy clients: 16 random lowercase letters, shown once,
+    /// stored only as a keyed digest, valid only for the `legacy_protocol` purpose.
+    pub fn create_app_password(
+        &self,
+        tenant: &str,
+        user: &str,
+        label: &str,
+        now: Timestamp,
+    ) -> Result<(u32, SecretString), DirectoryError> {
+        check_label(label)?;
+        if !self.with_tenant(tenant, |t| t.app_passwords)? {
+            return Err(DirectoryError::AppPasswordsDisabled);
+        }
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let uid = u.id.0;
+        if u.extras
+            .as_deref()
+            .is_some_and(|e| e.app_passwords.len() >= directory::MAX_APP_PASSWORDS)
+        {
+            return Err(DirectoryError::TooManyAppPasswords);
+        }
+        let secret: String = (0..16)
+            .map(|_| char::from(b'a' + (self.entropy.below(26) as u8)))
+            .collect();
+        let digest = self.app_password_digest(uid, &secret);
+        let e = u.extras_mut();
+        e.next_id = e.next_id.wrapping_add(1);
+        let id = e.next_id;
+        e.app_passwords.push(AppPassword {
+            id,
+            label: label.into(),
+            digest,
+            created: now,
+        });
+        Ok((id, SecretString::new(secret)))
+    }
+
+    /// Revokes an app password.
+    pub fn revoke_app_password(
+        &self,
+        tenant: &str,
+        user: &str,
+        id: u32,
+    ) -> Result<(), DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let e = u.extras.as_deref_mut().ok_or(DirectoryError::UnknownItem)?;
+        let before = e.app_passwords.len();
+        e.app_passwords.retain(|a| a.id != id);
+        if e.app_passwords.len() == before {
+            return Err(DirectoryError::UnknownItem);
+        }
+        Ok(())
+    }
+
+    /// Forgets one remembered device, or all of them when `id` is `None`.
+    pub fn revoke_devices(
+        &self,
+        tenant: &str,
+        user: &str,
+        id: Option<u32>,
+    ) -> Result<(), DirectoryError> {
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let Some(e) = u.extras.as_deref_mut() else {
+            return if id.is_none() {
+                Ok(())
+            } else {
+                Err(DirectoryError::UnknownItem)
+            };
+        };
+        match id {
+            None => e.devices.clear(),
+            Some(id) => {
+                let before = e.devices.len();
+                e.devices.retain(|d| d.id != id);
+                if e.devices.len() == before {
+                    return Err(DirectoryError::UnknownItem);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_is_percent_encoded() {
+        let spec = TotpSpec::default();
+        let uri = otpauth_uri(
+            "Kommune X",
+            "kari@kommune.no",
+            b"12345678901234567890",
+            spec,
+        );
+        assert_eq!(
+            uri.expose(),
+            "otpauth://totp/Kommune%20X:kari%40kommune.no?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Kommune%20X&algorithm=SHA1&digits=6&period=30"
+        );
+    }
+}

@@ -1,0 +1,769 @@
+//! One sign-in attempt in, one decision out.
+//!
+//! [`Engine::decide`] reads the policy snapshot, places the address, finds the user and the
+//! first matching rule, checks the proof with pure code, and then commits what it found
+//! through the state store in one atomic operation per key. Every decision names the rule
+//! and location that made it and a machine-readable reason.
+//!
+//! An unknown user is decided as a *phantom*: a user in no group with one authenticator
+//! app whose code never matches. The phantom's wrong code costs the same HMACs and the same
+//! store operation as a real user's, and its failures are counted (in a bounded table) so
+//! that it locks like a real user.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::directory::{Material, Method, MethodKind, User};
+use crate::engine::{Engine, code_digest};
+use crate::id::{ChallengeId, MethodId, Subject};
+use crate::lockout::{Domain, Factor, Failure};
+use crate::name::Name;
+use crate::otp::{self, Code, TotpWindow};
+use crate::policy::{Purpose, Requirement, Rule, Settings, TenantPolicy, elsewhere};
+use crate::secret::SecretString;
+use crate::state::{Answer, Effect, Redeem, StateStore};
+use crate::time::{Duration, Timestamp};
+
+/// What the frontend's own password check (the first factor) found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstFactor {
+    /// The password was right.
+    Ok,
+    /// The password was wrong.
+    Failed,
+    /// No password was given (passwordless sign-in, password reset, app password).
+    None,
+}
+
+/// A proof of the second factor (or, for legacy protocols, an app password).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Proof<'a> {
+    /// A code from an authenticator app.
+    Totp(&'a str),
+    /// A code from a hardware token, optionally with the token's next code to resynchronise.
+    Hotp {
+        /// The code.
+        code: &'a str,
+        /// The following code, when resynchronising a token that ran ahead.
+        next: Option<&'a str>,
+    },
+    /// A code sent by SMS, voice or email, with the challenge it answers.
+    Sent {
+        /// The challenge id as issued (32 hex digits).
+        challenge: &'a str,
+        /// The code.
+        code: &'a str,
+    },
+    /// An app password (legacy protocols only).
+    AppPassword(&'a str),
+    /// Answers to the security questions, in order (password reset only).
+    SecurityAnswers(&'a [&'a str]),
+}
+
+impl fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Totp(_) => "Totp([redacted])",
+            Self::Hotp { .. } => "Hotp([redacted])",
+            Self::Sent { .. } => "Sent([redacted])",
+            Self::AppPassword(_) => "AppPassword([redacted])",
+            Self::SecurityAnswers(_) => "SecurityAnswers([redacted])",
+        })
+    }
+}
+
+/// One sign-in attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The organisation.
+    pub tenant: &'a str,
+    /// The user name.
+    pub user: &'a str,
+    /// The client's address, as the frontend saw it.
+    pub ip: IpAddr,
+    /// Why the user signs in.
+    pub purpose: Purpose,
+    /// What the frontend's password check found.
+    pub first_factor: FirstFactor,
+    /// A proof, if the user gave one.
+    pub proof: Option<Proof<'a>>,
+    /// A remembered-device token, if the client holds one.
+    pub device_token: Option<&'a str>,
+    /// Whether to remember this device after a successful second factor.
+    pub remember_device: bool,
+}
+
+/// The answer's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Let the user in.
+    Allow,
+    /// Refuse.
+    Deny,
+    /// A second factor is required: offer `methods`.
+    Challenge,
+    /// Too many failures: try again after `retry_after`.
+    Locked,
+    /// The user must register security info first.
+    Register,
+    /// Phone codes are rate-limited: use the app or a code instead.
+    Throttled,
+}
+
+impl Outcome {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Challenge => "challenge",
+            Self::Locked => "locked",
+            Self::Register => "register",
+            Self::Throttled => "throttled",
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
+        /// Why a decision was made: a machine-readable code.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The stable snake_case code.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $code,)*
+                }
+            }
+
+            /// The reason with that code.
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code {
+                    $($code => Some(Reason::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The rule allows a single factor here and the password was right.
+    SingleFactorAllowed = "single_factor_allowed",
+    /// A second factor was proved.
+    SecondFactorVerified = "second_factor_verified",
+    /// A remembered device stood in for the second factor.
+    TrustedDevice = "trusted_device",
+    /// An app password was right (legacy protocol).
+    AppPasswordVerified = "app_password_verified",
+    /// A proof for password reset was right.
+    ResetVerified = "reset_verified",
+    /// The matching rule blocks this attempt.
+    PolicyBlock = "policy_block",
+    /// The frontend's password check failed.
+    FirstFactorFailed = "first_factor_failed",
+    /// No password was checked, and this purpose needs one.
+    FirstFactorRequired = "first_factor_required",
+    /// The account is passwordless; a password was used.
+    PasswordNotAllowed = "password_not_allowed",
+    /// The code was wrong.
+    InvalidCode = "invalid_code",
+    /// The code was right but already used.
+    ReplayedCode = "replayed_code",
+    /// The app password was wrong.
+    InvalidAppPassword = "invalid_app_password",
+    /// The security answers were wrong.
+    InvalidAnswers = "invalid_answers",
+    /// The proof is not well-formed (a code with letters, say).
+    MalformedProof = "malformed_proof",
+    /// The proof's method may not be used for this purpose.
+    MethodNotAllowed = "method_not_allowed",
+    /// The challenge does not exist, expired, or was spent.
+    ChallengeInvalid = "challenge_invalid",
+    /// A legacy client needs an app password here.
+    AppPasswordRequired = "app_password_required",
+    /// The user has no method for this purpose and cannot register one here.
+    NoEligibleMethod = "no_eligible_method",
+    /// No tenant of that name.
+    UnknownTenant = "unknown_tenant",
+    /// Something went wrong inside; the attempt is refused.
+    InternalError = "internal_error",
+    /// A second factor is required.
+    SecondFactorRequired = "second_factor_required",
+    /// A code was sent.
+    CodeSent = "code_sent",
+    /// Too many failures for this user.
+    TooManyFailures = "too_many_failures",
+    /// Too many failures from this address.
+    SourceLimited = "source_limited",
+    /// The user has no methods yet.
+    NoMethods = "no_methods",
+    /// The organisation requires more registered methods.
+    MoreMethodsRequired = "more_methods_required",
+    /// Phone or email codes were sent too often.
+    SendRateLimited = "send_rate_limited",
+    /// Too many failed phone codes; phone methods are paused.
+    PhoneBlocked = "phone_blocked",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A method as offered in a challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// Its id, to ask for a code to be sent.
+    pub id: MethodId,
+    /// Its kind.
+    pub kind: MethodKind,
+    /// A hint a person recognises it by ("•••• 78").
+    pub hint: Option<String>,
+}
+
+/// A remembered-device token, issued after a successful second factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceToken {
+    /// The token to hand to the client (shown once).
+    pub token: SecretString,
+    /// When it stops standing in for the second factor.
+    pub expires: Timestamp,
+}
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub outcome: Outcome,
+    /// Why.
+    pub reason: Reason,
+    /// The rule that decided.
+    pub rule: Name,
+    /// The named location of the address (`elsewhere` for none).
+    pub location: Name,
+    /// For challenge: the methods to offer, the default first.
+    pub methods: Vec<MethodInfo>,
+    /// For locked and throttled: how long to wait.
+    pub retry_after: Option<Duration>,
+    /// The kind of method that proved the user, when one did.
+    pub method: Option<MethodKind>,
+    /// A new remembered-device token, when one was asked for and granted.
+    pub device_token: Option<DeviceToken>,
+}
+
+impl Decision {
+    pub(crate) fn new(outcome: Outcome, reason: Reason, rule: Name, location: Name) -> Self {
+        Self {
+            outcome,
+            reason,
+            rule,
+            location,
+            methods: Vec::new(),
+            retry_after: None,
+            method: None,
+            device_token: None,
+        }
+    }
+}
+
+/// The rule name reported when no tenant policy applies.
+pub(crate) fn no_rule() -> Name {
+    Name::builtin("none")
+}
+
+/// The pieces one decision works with.
+pub(crate) struct Attempt<'e, S: StateStore> {
+    pub(crate) engine: &'e Engine<S>,
+    pub(crate) settings: &'e Settings,
+    pub(crate) tenant: &'e TenantPolicy,
+    pub(crate) rule: &'e Rule,
+    pub(crate) location: Name,
+    pub(crate) familiar: bool,
+    pub(crate) subject: Subject,
+    /// `None` for an unknown user (decided as the phantom).
+    pub(crate) user: Option<&'e User>,
+    pub(crate) now: Timestamp,
+    /// Set when a failure was counted against the user (and so against the source).
+    pub(crate) counted_failure: bool,
+}
+
+impl<S: StateStore> Attempt<'_, S> {
+    pub(crate) fn decision(&self, outcome: Outcome, reason: Reason) -> Decision {
+        Decision::new(outcome, reason, self.rule.name, self.location)
+    }
+
+    fn domain(&self, factor: Factor) -> Domain {
+        Domain {
+            factor,
+            familiar: self.familiar,
+        }
+    }
+
+    fn locked(&self, until: Timestamp) -> Decision {
+        let mut d = self.decision(Outcome::Locked, Reason::TooManyFailures);
+        d.retry_after = Some(until.since(self.now).max(Duration::from_secs(1)));
+        d
+    }
+
+    fn commit(&mut self, factor: Factor, effect: Effect) -> Answer {
+        self.engine.store.sign_in(
+            self.subject,
+            self.domain(factor),
+            effect,
+            self.now,
+            &self.settings.lockout,
+        )
+    }
+
+    /// Whether the subject is locked for `factor` right now.
+    pub(crate) fn check(&mut self, factor: Factor) -> Option<Decision> {
+        match self.commit(factor, Effect::Check) {
+            Answer::Locked { until } => Some(self.locked(until)),
+            _ => None,
+        }
+    }
+
+    /// Counts a failure and answers `reason`, or locked.
+    fn fail(&mut self, factor: Factor, fingerprint: u32, reason: Reason) -> Decision {
+        let answer = self.commit(factor, Effect::Fail { fingerprint });
+        self.after_failure(answer, reason)
+    }
+
+    fn after_failure(&mut self, answer: Answer, reason: Reason) -> Decision {
+        match answer {
+            Answer::Locked { until } | Answer::Failed(Failure::AlreadyLocked { until }) => {
+                self.locked(until)
+            }
+            Answer::Replayed(f) | Answer::Failed(f) => {
+                self.counted_failure = !matches!(f, Failure::Repeated);
+                match f {
+                    Failure::LockedNow { until } => self.locked(until),
+                    _ => self.decision(Outcome::Deny, reason),
+                }
+            }
+            // A failure never answers these; decide deny rather than trust it.
+            Answer::Open | Answer::Accepted => self.decision(Outcome::Deny, Reason::InternalError),
+        }
+    }
+
+    /// Records a success and answers `reason`, or locked.
+    fn succeed(&mut self, factor: Factor, reason: Reason, method: Option<MethodKind>) -> Decision {
+        match self.commit(factor, Effect::Succeed) {
+            Answer::Accepted => {
+                let mut d = self.decision(Outcome::Allow, reason);
+                d.method = method;
+                d
+            }
+            Answer::Locked { until } => self.locked(until),
+            _ => self.decision(Outcome::Deny, Reason::InternalError),
+        }
+    }
+
+    fn fingerprint(&self, what: &[u8], value: &[u8]) -> u32 {
+        self.engine.pepper.fingerprint(what, value).max(1)
+    }
+
+    pub(crate) fn run(&mut self, req: &Request<'_>) -> Decision {
+        if self.rule.require == Requirement::Block {
+            return self.decision(Outcome::Deny, Reason::PolicyBlock);
+        }
+        match req.purpose {
+            Purpose::SignIn => self.sign_in(req),
+            Purpose::PasswordReset => self.password_reset(req),
+            Purpose::LegacyProtocol => self.legacy(req),
+        }
+    }
+
+    /// What the rule requires of this user: a user's own opt-out of two-step verification
+    /// counts only where the tenant does not require it; passwordless users always prove a
+    /// method, since they have no password.
+    fn requirement(&self) -> Requirement {
+        let user = self.user;
+        match self.rule.require {
+            Requirement::SecondFactor
+                if !self.tenant.require_mfa
+                    && user.is_some_and(|u| u.mfa_opt_out && !u.passwordless) =>
+            {
+                Requirement::SingleFactor
+            }
+            Requirement::SingleFactor if user.is_some_and(|u| u.passwordless) => {
+                Requirement::SecondFactor
+            }
+            r => r,
+        }
+    }
+
+    fn registration_missing(&self) -> Option<Reason> {
+        let user = self.user?;
+        let active = user.active_methods();
+        let required = usize::from(self.tenant.required_methods);
+        if active == 0 && (required > 0 || self.requirement() == Requirement::SecondFactor) {
+            Some(Reason::NoMethods)
+        } else if active < required {
+            Some(Reason::MoreMethodsRequired)
+        } else {
+            None
+        }
+    }
+
+    fn sign_in(&mut self, req: &Request<'_>) -> Decision {
+        let passwordless = self.user.is_some_and(|u| u.passwordless);
+        match (passwordless, req.first_factor) {
+            (true, FirstFactor::Ok | FirstFactor::Failed) => {
+                return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
+            }
+            (false, FirstFactor::Failed) => {
+                return self.fail(Factor::First, 0, Reason::FirstFactorFailed);
+            }
+            (false, FirstFactor::None) => {
+                return self.decision(Outcome::Deny, Reason::FirstFactorRequired);
+            }
+            _ => {}
+        }
+        if let Some(reason) = self.registration_missing() {
+            if let Some(locked) = self.check(Factor::Second) {
+                return locked;
+            }
+            return self.decision(Outcome::Register, reason);
+        }
+        match self.requirement() {
+            Requirement::SingleFactor => {
+                self.succeed(Factor::First, Reason::SingleFactorAllowed, None)
+            }
+            Requirement::SecondFactor => self.second_factor(req, Purpose::SignIn),
+            Requirement::Block => self.decision(Outcome::Deny, Reason::PolicyBlock),
+        }
+    }
+
+    fn password_reset(&mut self, req: &Request<'_>) -> Decision {
+        if self.user.is_some_and(|u| u.passwordless) {
+            return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
+        }
+        if self
+            .user
+            .is_some_and(|u| u.eligible(Purpose::PasswordReset).next().is_none())
+        {
+            if let Some(locked) = self.check(Factor::Second) {
+                return locked;
+            }
+            return self.decision(Outcome::Deny, Reason::NoEligibleMethod);
+        }
+        self.second_factor(req, Purpose::PasswordReset)
+    }
+
+    fn legacy(&mut self, req: &Request<'_>) -> Decision {
+        match req.proof {
+            Some(Proof::AppPassword(secret)) => self.app_password(secret),
+            Some(_) => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
+            None => {
+                let passwordless = self.user.is_some_and(|u| u.passwordless);
+                match req.first_factor {
+                    _ if passwordless => self.decision(Outcome::Deny, Reason::PasswordNotAllowed),
+                    FirstFactor::Failed => self.fail(Factor::First, 0, Reason::FirstFactorFailed),
+                    FirstFactor::None => self.decision(Outcome::Deny, Reason::FirstFactorRequired),
+                    FirstFactor::Ok => match self.requirement() {
+                        Requirement::SingleFactor => {
+                            self.succeed(Factor::First, Reason::SingleFactorAllowed, None)
+                        }
+                        _ => self.decision(Outcome::Deny, Reason::AppPasswordRequired),
+                    },
+                }
+            }
+        }
+    }
+
+    fn app_password(&mut self, secret: &str) -> Decision {
+        if !self.tenant.app_passwords {
+            return self.decision(Outcome::Deny, Reason::MethodNotAllowed);
+        }
+        let normalised: String = secret
+            .chars()
+            .filter(|c| *c != ' ')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let id = self.user.map_or(0, |u| u.id.0);
+        let digest = self.engine.app_password_digest(id, &normalised);
+        let mut matched = false;
+        if let Some(extras) = self.user.and_then(|u| u.extras.as_deref()) {
+            for a in &extras.app_passwords {
+                // Compare with every one, without stopping early.
+                matched |= a.digest.ct_eq(&digest);
+            }
+        }
+        if matched {
+            self.succeed(Factor::First, Reason::AppPasswordVerified, None)
+        } else {
+            let fp = self.fingerprint(b"app-password", normalised.as_bytes());
+            self.fail(Factor::First, fp, Reason::InvalidAppPassword)
+        }
+    }
+
+    fn allowed(&self, purpose: Purpose) -> Reason {
+        match purpose {
+            Purpose::PasswordReset => Reason::ResetVerified,
+            _ => Reason::SecondFactorVerified,
+        }
+    }
+
+    fn second_factor(&mut self, req: &Request<'_>, purpose: Purpose) -> Decision {
+        if purpose == Purpose::SignIn && self.device_trusted(req) {
+            return self.succeed(Factor::Second, Reason::TrustedDevice, None);
+        }
+        let Some(proof) = req.proof else {
+            if let Some(locked) = self.check(Factor::Second) {
+                return locked;
+            }
+            let mut d = self.decision(Outcome::Challenge, Reason::SecondFactorRequired);
+            d.methods = match self.user {
+                Some(u) => u
+                    .eligible(purpose)
+                    .map(|m| MethodInfo {
+                        id: m.id,
+                        kind: m.kind,
+                        hint: m.hint(),
+                    })
+                    .collect(),
+                None => vec![self.engine.phantom_method()],
+            };
+            return d;
+        };
+        match proof {
+            Proof::Totp(code) => self.otp(code, None, purpose, MethodKind::AuthenticatorApp),
+            Proof::Hotp { code, next } => self.otp(code, next, purpose, MethodKind::HardwareToken),
+            Proof::Sent { challenge, code } => self.sent_code(challenge, code, purpose),
+            Proof::SecurityAnswers(answers) if purpose == Purpose::PasswordReset => {
+                self.answers(answers)
+            }
+            Proof::SecurityAnswers(_) | Proof::AppPassword(_) => {
+                self.decision(Outcome::Deny, Reason::MethodNotAllowed)
+            }
+        }
+    }
+
+    fn device_trusted(&self, req: &Request<'_>) -> bool {
+        let (Some(token), Some(user)) = (req.device_token, self.user) else {
+            return false;
+        };
+        if !self.rule.trusted_devices || self.tenant.trusted_device_ttl == Duration::ZERO {
+            return false;
+        }
+        self.engine.device_valid(user, token, self.now)
+    }
+
+    fn malformed(&mut self) -> Decision {
+        self.check(Factor::Second)
+            .unwrap_or_else(|| self.decision(Outcome::Deny, Reason::MalformedProof))
+    }
+
+    fn otp(
+        &mut self,
+        code: &str,
+        next: Option<&str>,
+        purpose: Purpose,
+        kind: MethodKind,
+    ) -> Decision {
+        let Ok(parsed) = Code::parse(code) else {
+            return self.malformed();
+        };
+        let next = match next.map(Code::parse) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => return self.malformed(),
+        };
+        let fp = self.fingerprint(
+            b"otp",
+            &[&[parsed.digits()][..], &parsed.value().to_le_bytes()].concat(),
+        );
+        let found = match self.user {
+            Some(user) => self.find_otp(user, parsed, next, purpose, kind),
+            None => {
+                // The phantom: the same reads and HMACs as a user with one credential.
+                let state = self.engine.store.otp_state(self.subject, MethodId(0));
+                let _ = otp::verify_totp(
+                    &self.engine.phantom,
+                    &Default::default(),
+                    parsed,
+                    self.now,
+                    self.window(state.watermark(), state.drift),
+                );
+                None
+            }
+        };
+        match found {
+            Some((method, value, offset)) => {
+                let effect = Effect::Otp {
+                    method: method.id,
+                    value,
+                    offset,
+                    fingerprint: fp,
+                };
+                match self.commit(Factor::Second, effect) {
+                    Answer::Accepted => {
+                        let mut d = self.decision(Outcome::Allow, self.allowed(purpose));
+                        d.method = Some(method.kind);
+                        d
+                    }
+                    a @ Answer::Replayed(_) => self.after_failure(a, Reason::ReplayedCode),
+                    Answer::Locked { until } => self.locked(until),
+                    _ => self.decision(Outcome::Deny, Reason::InternalError),
+                }
+            }
+            None => self.fail(Factor::Second, fp, Reason::InvalidCode),
+        }
+    }
+
+    fn window(&self, watermark: Option<u64>, drift: i8) -> TotpWindow {
+        TotpWindow {
+            steps: self.settings.totp_window,
+            drift: i32::from(drift),
+            max_drift: self.settings.totp_max_drift,
+            watermark,
+        }
+    }
+
+    /// Tries the user's active methods of `kind` serving `purpose`, default first.
+    fn find_otp<'u>(
+        &self,
+        user: &'u User,
+        code: Code,
+        next: Option<Code>,
+        purpose: Purpose,
+        kind: MethodKind,
+    ) -> Option<(&'u Method, u64, i8)> {
+        for m in user.eligible(purpose).filter(|m| m.kind == kind) {
+            let state = self.engine.store.otp_state(self.subject, m.id);
+            match &m.material {
+                Material::Totp { key, params } => {
+                    let w = self.window(state.watermark(), state.drift);
+                    if let Some(hit) = otp::verify_totp(key, params, code, self.now, w) {
+                        let offset = i8::try_from(hit.offset).unwrap_or(0);
+                        return Some((m, hit.step, offset));
+                    }
+                }
+                Material::Hotp { key, digits } => {
+                    let s = self.settings;
+                    if let Some(c) =
+                        otp::verify_hotp(key, *digits, code, state.next, s.hotp_look_ahead)
+                    {
+                        return Some((m, c, 0));
+                    }
+                    if let Some(second) = next {
+                        let from = state.next.saturating_add(u64::from(s.hotp_look_ahead));
+                        if let Some(c) =
+                            otp::resync_hotp(key, *digits, code, second, from, s.hotp_resync_limit)
+                        {
+                            return Some((m, c, 0));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn sent_code(&mut self, challenge: &str, code: &str, purpose: Purpose) -> Decision {
+        let (Some(id), Ok(parsed)) = (ChallengeId::from_hex(challenge), Code::parse(code)) else {
+            return self.malformed();
+        };
+        if let Some(locked) = self.check(Factor::Second) {
+            return locked;
+        }
+        if let Some(until) = self.engine.store.phone_blocked(self.subject, self.now) {
+            return self.throttled(Reason::PhoneBlocked, until.since(self.now));
+        }
+        let digest = code_digest(&self.engine.pepper, &id, parsed);
+        let fp = self.fingerprint(b"sent", &digest.to_bytes());
+        match self
+            .engine
+            .store
+            .redeem_challenge(id, self.subject, &digest, self.now)
+        {
+            Redeem::Redeemed {
+                method,
+                purpose: issued_for,
+            } => {
+                let method = self
+                    .user
+                    .and_then(|u| u.method(method))
+                    .filter(|m| m.active && m.kind.serves(purpose));
+                match method {
+                    Some(m) if issued_for == purpose => {
+                        let kind = m.kind;
+                        self.succeed(Factor::Second, self.allowed(purpose), Some(kind))
+                    }
+                    _ => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
+                }
+            }
+            Redeem::Wrong { .. } => {
+                let blocked =
+                    self.engine
+                        .store
+                        .phone_failure(self.subject, self.now, &self.tenant.phone);
+                let d = self.fail(Factor::Second, fp, Reason::InvalidCode);
+                match blocked {
+                    Some(until) if d.outcome == Outcome::Deny => {
+                        self.throttled(Reason::PhoneBlocked, until.since(self.now))
+                    }
+                    _ => d,
+                }
+            }
+            Redeem::Gone => self.fail(Factor::Second, fp, Reason::ChallengeInvalid),
+        }
+    }
+
+    fn answers(&mut self, answers: &[&str]) -> Decision {
+        let id = self.user.map_or(0, |u| u.id.0);
+        let given: Vec<_> = answers
+            .iter()
+            .map(|a| self.engine.answer_digest(id, a))
+            .collect();
+        let method = self.user.and_then(|u| {
+            u.eligible(Purpose::PasswordReset)
+                .find(|m| m.kind == MethodKind::SecurityQuestions)
+        });
+        let right = match method.map(|m| &m.material) {
+            Some(Material::Questions { answers: stored }) => {
+                stored.len() == given.len()
+                    && stored
+                        .iter()
+                        .zip(&given)
+                        .fold(true, |ok, (s, g)| ok & s.ct_eq(g))
+            }
+            _ => false,
+        };
+        if right {
+            self.succeed(
+                Factor::Second,
+                Reason::ResetVerified,
+                Some(MethodKind::SecurityQuestions),
+            )
+        } else {
+            let all: Vec<u8> = given.iter().flat_map(|g| g.to_bytes()).collect();
+            let fp = self.fingerprint(b"answers", &all);
+            self.fail(Factor::Second, fp, Reason::InvalidAnswers)
+        }
+    }
+
+    pub(crate) fn throttled(&self, reason: Reason, wait: Duration) -> Decision {
+        let mut d = self.decision(Outcome::Throttled, reason);
+        d.retry_after = Some(wait.max(Duration::from_secs(1)));
+        d
+    }
+}
+
+/// The location name for decisions made without a tenant.
+pub(crate) fn nowhere() -> Name {
+    elsewhere()
+}

@@ -1,0 +1,563 @@
+//! The directory: users, their groups and their registered methods.
+//!
+//! Users are keyed by tenant and name. Names are matched exactly except for ASCII case
+//! (`Kari@Kommune.no` is `kari@kommune.no`); other Unicode is compared as given, so
+//! frontends should send the directory's canonical form. Per-user data is kept compact:
+//! the common case (a user with an authenticator app) needs one small allocation beyond
+//! the map entry, and app passwords and remembered devices live behind one optional box.
+
+use std::fmt;
+
+use dashmap::DashMap;
+use dashmap::mapref::one::{Ref, RefMut};
+
+use crate::id::{MethodId, UserId};
+use crate::name::{self, Name};
+use crate::otp::{Digits, OtpKey, TotpParams};
+use crate::policy::Purpose;
+use crate::secret::SecretDigest;
+use crate::time::Timestamp;
+
+/// At most this many authenticator apps and hardware tokens per user.
+pub const MAX_OTP_DEVICES: usize = 5;
+/// At most this many methods of any kind per user.
+pub const MAX_METHODS: usize = 16;
+/// At most this many app passwords per user.
+pub const MAX_APP_PASSWORDS: usize = 10;
+/// At most this many remembered devices per user; the oldest is forgotten first.
+pub const MAX_DEVICES: usize = 10;
+/// At most this many groups per user.
+pub const MAX_GROUPS: usize = 64;
+
+/// A kind of method a user can register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodKind {
+    /// A TOTP authenticator app.
+    AuthenticatorApp,
+    /// A HOTP hardware token.
+    HardwareToken,
+    /// Codes by text message.
+    Sms,
+    /// Codes by voice call.
+    Voice,
+    /// A FIDO2 security key (verified by the frontend's WebAuthn stack).
+    SecurityKey,
+    /// Codes by email: password reset only.
+    Email,
+    /// Security questions: password reset only.
+    SecurityQuestions,
+}
+
+impl MethodKind {
+    /// Whether the method may prove identity for `purpose`. Email and security questions
+    /// serve password reset only; legacy protocols use app passwords, not methods.
+    pub fn serves(self, purpose: Purpose) -> bool {
+        match purpose {
+            Purpose::SignIn => !matches!(self, Self::Email | Self::SecurityQuestions),
+            Purpose::PasswordReset => true,
+            Purpose::LegacyProtocol => false,
+        }
+    }
+
+    /// Whether the method counts toward the five authenticator apps and tokens.
+    pub fn is_otp_device(self) -> bool {
+        matches!(self, Self::AuthenticatorApp | Self::HardwareToken)
+    }
+
+    /// Whether codes for this method are sent (SMS, voice, email).
+    pub fn is_sent(self) -> bool {
+        matches!(self, Self::Sms | Self::Voice | Self::Email)
+    }
+
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthenticatorApp => "authenticator_app",
+            Self::HardwareToken => "hardware_token",
+            Self::Sms => "sms",
+            Self::Voice => "voice",
+            Self::SecurityKey => "security_key",
+            Self::Email => "email",
+            Self::SecurityQuestions => "security_questions",
+        }
+    }
+}
+
+/// What a method needs to verify a proof.
+pub(crate) enum Material {
+    Totp { key: OtpKey, params: TotpParams },
+    Hotp { key: OtpKey, digits: Digits },
+    Phone { number: Box<str> },
+    Email { address: Box<str> },
+    SecurityKey,
+    Questions { answers: Box<[SecretDigest]> },
+}
+
+/// A registered method.
+pub struct Method {
+    /// Its id.
+    pub id: MethodId,
+    /// Its kind.
+    pub kind: MethodKind,
+    /// Whether the user has proved it with a first code (only active methods are used).
+    pub active: bool,
+    pub(crate) material: Material,
+}
+
+impl fmt::Debug for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Method")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Method {
+    /// A short hint a person can recognise the method by ("•••• 34" for a phone), never
+    /// the whole number or address.
+    pub fn hint(&self) -> Option<String> {
+        match &self.material {
+            Material::Phone { number } => {
+                let tail: String = number
+                    .chars()
+                    .rev()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Some(format!("•••• {tail}"))
+            }
+            Material::Email { address } => {
+                let (local, domain) = address.split_once('@')?;
+                let first = local.chars().next()?;
+                Some(format!("{first}•••@{domain}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An app password as stored: its keyed digest, never the password.
+#[derive(Debug)]
+pub(crate) struct AppPassword {
+    pub(crate) id: u32,
+    pub(crate) label: Box<str>,
+    pub(crate) digest: SecretDigest,
+    pub(crate) created: Timestamp,
+}
+
+/// A remembered device as stored.
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub(crate) id: u32,
+    pub(crate) digest: SecretDigest,
+    pub(crate) expires: Timestamp,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    pub(crate) app_passwords: Vec<AppPassword>,
+    pub(crate) devices: Vec<Device>,
+    pub(crate) next_id: u32,
+}
+
+/// A user.
+#[derive(Debug)]
+pub struct User {
+    /// Engine-wide id.
+    pub id: UserId,
+    /// Group names, for policy rules.
+    pub groups: Box<[Name]>,
+    /// A passwordless account: password attempts are refused.
+    pub passwordless: bool,
+    /// The user turned two-step verification off (honoured only where the tenant allows).
+    pub mfa_opt_out: bool,
+    /// The method offered first.
+    pub default_method: Option<MethodId>,
+    pub(crate) methods: Vec<Method>,
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+impl User {
+    pub(crate) fn new(id: UserId, groups: Box<[Name]>, passwordless: bool) -> Self {
+        Self {
+            id,
+            groups,
+            passwordless,
+            mfa_opt_out: false,
+            default_method: None,
+            methods: Vec::new(),
+            extras: None,
+        }
+    }
+
+    /// All methods, pending and active.
+    pub fn methods(&self) -> &[Method] {
+        &self.methods
+    }
+
+    /// Active methods serving `purpose`, the default first.
+    pub fn eligible(&self, purpose: Purpose) -> impl Iterator<Item = &Method> {
+        let default = self.default_method;
+        let first = self
+            .methods
+            .iter()
+            .filter(move |m| Some(m.id) == default && m.active && m.kind.serves(purpose));
+        let rest = self
+            .methods
+            .iter()
+            .filter(move |m| Some(m.id) != default && m.active && m.kind.serves(purpose));
+        first.chain(rest)
+    }
+
+    /// How many methods are active.
+    pub fn active_methods(&self) -> usize {
+        self.methods.iter().filter(|m| m.active).count()
+    }
+
+    pub(crate) fn method(&self, id: MethodId) -> Option<&Method> {
+        self.methods.iter().find(|m| m.id == id)
+    }
+
+    pub(crate) fn method_mut(&mut self, id: MethodId) -> Option<&mut Method> {
+        self.methods.iter_mut().find(|m| m.id == id)
+    }
+
+    /// Makes sure the default method is an active one, if any is.
+    pub(crate) fn fix_default(&mut self) {
+        let ok = self
+            .default_method
+            .and_then(|d| self.method(d))
+            .is_some_and(|m| m.active);
+        if !ok {
+            self.default_method = self.methods.iter().find(|m| m.active).map(|m| m.id);
+        }
+    }
+
+    pub(crate) fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// App passwords: id, label, creation time.
+    pub fn app_passwords(&self) -> Vec<(u32, String, Timestamp)> {
+        self.extras
+            .as_deref()
+            .map(|e| {
+                e.app_passwords
+                    .iter()
+                    .map(|a| (a.id, a.label.to_string(), a.created))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembered devices: id and expiry.
+    pub fn devices(&self) -> Vec<(u32, Timestamp)> {
+        self.extras
+            .as_deref()
+            .map(|e| e.devices.iter().map(|d| (d.id, d.expires)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The longest key: two names of [`name::MAX_NAME_LEN`] bytes and a separator.
+const KEY_CAP: usize = 2 * name::MAX_NAME_LEN + 1;
+
+/// Builds the map key `tenant \x1f user` in `buf`, folding ASCII case of the user name.
+/// `None` if either part cannot be a name (such a user cannot exist).
+fn key<'b>(tenant: &str, user: &str, buf: &'b mut [u8; KEY_CAP]) -> Option<&'b str> {
+    if name::validate(tenant).is_err() || name::validate(user).is_err() {
+        return None;
+    }
+    let t = tenant.len();
+    let total = t + 1 + user.len();
+    let out = buf.get_mut(..total)?;
+    let (head, tail) = out.split_at_mut(t);
+    head.copy_from_slice(tenant.as_bytes());
+    let (sep, rest) = tail.split_first_mut()?;
+    *sep = 0x1f;
+    for (o, b) in rest.iter_mut().zip(user.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(buf.get(..total)?).ok()
+}
+
+/// Why a directory change was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// No tenant of that name in the current policy.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// No such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The user exists already.
+    #[error("user exists already")]
+    UserExists,
+    /// A name is unusable.
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] name::NameError),
+    /// Too many groups.
+    #[error("a user may be in at most {MAX_GROUPS} groups")]
+    TooManyGroups,
+    /// The sixth authenticator app or hardware token.
+    #[error("a user may register at most {MAX_OTP_DEVICES} authenticator apps or hardware tokens")]
+    TooManyOtpDevices,
+    /// Too many methods of all kinds.
+    #[error("a user may register at most {MAX_METHODS} methods")]
+    TooManyMethods,
+    /// No method with that id for this user.
+    #[error("unknown method")]
+    UnknownMethod,
+    /// The method is active already.
+    #[error("method is already active")]
+    AlreadyActive,
+    /// The method is not active yet.
+    #[error("method is not active yet")]
+    NotActive,
+    /// The proof for confirming a method was wrong.
+    #[error("the code does not prove this method")]
+    WrongCode,
+    /// A phone number is not in E.164 form.
+    #[error("phone number must be in E.164 form, such as +4712345678")]
+    InvalidPhone,
+    /// An email address is malformed.
+    #[error("email address is malformed")]
+    InvalidEmail,
+    /// An OTP secret or parameter is unusable.
+    #[error("invalid secret: {0}")]
+    InvalidSecret(String),
+    /// The tenant requires two-step verification, so users cannot turn it off.
+    #[error("the organisation requires two-step verification; it cannot be turned off")]
+    MfaRequired,
+    /// App passwords are turned off for the tenant.
+    #[error("app passwords are not allowed in this organisation")]
+    AppPasswordsDisabled,
+    /// Too many app passwords.
+    #[error("a user may have at most {MAX_APP_PASSWORDS} app passwords")]
+    TooManyAppPasswords,
+    /// No app password or device with that id.
+    #[error("no such app password or device")]
+    UnknownItem,
+    /// A label is unusable.
+    #[error("label must be 1-64 printable characters")]
+    InvalidLabel,
+    /// Security questions need 1-5 non-empty answers.
+    #[error("security questions need 1 to 5 non-empty answers")]
+    InvalidAnswers,
+}
+
+/// The user table.
+pub struct Directory {
+    users: DashMap<Box<str>, User, ahash::RandomState>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            users: DashMap::with_hasher(ahash::RandomState::new()),
+        }
+    }
+}
+
+impl Directory {
+    /// The user, if there is one, held under a read lock of its shard.
+    pub fn get(&self, tenant: &str, user: &str) -> Option<Ref<'_, Box<str>, User>> {
+        let mut buf = [0u8; KEY_CAP];
+        let k = key(tenant, user, &mut buf)?;
+        self.users.get(k)
+    }
+
+    /// The user for changing, held under a write lock of its shard.
+    pub(crate) fn get_mut(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<RefMut<'_, Box<str>, User>, DirectoryError> {
+        let mut buf = [0u8; KEY_CAP];
+        let k = key(tenant, user, &mut buf).ok_or(DirectoryError::UnknownUser)?;
+        self.users.get_mut(k).ok_or(DirectoryError::UnknownUser)
+    }
+
+    /// Adds a user; fails if one of that name exists.
+    pub(crate) fn insert(
+        &self,
+        tenant: &str,
+        user: &str,
+        make: impl FnOnce() -> User,
+    ) -> Result<UserId, DirectoryError> {
+        name::validate(user)?;
+        let mut buf = [0u8; KEY_CAP];
+        let k = key(tenant, user, &mut buf).ok_or(DirectoryError::UnknownTenant)?;
+        match self.users.entry(Box::from(k)) {
+            dashmap::Entry::Occupied(_) => Err(DirectoryError::UserExists),
+            dashmap::Entry::Vacant(v) => {
+                let u = make();
+                let id = u.id;
+                v.insert(u);
+                Ok(id)
+            }
+        }
+    }
+
+    /// Removes a user.
+    pub(crate) fn remove(&self, tenant: &str, user: &str) -> Option<User> {
+        let mut buf = [0u8; KEY_CAP];
+        let k = key(tenant, user, &mut buf)?;
+        self.users.remove(k).map(|(_, u)| u)
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Names of a tenant's users, sorted (for administrators; walks the whole table).
+    pub fn user_names(&self, tenant: &str) -> Vec<String> {
+        let prefix = format!("{tenant}\u{1f}");
+        let mut names: Vec<String> = self
+            .users
+            .iter()
+            .filter_map(|e| e.key().strip_prefix(prefix.as_str()).map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Releases unused capacity (after a bulk load).
+    pub fn shrink_to_fit(&self) {
+        self.users.shrink_to_fit();
+    }
+}
+
+/// Normalises a phone number to E.164 (`+` and 8-15 digits; spaces, dashes and dots
+/// between digits are dropped).
+pub fn normalise_phone(s: &str) -> Result<String, DirectoryError> {
+    let rest = s
+        .trim()
+        .strip_prefix('+')
+        .ok_or(DirectoryError::InvalidPhone)?;
+    let mut out = String::from("+");
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            ' ' | '-' | '.' => {}
+            _ => return Err(DirectoryError::InvalidPhone),
+        }
+    }
+    let digits = out.len() - 1;
+    if !(8..=15).contains(&digits) || out.as_bytes().get(1) == Some(&b'0') {
+        return Err(DirectoryError::InvalidPhone);
+    }
+    Ok(out)
+}
+
+/// Checks the shape of an email address (one `@`, non-empty parts, a dot in the domain, no
+/// spaces or control characters, at most 254 bytes).
+pub fn check_email(s: &str) -> Result<(), DirectoryError> {
+    let (local, domain) = s.split_once('@').ok_or(DirectoryError::InvalidEmail)?;
+    let ok = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(DirectoryError::InvalidEmail)
+    }
+}
+
+/// Checks a label for an app password or device: 1-64 characters, none of them control.
+pub fn check_label(s: &str) -> Result<(), DirectoryError> {
+    let n = s.chars().count();
+    if (1..=64).contains(&n) && !s.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(DirectoryError::InvalidLabel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_ascii_case_only_and_refuse_bad_names() {
+        let mut a = [0u8; KEY_CAP];
+        let mut b = [0u8; KEY_CAP];
+        assert_eq!(
+            key("t", "Kari@Kommune.NO", &mut a),
+            key("t", "kari@kommune.no", &mut b)
+        );
+        assert_ne!(
+            key("t", "Åse", &mut a).map(str::to_owned),
+            key("t", "åse", &mut b).map(str::to_owned)
+        );
+        assert_eq!(key("t", "", &mut a), None);
+        assert_eq!(key("t", "a\u{1f}b", &mut a), None);
+        assert_eq!(key("t", &"x".repeat(129), &mut a), None);
+        assert!(key(&"t".repeat(128), &"u".repeat(128), &mut a).is_some());
+    }
+
+    #[test]
+    fn phone_and_email_shapes() {
+        assert_eq!(normalise_phone("+47 123 45 678").unwrap(), "+4712345678");
+        assert_eq!(normalise_phone("+47-123.45.678").unwrap(), "+4712345678");
+        assert!(normalise_phone("12345678").is_err());
+        assert!(normalise_phone("+47 12a45678").is_err());
+        assert!(normalise_phone("+٤٧١٢٣٤٥٦٧٨").is_err());
+        assert!(normalise_phone("+0123456789").is_err());
+        assert!(normalise_phone("+1234567").is_err());
+        assert!(check_email("kari@kommune.no").is_ok());
+        assert!(check_email("kari@kommune").is_err());
+        assert!(check_email("kari kommune@x.no").is_err());
+        assert!(check_email("@x.no").is_err());
+        assert!(check_label("Outlook på PC").is_ok());
+        assert!(check_label("").is_err());
+        assert!(check_label("a\nb").is_err());
+    }
+
+    #[test]
+    fn eligible_lists_default_first_and_filters_purpose() {
+        let mut u = User::new(UserId(1), Box::new([]), false);
+        let phone = |id, kind, active| Method {
+            id: MethodId(id),
+            kind,
+            active,
+            material: Material::Phone {
+                number: "+4712345678".into(),
+            },
+        };
+        u.methods.push(phone(1, MethodKind::Sms, true));
+        u.methods.push(Method {
+            id: MethodId(2),
+            kind: MethodKind::Email,
+            active: true,
+            material: Material::Email {
+                address: "a@b.no".into(),
+            },
+        });
+        u.methods.push(phone(3, MethodKind::Voice, true));
+        u.methods.push(phone(4, MethodKind::Voice, false));
+        u.default_method = Some(MethodId(3));
+        let ids: Vec<u32> = u.eligible(Purpose::SignIn).map(|m| m.id.0).collect();
+        assert_eq!(ids, [3, 1]);
+        let ids: Vec<u32> = u.eligible(Purpose::PasswordReset).map(|m| m.id.0).collect();
+        assert_eq!(ids, [3, 1, 2]);
+        assert_eq!(u.eligible(Purpose::LegacyProtocol).count(), 0);
+        assert_eq!(u.methods[0].hint().as_deref(), Some("•••• 78"));
+        assert_eq!(u.methods[1].hint().as_deref(), Some("a•••@b.no"));
+    }
+}

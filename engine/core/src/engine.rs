@@ -1,0 +1,437 @@
+//! The engine: policy, directory and state store together, and the one decision call.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use data_encoding::BASE64URL_NOPAD;
+
+use crate::decide::{Attempt, Decision, MethodInfo, Outcome, Reason, Request, no_rule, nowhere};
+use crate::directory::{Device, Directory, Material, MethodKind, User};
+use crate::id::{ChallengeId, MethodId, Subject, UserId};
+use crate::lockout::Factor;
+use crate::net::source_key;
+use crate::otp::{Algorithm, Code, OtpKey};
+use crate::policy::{Policy, Purpose, Requirement};
+use crate::secret::{Entropy, Pepper, SecretDigest, SecretString};
+use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateStore};
+use crate::time::Timestamp;
+
+/// The decision engine. Cheap to share: wrap it in an `Arc` and call [`decide`](Self::decide)
+/// from any number of threads.
+pub struct Engine<S: StateStore = MemoryStore> {
+    policy: ArcSwap<Policy>,
+    pub(crate) directory: Directory,
+    pub(crate) store: S,
+    pub(crate) pepper: Pepper,
+    pub(crate) entropy: Box<dyn Entropy>,
+    /// The key the phantom (unknown user) is checked against.
+    pub(crate) phantom: OtpKey,
+    subjects: ahash::RandomState,
+    pub(crate) next_user: std::sync::atomic::AtomicU32,
+    pub(crate) next_method: std::sync::atomic::AtomicU32,
+}
+
+/// A code to deliver by SMS, voice call or email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// How to send it.
+    pub channel: MethodKind,
+    /// The phone number (E.164) or email address.
+    pub destination: String,
+    /// The code (shown once; the store keeps only its digest).
+    pub code: SecretString,
+    /// When it stops being valid.
+    pub expires: Timestamp,
+}
+
+/// The answer to a request to send a code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// `challenge`/`code_sent` when a code was sent (or, for an unknown user, would have
+    /// been); otherwise why not.
+    pub decision: Decision,
+    /// The challenge the code answers.
+    pub challenge: Option<ChallengeId>,
+    /// What the delivery system must send. `None` for an unknown user: frontends must
+    /// render that exactly as a sent code.
+    pub delivery: Option<Delivery>,
+}
+
+/// Which code to send.
+#[derive(Clone, Copy, Debug)]
+pub struct SendRequest<'a> {
+    /// The organisation.
+    pub tenant: &'a str,
+    /// The user name.
+    pub user: &'a str,
+    /// The client's address.
+    pub ip: IpAddr,
+    /// What the code will be used for.
+    pub purpose: Purpose,
+    /// The method; `None` picks the user's first eligible phone or email method.
+    pub method: Option<MethodId>,
+}
+
+impl<S: StateStore> Engine<S> {
+    /// An engine with `policy`, an empty directory and `store`. `pepper` keys every stored
+    /// digest; `entropy` supplies codes, tokens and the keyed hashes' seeds.
+    pub fn new(policy: Policy, store: S, pepper: Pepper, entropy: Box<dyn Entropy>) -> Self {
+        let mut seed = [0u8; 32];
+        entropy.fill(&mut seed);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(seed.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
+            u64::from_le_bytes(w)
+        };
+        let subjects = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
+        let mut phantom_key = [0u8; 20];
+        entropy.fill(&mut phantom_key);
+        Self {
+            policy: ArcSwap::from_pointee(policy),
+            directory: Directory::default(),
+            store,
+            pepper,
+            entropy,
+            phantom: OtpKey::new(Algorithm::Sha1, &phantom_key),
+            subjects,
+            next_user: 1.into(),
+            next_method: 1.into(),
+        }
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Replaces the policy atomically. Decisions already running finish on the old one.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The directory (read-only; change it through the administrator operations).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub(crate) fn unknown_subject(&self, tenant: &str, user: &str) -> Subject {
+        let folded: String = user.chars().map(|c| c.to_ascii_lowercase()).collect();
+        Subject::Unknown(self.subjects.hash_one((tenant, folded)))
+    }
+
+    pub(crate) fn phantom_method(&self) -> MethodInfo {
+        MethodInfo {
+            id: MethodId(0),
+            kind: MethodKind::AuthenticatorApp,
+            hint: None,
+        }
+    }
+
+    pub(crate) fn app_password_digest(&self, user: u32, normalised: &str) -> SecretDigest {
+        self.pepper.digest(
+            &[b"app-password".as_slice(), &user.to_le_bytes()].concat(),
+            normalised.as_bytes(),
+        )
+    }
+
+    pub(crate) fn answer_digest(&self, user: u32, answer: &str) -> SecretDigest {
+        let folded: String = answer
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        self.pepper.digest(
+            &[b"security-answer".as_slice(), &user.to_le_bytes()].concat(),
+            folded.as_bytes(),
+        )
+    }
+
+    fn device_digest(&self, user: UserId, device: u32, secret: &[u8]) -> SecretDigest {
+        let ctx = [
+            b"device".as_slice(),
+            &user.0.to_le_bytes(),
+            &device.to_le_bytes(),
+        ]
+        .concat();
+        self.pepper.digest(&ctx, secret)
+    }
+
+    /// Whether `token` is a live remembered device of `user`.
+    pub(crate) fn device_valid(&self, user: &User, token: &str, now: Timestamp) -> bool {
+        let Ok(raw) = BASE64URL_NOPAD.decode(token.as_bytes()) else {
+            return false;
+        };
+        let Some((id, secret)) = raw.split_first_chunk::<4>() else {
+            return false;
+        };
+        let id = u32::from_le_bytes(*id);
+        let digest = self.device_digest(user.id, id, secret);
+        user.extras
+            .as_deref()
+            .and_then(|e| e.devices.iter().find(|d| d.id == id))
+            .is_some_and(|d| now < d.expires && d.digest.ct_eq(&digest))
+    }
+
+    /// Decides one sign-in attempt at `now`.
+    pub fn decide(&self, req: &Request<'_>, now: Timestamp) -> Decision {
+        let policy = self.policy.load();
+        let Some(tenant) = policy.tenant(req.tenant) else {
+            return Decision::new(Outcome::Deny, Reason::UnknownTenant, no_rule(), nowhere());
+        };
+        let place = tenant.place(req.ip);
+        let familiar = tenant.is_familiar(place);
+        let user = self.directory.get(req.tenant, req.user);
+        let (subject, groups) = match user.as_deref() {
+            Some(u) => (Subject::Known(u.id), &u.groups[..]),
+            None => (self.unknown_subject(req.tenant, req.user), &[][..]),
+        };
+        let rule = tenant.rule_for(groups, place, req.purpose);
+        let mut attempt = Attempt {
+            engine: self,
+            settings: &policy.settings,
+            tenant,
+            rule,
+            location: tenant.place_name(place),
+            familiar,
+            subject,
+            user: user.as_deref(),
+            now,
+            counted_failure: false,
+        };
+        if rule.require == Requirement::Block {
+            return attempt.decision(Outcome::Deny, Reason::PolicyBlock);
+        }
+        // One unfamiliar address may only fail so often, over all users. The reservation is
+        // taken before the attempt is evaluated, so parallel guesses cannot overshoot.
+        let source = (!familiar).then(|| source_key(req.ip));
+        if let Some(source) = source
+            && let Err(wait) =
+                self.store
+                    .reserve_source(source, now, policy.settings.source_failures)
+        {
+            let mut d = attempt.decision(Outcome::Locked, Reason::SourceLimited);
+            d.retry_after = Some(wait);
+            return d;
+        }
+        let mut decision = attempt.run(req);
+        if let Some(source) = source
+            && !attempt.counted_failure
+        {
+            self.store.refund_source(source, now);
+        }
+        let remember = req.remember_device
+            && decision.outcome == Outcome::Allow
+            && decision.reason == Reason::SecondFactorVerified
+            && rule.trusted_devices
+            && tenant.trusted_device_ttl > crate::time::Duration::ZERO;
+        let ttl = tenant.trusted_device_ttl;
+        drop(user);
+        if remember {
+            decision.device_token = self.remember_device(req.tenant, req.user, now + ttl);
+        }
+        decision
+    }
+
+    fn remember_device(
+        &self,
+        tenant: &str,
+        user: &str,
+        expires: Timestamp,
+    ) -> Option<crate::decide::DeviceToken> {
+        let mut u = self.directory.get_mut(tenant, user).ok()?;
+        let user_id = u.id;
+        let extras = u.extras_mut();
+        extras.next_id = extras.next_id.wrapping_add(1);
+        let id = extras.next_id;
+        let mut raw = [0u8; 36];
+        raw[..4].copy_from_slice(&id.to_le_bytes());
+        self.entropy.fill(&mut raw[4..]);
+        let digest = self.device_digest(user_id, id, &raw[4..]);
+        let extras = u.extras_mut();
+        extras.devices.retain(|d| d.expires > Timestamp::EPOCH);
+        if extras.devices.len() >= crate::directory::MAX_DEVICES {
+            extras.devices.remove(0);
+        }
+        extras.devices.push(Device {
+            id,
+            digest,
+            expires,
+        });
+        let token = SecretString::new(BASE64URL_NOPAD.encode(&raw));
+        zeroize::Zeroize::zeroize(&mut raw);
+        Some(crate::decide::DeviceToken { token, expires })
+    }
+
+    /// Sends a code by SMS, voice or email, subject to the tenant's rate limits.
+    pub fn send_code(&self, req: &SendRequest<'_>, now: Timestamp) -> Sent {
+        let policy = self.policy.load();
+        let none = |decision| Sent {
+            decision,
+            challenge: None,
+            delivery: None,
+        };
+        let Some(tenant) = policy.tenant(req.tenant) else {
+            return none(Decision::new(
+                Outcome::Deny,
+                Reason::UnknownTenant,
+                no_rule(),
+                nowhere(),
+            ));
+        };
+        let place = tenant.place(req.ip);
+        let user = self.directory.get(req.tenant, req.user);
+        let (subject, groups) = match user.as_deref() {
+            Some(u) => (Subject::Known(u.id), &u.groups[..]),
+            None => (self.unknown_subject(req.tenant, req.user), &[][..]),
+        };
+        let rule = tenant.rule_for(groups, place, req.purpose);
+        let mut attempt = Attempt {
+            engine: self,
+            settings: &policy.settings,
+            tenant,
+            rule,
+            location: tenant.place_name(place),
+            familiar: tenant.is_familiar(place),
+            subject,
+            user: user.as_deref(),
+            now,
+            counted_failure: false,
+        };
+        if rule.require == Requirement::Block {
+            return none(attempt.decision(Outcome::Deny, Reason::PolicyBlock));
+        }
+        if let Some(locked) = attempt.check(Factor::Second) {
+            return none(locked);
+        }
+        let Some(u) = user.as_deref() else {
+            // Nothing is sent, and nothing is stored, but the answer looks the same.
+            let mut id = [0u8; 16];
+            self.entropy.fill(&mut id);
+            let d = attempt.decision(Outcome::Challenge, Reason::CodeSent);
+            return Sent {
+                decision: d,
+                challenge: Some(ChallengeId(id)),
+                delivery: None,
+            };
+        };
+        let method = match req.method {
+            Some(id) => u.method(id).filter(|m| m.active),
+            None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
+        };
+        let Some(method) = method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose)) else {
+            return none(attempt.decision(Outcome::Deny, Reason::MethodNotAllowed));
+        };
+        let (channel, method_id) = (method.kind, method.id);
+        let destination = match &method.material {
+            Material::Phone { number } => number.to_string(),
+            Material::Email { address } => address.to_string(),
+            _ => return none(attempt.decision(Outcome::Deny, Reason::InternalError)),
+        };
+        drop(user);
+        match self.issue(
+            tenant,
+            subject,
+            channel,
+            method_id,
+            req.purpose,
+            destination,
+            now,
+        ) {
+            Ok((id, delivery)) => {
+                let mut d = Decision::new(
+                    Outcome::Challenge,
+                    Reason::CodeSent,
+                    rule.name,
+                    tenant.place_name(place),
+                );
+                d.method = Some(channel);
+                Sent {
+                    decision: d,
+                    challenge: Some(id),
+                    delivery: Some(delivery),
+                }
+            }
+            Err((reason, wait)) => {
+                let mut d = Decision::new(
+                    Outcome::Throttled,
+                    reason,
+                    rule.name,
+                    tenant.place_name(place),
+                );
+                d.retry_after = Some(wait.max(crate::time::Duration::from_secs(1)));
+                none(d)
+            }
+        }
+    }
+
+    /// Draws on the send budgets, makes a code, stores its digest and returns the delivery.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn issue(
+        &self,
+        tenant: &crate::policy::TenantPolicy,
+        subject: Subject,
+        channel: MethodKind,
+        method: MethodId,
+        purpose: Purpose,
+        destination: String,
+        now: Timestamp,
+    ) -> Result<(ChallengeId, Delivery), (Reason, crate::time::Duration)> {
+        if let Some(until) = self.store.phone_blocked(subject, now) {
+            return Err((Reason::PhoneBlocked, until.since(now)));
+        }
+        let keys = PhoneKeys {
+            subject,
+            number: self
+                .subjects
+                .hash_one(("destination", destination.as_str())),
+            tenant: self.subjects.hash_one(("tenant", tenant.name.as_str())),
+        };
+        let s = &tenant.phone;
+        self.store
+            .reserve_phone_send(keys, now, s)
+            .map_err(|w| (Reason::SendRateLimited, w))?;
+        let digits = crate::otp::Digits::new(s.digits).unwrap_or(crate::otp::Digits::SIX);
+        let value = self.entropy.below(10u64.pow(u32::from(digits.get())));
+        let code = Code::from_value(u32::try_from(value).unwrap_or(0), digits);
+        let mut id = [0u8; 16];
+        self.entropy.fill(&mut id);
+        let id = ChallengeId(id);
+        let record = ChallengeRecord {
+            subject,
+            method,
+            purpose,
+            digest: code_digest(&self.pepper, &id, code),
+            expires: now + s.code_ttl,
+            attempts_left: s.max_attempts,
+        };
+        self.store.put_challenge(id, record, now);
+        let text = format!(
+            "{:0width$}",
+            code.value(),
+            width = usize::from(digits.get())
+        );
+        Ok((
+            id,
+            Delivery {
+                channel,
+                destination,
+                code: SecretString::new(text),
+                expires: record.expires,
+            },
+        ))
+    }
+}
+
+/// The keyed digest under which a challenge's code is stored and compared.
+pub(crate) fn code_digest(pepper: &Pepper, id: &ChallengeId, code: Code) -> SecretDigest {
+    let mut v = [0u8; 5];
+    v[0] = code.digits();
+    v[1..].copy_from_slice(&code.value().to_le_bytes());
+    pepper.digest(&[b"challenge".as_slice(), &id.0].concat(), &v)
+}
