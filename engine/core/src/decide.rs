@@ -595,7 +595,7 @@ impl<S: StateStore> Attempt<'_, S> {
                     &Default::default(),
                     parsed,
                     self.now,
-                    self.window(state.watermark(), state.drift),
+                    self.window(None, state.drift),
                 );
                 None
             }
@@ -645,7 +645,9 @@ impl<S: StateStore> Attempt<'_, S> {
             let state = self.engine.store.otp_state(self.subject, m.id);
             match &m.material {
                 Material::Totp { key, params } => {
-                    let w = self.window(state.watermark(), state.drift);
+                    // Spent steps are not skipped here: the store refuses them atomically
+                    // and the answer says "replayed" rather than "invalid".
+                    let w = self.window(None, state.drift);
                     if let Some(hit) = otp::verify_totp(key, params, code, self.now, w) {
                         let offset = i8::try_from(hit.offset).unwrap_or(0);
                         return Some((m, hit.step, offset));
