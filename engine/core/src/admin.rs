@@ -144,7 +144,7 @@ impl<S: StateStore> Engine<S> {
         groups: &[&str],
         passwordless: bool,
     ) -> Result<UserId, DirectoryError> {
-        self.tenant_policy(tenant)?;
+        let tenant = self.with_tenant(tenant, |t| t.name)?;
         let groups = Self::groups(groups)?;
         self.directory.insert(tenant, user, || {
             User::new(
@@ -250,6 +250,7 @@ impl<S: StateStore> Engine<S> {
             kind,
             active,
             material,
+            drift_hint: Default::default(),
         });
         u.fix_default();
         Ok(id)
@@ -618,7 +619,8 @@ impl<S: StateStore> Engine<S> {
                 .directory
                 .get(tenant, user)
                 .ok_or(DirectoryError::UnknownUser)?;
-            u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+            let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+            m.drift_hint.store(0, std::sync::atomic::Ordering::Relaxed);
             Subject::Known(u.id)
         };
         self.store.reset_drift(subject, method);

@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 
 use crate::directory::{Material, Method, MethodKind, User};
 use crate::engine::{Engine, code_digest};
@@ -279,7 +280,8 @@ impl Decision {
 
 /// The rule name reported when no tenant policy applies.
 pub(crate) fn no_rule() -> Name {
-    Name::builtin("none")
+    static NONE: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
+    *NONE.get_or_init(|| Name::builtin("none"))
 }
 
 /// The pieces one decision works with.
@@ -371,7 +373,7 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     fn fingerprint(&self, what: &[u8], value: &[u8]) -> u32 {
-        self.engine.pepper.fingerprint(what, value).max(1)
+        self.engine.fingerprints.of(what, value)
     }
 
     pub(crate) fn run(&mut self, req: &Request<'_>) -> Decision {
@@ -588,15 +590,12 @@ impl<S: StateStore> Attempt<'_, S> {
         let found = match self.user {
             Some(user) => self.find_otp(user, parsed, next, purpose, kind),
             None => {
-                // The phantom: the same reads and HMACs as a user with one credential.
-                let state = self.engine.store.otp_state(self.subject, MethodId(0));
-                let _ = otp::verify_totp(
-                    &self.engine.phantom,
-                    &Default::default(),
-                    parsed,
-                    self.now,
-                    self.window(None, state.drift),
-                );
+                // The phantom: the same HMACs and the same store read as a wrong code for
+                // a user with one authenticator app.
+                let phantom = &self.engine.phantom;
+                let params = otp::TotpParams::default();
+                let _ = otp::verify_totp(phantom, &params, parsed, self.now, self.window(None, 0));
+                let _ = self.engine.store.otp_state(self.subject, MethodId(0));
                 None
             }
         };
@@ -610,6 +609,9 @@ impl<S: StateStore> Attempt<'_, S> {
                 };
                 match self.commit(Factor::Second, effect) {
                     Answer::Accepted => {
+                        if method.kind == MethodKind::AuthenticatorApp {
+                            method.drift_hint.store(offset, Ordering::Relaxed);
+                        }
                         let mut d = self.decision(Outcome::Allow, self.allowed(purpose));
                         d.method = Some(method.kind);
                         d
@@ -642,19 +644,35 @@ impl<S: StateStore> Attempt<'_, S> {
         kind: MethodKind,
     ) -> Option<(&'u Method, u64, i8)> {
         for m in user.eligible(purpose).filter(|m| m.kind == kind) {
-            let state = self.engine.store.otp_state(self.subject, m.id);
             match &m.material {
                 Material::Totp { key, params } => {
                     // Spent steps are not skipped here: the store refuses them atomically
-                    // and the answer says "replayed" rather than "invalid".
-                    let w = self.window(None, state.drift);
-                    if let Some(hit) = otp::verify_totp(key, params, code, self.now, w) {
+                    // and the answer says "replayed" rather than "invalid". The search is
+                    // centred on the method's drift hint, so the usual right code needs no
+                    // read of the store; only a miss consults the store's own drift.
+                    let hint = m.drift_hint.load(Ordering::Relaxed);
+                    let mut hit =
+                        otp::verify_totp(key, params, code, self.now, self.window(None, hint));
+                    if hit.is_none() {
+                        let stored = self.engine.store.otp_state(self.subject, m.id).drift;
+                        if stored != hint {
+                            hit = otp::verify_totp(
+                                key,
+                                params,
+                                code,
+                                self.now,
+                                self.window(None, stored),
+                            );
+                        }
+                    }
+                    if let Some(hit) = hit {
                         let offset = i8::try_from(hit.offset).unwrap_or(0);
                         return Some((m, hit.step, offset));
                     }
                 }
                 Material::Hotp { key, digits } => {
                     let s = self.settings;
+                    let state = self.engine.store.otp_state(self.subject, m.id);
                     if let Some(c) =
                         otp::verify_hotp(key, *digits, code, state.next, s.hotp_look_ahead)
                     {

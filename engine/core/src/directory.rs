@@ -103,6 +103,9 @@ pub struct Method {
     /// Whether the user has proved it with a first code (only active methods are used).
     pub active: bool,
     pub(crate) material: Material,
+    /// The last drift this engine saw accepted (TOTP): where the search starts. A hint
+    /// only; the store holds the drift of record and decides replay.
+    pub(crate) drift_hint: std::sync::atomic::AtomicI8,
 }
 
 impl fmt::Debug for Method {
@@ -170,6 +173,10 @@ pub(crate) struct Extras {
 pub struct User {
     /// Engine-wide id.
     pub id: UserId,
+    /// The tenant.
+    pub tenant: Name,
+    /// The name as it was given when the user was added.
+    pub name: Box<str>,
     /// Group names, for policy rules.
     pub groups: Box<[Name]>,
     /// A passwordless account: password attempts are refused.
@@ -186,6 +193,8 @@ impl User {
     pub(crate) fn new(id: UserId, groups: Box<[Name]>, passwordless: bool) -> Self {
         Self {
             id,
+            tenant: Name::builtin("none"),
+            name: Box::from(""),
             groups,
             passwordless,
             mfa_opt_out: false,
@@ -264,26 +273,31 @@ impl User {
     }
 }
 
-/// The longest key: two names of [`name::MAX_NAME_LEN`] bytes and a separator.
-const KEY_CAP: usize = 2 * name::MAX_NAME_LEN + 1;
-
-/// Builds the map key `tenant \x1f user` in `buf`, folding ASCII case of the user name.
-/// `None` if either part cannot be a name (such a user cannot exist).
-fn key<'b>(tenant: &str, user: &str, buf: &'b mut [u8; KEY_CAP]) -> Option<&'b str> {
-    if name::validate(tenant).is_err() || name::validate(user).is_err() {
-        return None;
-    }
-    let t = tenant.len();
-    let total = t + 1 + user.len();
-    let out = buf.get_mut(..total)?;
-    let (head, tail) = out.split_at_mut(t);
-    head.copy_from_slice(tenant.as_bytes());
-    let (sep, rest) = tail.split_first_mut()?;
-    *sep = 0x1f;
-    for (o, b) in rest.iter_mut().zip(user.bytes()) {
+/// Folds ASCII case of `user` into `buf`; `None` if it is longer than any name can be.
+fn fold<'b>(user: &str, buf: &'b mut [u8; name::MAX_NAME_LEN]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..user.len())?;
+    for (o, b) in out.iter_mut().zip(user.bytes()) {
         *o = b.to_ascii_lowercase();
     }
-    std::str::from_utf8(buf.get(..total)?).ok()
+    Some(out)
+}
+
+/// Hashes a `u128` key that is already a keyed hash: the low 64 bits are the hash.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
 }
 
 /// Why a directory change was refused.
@@ -351,25 +365,41 @@ pub enum DirectoryError {
     InvalidAnswers,
 }
 
-/// The user table.
+/// The user table, keyed by a keyed 128-bit hash of (tenant, user name with ASCII case
+/// folded). A lookup compares sixteen inline bytes and never follows a pointer to a key
+/// string. Two known users can never share a key: an insert whose key is taken is refused.
+/// That an unknown name hashes to a known user's key is a 2^-128 event per lookup under a
+/// secret key, which is below any risk worth a cache miss on every decision.
 pub struct Directory {
-    users: DashMap<Box<str>, User, ahash::RandomState>,
-}
-
-impl Default for Directory {
-    fn default() -> Self {
-        Self {
-            users: DashMap::with_hasher(ahash::RandomState::new()),
-        }
-    }
+    users: DashMap<u128, User, std::hash::BuildHasherDefault<KeyHasher>>,
+    keys: [ahash::RandomState; 2],
 }
 
 impl Directory {
+    /// An empty directory whose key hash is seeded with `seeds`.
+    pub(crate) fn new(seeds: [u64; 8]) -> Self {
+        let [a, b, c, d, e, f, g, h] = seeds;
+        Self {
+            users: DashMap::with_hasher(Default::default()),
+            keys: [
+                ahash::RandomState::with_seeds(a, b, c, d),
+                ahash::RandomState::with_seeds(e, f, g, h),
+            ],
+        }
+    }
+
+    fn key(&self, tenant: &str, user: &str) -> Option<u128> {
+        let mut buf = [0u8; name::MAX_NAME_LEN];
+        let folded = fold(user, &mut buf)?;
+        let [k0, k1] = &self.keys;
+        let hi = k0.hash_one((tenant.as_bytes(), folded));
+        let lo = k1.hash_one((tenant.as_bytes(), folded));
+        Some((u128::from(hi) << 64) | u128::from(lo))
+    }
+
     /// The user, if there is one, held under a read lock of its shard.
-    pub fn get(&self, tenant: &str, user: &str) -> Option<Ref<'_, Box<str>, User>> {
-        let mut buf = [0u8; KEY_CAP];
-        let k = key(tenant, user, &mut buf)?;
-        self.users.get(k)
+    pub fn get(&self, tenant: &str, user: &str) -> Option<Ref<'_, u128, User>> {
+        self.users.get(&self.key(tenant, user)?)
     }
 
     /// The user for changing, held under a write lock of its shard.
@@ -377,26 +407,28 @@ impl Directory {
         &self,
         tenant: &str,
         user: &str,
-    ) -> Result<RefMut<'_, Box<str>, User>, DirectoryError> {
-        let mut buf = [0u8; KEY_CAP];
-        let k = key(tenant, user, &mut buf).ok_or(DirectoryError::UnknownUser)?;
-        self.users.get_mut(k).ok_or(DirectoryError::UnknownUser)
+    ) -> Result<RefMut<'_, u128, User>, DirectoryError> {
+        let key = self.key(tenant, user).ok_or(DirectoryError::UnknownUser)?;
+        self.users.get_mut(&key).ok_or(DirectoryError::UnknownUser)
     }
 
     /// Adds a user; fails if one of that name exists.
     pub(crate) fn insert(
         &self,
-        tenant: &str,
+        tenant: Name,
         user: &str,
         make: impl FnOnce() -> User,
     ) -> Result<UserId, DirectoryError> {
         name::validate(user)?;
-        let mut buf = [0u8; KEY_CAP];
-        let k = key(tenant, user, &mut buf).ok_or(DirectoryError::UnknownTenant)?;
-        match self.users.entry(Box::from(k)) {
+        let key = self
+            .key(tenant.as_str(), user)
+            .ok_or(DirectoryError::UnknownUser)?;
+        match self.users.entry(key) {
             dashmap::Entry::Occupied(_) => Err(DirectoryError::UserExists),
             dashmap::Entry::Vacant(v) => {
-                let u = make();
+                let mut u = make();
+                u.tenant = tenant;
+                u.name = user.into();
                 let id = u.id;
                 v.insert(u);
                 Ok(id)
@@ -406,9 +438,7 @@ impl Directory {
 
     /// Removes a user.
     pub(crate) fn remove(&self, tenant: &str, user: &str) -> Option<User> {
-        let mut buf = [0u8; KEY_CAP];
-        let k = key(tenant, user, &mut buf)?;
-        self.users.remove(k).map(|(_, u)| u)
+        self.users.remove(&self.key(tenant, user)?).map(|(_, u)| u)
     }
 
     /// Number of users.
@@ -423,11 +453,11 @@ impl Directory {
 
     /// Names of a tenant's users, sorted (for administrators; walks the whole table).
     pub fn user_names(&self, tenant: &str) -> Vec<String> {
-        let prefix = format!("{tenant}\u{1f}");
         let mut names: Vec<String> = self
             .users
             .iter()
-            .filter_map(|e| e.key().strip_prefix(prefix.as_str()).map(str::to_owned))
+            .filter(|e| e.tenant.as_str() == tenant)
+            .map(|e| e.name.to_string())
             .collect();
         names.sort();
         names
@@ -494,21 +524,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_fold_ascii_case_only_and_refuse_bad_names() {
-        let mut a = [0u8; KEY_CAP];
-        let mut b = [0u8; KEY_CAP];
+    fn keys_fold_ascii_case_only() {
+        let d = Directory::new([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(d.key("t", "Kari@Kommune.NO"), d.key("t", "kari@kommune.no"));
+        assert_ne!(d.key("t", "Åse"), d.key("t", "åse"));
+        assert_ne!(d.key("t", "kari"), d.key("u", "kari"));
+        // The tenant/user boundary is part of the key.
+        assert_ne!(d.key("ab", "c"), d.key("a", "bc"));
+        assert_eq!(d.key("t", &"x".repeat(129)), None);
+        assert!(d.key("t", &"u".repeat(128)).is_some());
+        let t = Name::intern("t").unwrap();
+        let make = || User::new(UserId(1), Box::new([]), false);
+        assert!(d.insert(t, "Kari", make).is_ok());
+        assert_eq!(d.insert(t, "kari", make), Err(DirectoryError::UserExists));
         assert_eq!(
-            key("t", "Kari@Kommune.NO", &mut a),
-            key("t", "kari@kommune.no", &mut b)
+            d.get("t", "KARI").map(|u| u.name.to_string()),
+            Some("Kari".into())
         );
-        assert_ne!(
-            key("t", "Åse", &mut a).map(str::to_owned),
-            key("t", "åse", &mut b).map(str::to_owned)
-        );
-        assert_eq!(key("t", "", &mut a), None);
-        assert_eq!(key("t", "a\u{1f}b", &mut a), None);
-        assert_eq!(key("t", &"x".repeat(129), &mut a), None);
-        assert!(key(&"t".repeat(128), &"u".repeat(128), &mut a).is_some());
+        assert!(matches!(
+            d.insert(t, "a\u{1f}b", make),
+            Err(DirectoryError::InvalidName(_))
+        ));
+        assert_eq!(d.user_names("t"), ["Kari"]);
     }
 
     #[test]
@@ -539,6 +576,7 @@ mod tests {
             material: Material::Phone {
                 number: "+4712345678".into(),
             },
+            drift_hint: Default::default(),
         };
         u.methods.push(phone(1, MethodKind::Sms, true));
         u.methods.push(Method {
@@ -548,6 +586,7 @@ mod tests {
             material: Material::Email {
                 address: "a@b.no".into(),
             },
+            drift_hint: Default::default(),
         });
         u.methods.push(phone(3, MethodKind::Voice, true));
         u.methods.push(phone(4, MethodKind::Voice, false));

@@ -24,6 +24,7 @@ pub struct Engine<S: StateStore = MemoryStore> {
     pub(crate) directory: Directory,
     pub(crate) store: S,
     pub(crate) pepper: Pepper,
+    pub(crate) fingerprints: crate::secret::Fingerprinter,
     pub(crate) entropy: Box<dyn Entropy>,
     /// The key the phantom (unknown user) is checked against.
     pub(crate) phantom: OtpKey,
@@ -85,12 +86,19 @@ impl<S: StateStore> Engine<S> {
             u64::from_le_bytes(w)
         };
         let subjects = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
+        let mut dir_seed = [0u64; 8];
+        for w in &mut dir_seed {
+            let mut b = [0u8; 8];
+            entropy.fill(&mut b);
+            *w = u64::from_le_bytes(b);
+        }
         let mut phantom_key = [0u8; 20];
         entropy.fill(&mut phantom_key);
         Self {
             policy: ArcSwap::from_pointee(policy),
-            directory: Directory::default(),
+            directory: Directory::new(dir_seed),
             store,
+            fingerprints: pepper.fingerprinter(),
             pepper,
             entropy,
             phantom: OtpKey::new(Algorithm::Sha1, &phantom_key),

@@ -282,7 +282,8 @@ impl TenantPolicy {
 
 /// The name reported for an address in no named location.
 pub fn elsewhere() -> Name {
-    Name::builtin("elsewhere")
+    static ELSEWHERE: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
+    *ELSEWHERE.get_or_init(|| Name::builtin("elsewhere"))
 }
 
 /// A complete, validated policy.

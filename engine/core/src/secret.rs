@@ -123,11 +123,42 @@ impl Pepper {
         SecretDigest(mac.finalize().into_bytes().into())
     }
 
-    /// A short keyed fingerprint of `value`, used to notice the same wrong input repeated
-    /// without storing it.
-    pub fn fingerprint(&self, context: &[u8], value: &[u8]) -> u32 {
-        let d = self.digest(context, value).to_bytes();
-        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    /// A keyed hasher for short fingerprints, derived from the pepper so that every node
+    /// sharing the pepper computes the same fingerprints.
+    pub fn fingerprinter(&self) -> Fingerprinter {
+        let d = self.digest(b"fingerprint-seeds", b"").to_bytes();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            if let Some(bytes) = d.get(i * 8..i * 8 + 8) {
+                w.copy_from_slice(bytes);
+            }
+            u64::from_le_bytes(w)
+        };
+        Fingerprinter(ahash::RandomState::with_seeds(
+            word(0),
+            word(1),
+            word(2),
+            word(3),
+        ))
+    }
+}
+
+/// Short keyed fingerprints of wrong inputs, to notice one repeated without storing it.
+/// Not a MAC: it only has to be unpredictable without the pepper and cheap on the hot path.
+#[derive(Clone)]
+pub struct Fingerprinter(ahash::RandomState);
+
+impl Fingerprinter {
+    /// The fingerprint of `value` in `context`; never 0 (0 means "nothing to compare").
+    pub fn of(&self, context: &[u8], value: &[u8]) -> u32 {
+        let h = self.0.hash_one((context, value));
+        ((h >> 32) as u32 ^ h as u32).max(1)
+    }
+}
+
+impl fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprinter([redacted])")
     }
 }
 

@@ -221,7 +221,10 @@ pub trait StateStore: Send + Sync {
 /// Per-user state.
 #[derive(Clone, Debug, Default)]
 pub struct UserState {
-    otp: Vec<(MethodId, OtpState)>,
+    /// The first method's replay state, inline: most users have one method, and this
+    /// saves a cache miss on every decision.
+    otp_first: Option<(MethodId, OtpState)>,
+    otp_more: Vec<(MethodId, OtpState)>,
     locks: Option<Box<[Lock; 4]>>,
     phone: Option<Box<PhoneState>>,
 }
@@ -274,17 +277,48 @@ impl UserState {
         }
     }
 
+    fn otp(&self, method: MethodId) -> Option<OtpState> {
+        match self.otp_first {
+            Some((m, s)) if m == method => Some(s),
+            _ => self
+                .otp_more
+                .iter()
+                .find(|(m, _)| *m == method)
+                .map(|(_, s)| *s),
+        }
+    }
+
     fn otp_mut(&mut self, method: MethodId) -> &mut OtpState {
-        let i = match self.otp.iter().position(|(m, _)| *m == method) {
+        if self.otp_first.is_none() {
+            self.otp_first = Some((method, OtpState::default()));
+        }
+        if let Some((m, s)) = &mut self.otp_first
+            && *m == method
+        {
+            return s;
+        }
+        let i = match self.otp_more.iter().position(|(m, _)| *m == method) {
             Some(i) => i,
             None => {
-                self.otp.push((method, OtpState::default()));
-                self.otp.len() - 1
+                self.otp_more.push((method, OtpState::default()));
+                self.otp_more.len() - 1
             }
         };
-        match self.otp.get_mut(i) {
+        match self.otp_more.get_mut(i) {
             Some((_, s)) => s,
             None => unreachable!("index was just found or pushed"),
+        }
+    }
+
+    fn forget_otp(&mut self, method: MethodId) {
+        if self.otp_first.is_some_and(|(m, _)| m == method) {
+            self.otp_first = if self.otp_more.is_empty() {
+                None
+            } else {
+                Some(self.otp_more.remove(0))
+            };
+        } else {
+            self.otp_more.retain(|(m, _)| *m != method);
         }
     }
 }
@@ -303,7 +337,7 @@ fn idle_locks(locks: &[Lock; 4], now: Timestamp) -> bool {
 
 impl Idle for UserState {
     fn is_idle(&self, now: Timestamp) -> bool {
-        self.otp.is_empty()
+        self.otp_first.is_none()
             && self.locks.as_deref().is_none_or(|l| idle_locks(l, now))
             && self.phone.as_deref().is_none_or(|p| {
                 p.blocked_until <= now
@@ -417,8 +451,7 @@ impl MemoryStore {
 impl StateStore for MemoryStore {
     fn otp_state(&self, subject: Subject, method: MethodId) -> OtpState {
         self.read_user(subject, |u| {
-            u.and_then(|u| u.otp.iter().find(|(m, _)| *m == method).map(|(_, s)| *s))
-                .unwrap_or_default()
+            u.and_then(|u| u.otp(method)).unwrap_or_default()
         })
     }
 
@@ -589,8 +622,8 @@ impl StateStore for MemoryStore {
 
     fn reset_drift(&self, subject: Subject, method: MethodId) {
         self.with_user(subject, Timestamp::EPOCH, |u| {
-            if let Some((_, s)) = u.otp.iter_mut().find(|(m, _)| *m == method) {
-                s.drift = 0;
+            if u.otp(method).is_some() {
+                u.otp_mut(method).drift = 0;
             }
         });
     }
@@ -604,9 +637,7 @@ impl StateStore for MemoryStore {
 
     fn forget(&self, subject: Subject, method: Option<MethodId>) {
         match method {
-            Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| {
-                u.otp.retain(|(x, _)| *x != m)
-            }),
+            Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| u.forget_otp(m)),
             None => match subject {
                 Subject::Known(id) => drop(self.users.remove(&id.0)),
                 Subject::Unknown(h) => drop(self.unknown.remove(&h)),
