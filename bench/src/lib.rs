@@ -36,6 +36,9 @@ pub struct Fixture {
     pub key: OtpKey,
     /// How long loading took.
     pub load_time: std::time::Duration,
+    /// Resident memory the loaded users added (the fixture's own name and address lists
+    /// are built before the measurement starts).
+    pub loaded_bytes: u64,
 }
 
 /// The name of user `i`.
@@ -64,14 +67,16 @@ impl Fixture {
     pub fn load(n: usize) -> Self {
         let text = POLICY.replace("required_methods = 2", "required_methods = 1");
         let policy = config::load(&text).unwrap_or_else(|e| panic!("bench policy: {e}"));
-        let engine = Engine::new(
+        let engine = Engine::with_capacity(
             policy,
             MemoryStore::default(),
             Pepper::new([9; 32]),
             Box::new(SeededEntropy::new(3)),
+            n,
         );
         let names: Vec<String> = (0..n).map(name).collect();
         let ips = (0..n).map(ip).collect();
+        let rss_before = rss_bytes();
         let start = Instant::now();
         for name in &names {
             engine
@@ -83,12 +88,14 @@ impl Fixture {
         }
         engine.directory().shrink_to_fit();
         let load_time = start.elapsed();
+        let loaded_bytes = rss_bytes().saturating_sub(rss_before);
         Self {
             engine,
             names,
             ips,
             key: OtpKey::new(Algorithm::Sha1, SECRET),
             load_time,
+            loaded_bytes,
         }
     }
 

@@ -173,7 +173,7 @@ impl<S: StateStore> Engine<S> {
         groups: &[&str],
     ) -> Result<(), DirectoryError> {
         let groups = Self::groups(groups)?;
-        self.directory.get_mut(tenant, user)?.groups = groups;
+        self.directory.get_mut(tenant, user)?.set_groups(groups);
         Ok(())
     }
 
@@ -212,7 +212,7 @@ impl<S: StateStore> Engine<S> {
             .ok_or(DirectoryError::UnknownUser)?;
         Ok(UserInfo {
             id: u.id,
-            groups: u.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            groups: u.groups().iter().map(|g| g.as_str().to_owned()).collect(),
             passwordless: u.passwordless,
             mfa_opt_out: u.mfa_opt_out,
             default_method: u.default_method,
@@ -245,6 +245,8 @@ impl<S: StateStore> Engine<S> {
             return Err(DirectoryError::TooManyOtpDevices);
         }
         let id = MethodId(self.next_method.fetch_add(1, Ordering::Relaxed));
+        // Exact capacity: a growing Vec would reserve four methods for the first one.
+        u.methods.reserve_exact(1);
         u.methods.push(Method {
             id,
             kind,

@@ -2,15 +2,23 @@
 //!
 //! Users are keyed by tenant and name. Names are matched exactly except for ASCII case
 //! (`Kari@Kommune.no` is `kari@kommune.no`); other Unicode is compared as given, so
-//! frontends should send the directory's canonical form. Per-user data is kept compact:
-//! the common case (a user with an authenticator app) needs one small allocation beyond
-//! the map entry, and app passwords and remembered devices live behind one optional box.
+//! frontends should send the directory's canonical form.
+//!
+//! Layout: a small hash index maps a keyed 128-bit hash of (tenant, name) to the user's
+//! dense id, and the users themselves live in a segmented arena indexed by that id, each
+//! slot under its own read-write lock. The first method is stored inline, so a user with
+//! one authenticator app needs no allocation beyond the slot and the name; app passwords
+//! and remembered devices live behind one optional box.
 
 use std::fmt;
 
-use dashmap::DashMap;
-use dashmap::mapref::one::{Ref, RefMut};
+use std::ops::{Deref, DerefMut};
 
+use dashmap::DashMap;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use smallvec::SmallVec;
+
+use crate::arena::Slots;
 use crate::id::{MethodId, UserId};
 use crate::name::{self, Name};
 use crate::otp::{Digits, OtpKey, TotpParams};
@@ -163,6 +171,7 @@ pub(crate) struct Device {
 
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
+    pub(crate) groups: Box<[Name]>,
     pub(crate) app_passwords: Vec<AppPassword>,
     pub(crate) devices: Vec<Device>,
     pub(crate) next_id: u32,
@@ -177,30 +186,48 @@ pub struct User {
     pub tenant: Name,
     /// The name as it was given when the user was added.
     pub name: Box<str>,
-    /// Group names, for policy rules.
-    pub groups: Box<[Name]>,
+    /// Whether the user is in any group (the names are in the cold `extras` box: most
+    /// users are in none, and only rules that name groups read them).
+    has_groups: bool,
     /// A passwordless account: password attempts are refused.
     pub passwordless: bool,
     /// The user turned two-step verification off (honoured only where the tenant allows).
     pub mfa_opt_out: bool,
     /// The method offered first.
     pub default_method: Option<MethodId>,
-    pub(crate) methods: Vec<Method>,
+    pub(crate) methods: SmallVec<[Method; 1]>,
     pub(crate) extras: Option<Box<Extras>>,
 }
 
 impl User {
     pub(crate) fn new(id: UserId, groups: Box<[Name]>, passwordless: bool) -> Self {
-        Self {
+        let mut u = Self {
             id,
             tenant: Name::builtin("none"),
             name: Box::from(""),
-            groups,
+            has_groups: false,
             passwordless,
             mfa_opt_out: false,
             default_method: None,
-            methods: Vec::new(),
+            methods: SmallVec::new(),
             extras: None,
+        };
+        u.set_groups(groups);
+        u
+    }
+
+    /// Group names.
+    pub fn groups(&self) -> &[Name] {
+        match self.extras.as_deref() {
+            Some(e) if self.has_groups => &e.groups,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn set_groups(&mut self, groups: Box<[Name]>) {
+        self.has_groups = !groups.is_empty();
+        if self.has_groups || self.extras.is_some() {
+            self.extras_mut().groups = groups;
         }
     }
 
@@ -282,7 +309,7 @@ fn fold<'b>(user: &str, buf: &'b mut [u8; name::MAX_NAME_LEN]) -> Option<&'b [u8
     Some(out)
 }
 
-/// Hashes a `u128` key that is already a keyed hash: the low 64 bits are the hash.
+/// Hashes a `(u64, u64)` key that is already a keyed hash: the first word is the hash.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct KeyHasher(u64);
 
@@ -295,8 +322,11 @@ impl std::hash::Hasher for KeyHasher {
             self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        // The first word of a `(u64, u64)` key is already a keyed hash.
+        if self.0 == 0 {
+            self.0 = n;
+        }
     }
 }
 
@@ -360,27 +390,67 @@ pub enum DirectoryError {
     /// A label is unusable.
     #[error("label must be 1-64 printable characters")]
     InvalidLabel,
+    /// The directory holds as many users as it can address.
+    #[error("the directory is full")]
+    DirectoryFull,
     /// Security questions need 1-5 non-empty answers.
     #[error("security questions need 1 to 5 non-empty answers")]
     InvalidAnswers,
 }
 
-/// The user table, keyed by a keyed 128-bit hash of (tenant, user name with ASCII case
-/// folded). A lookup compares sixteen inline bytes and never follows a pointer to a key
-/// string. Two known users can never share a key: an insert whose key is taken is refused.
-/// That an unknown name hashes to a known user's key is a 2^-128 event per lookup under a
-/// secret key, which is below any risk worth a cache miss on every decision.
+/// The user table. See the module docs for its layout.
+///
+/// Two known users can never share a key: an insert whose key is taken is refused. That an
+/// unknown name hashes to a known user's key is a 2^-128 event per lookup under a secret
+/// key, below any risk worth a cache miss on every decision.
 pub struct Directory {
-    users: DashMap<u128, User, std::hash::BuildHasherDefault<KeyHasher>>,
+    index: DashMap<(u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
+    slots: Slots<RwLock<Option<User>>>,
     keys: [ahash::RandomState; 2],
+}
+
+/// A user held under its slot's read lock.
+pub struct UserRef<'a>(RwLockReadGuard<'a, Option<User>>);
+
+impl Deref for UserRef<'_> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        match &*self.0 {
+            Some(u) => u,
+            None => unreachable!("a UserRef is only made for an occupied slot"),
+        }
+    }
+}
+
+/// A user held under its slot's write lock.
+pub(crate) struct UserMut<'a>(RwLockWriteGuard<'a, Option<User>>);
+
+impl Deref for UserMut<'_> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        match &*self.0 {
+            Some(u) => u,
+            None => unreachable!("a UserMut is only made for an occupied slot"),
+        }
+    }
+}
+
+impl DerefMut for UserMut<'_> {
+    fn deref_mut(&mut self) -> &mut User {
+        match &mut *self.0 {
+            Some(u) => u,
+            None => unreachable!("a UserMut is only made for an occupied slot"),
+        }
+    }
 }
 
 impl Directory {
     /// An empty directory whose key hash is seeded with `seeds`.
-    pub(crate) fn new(seeds: [u64; 8]) -> Self {
+    pub(crate) fn new(seeds: [u64; 8], capacity: usize) -> Self {
         let [a, b, c, d, e, f, g, h] = seeds;
         Self {
-            users: DashMap::with_hasher(Default::default()),
+            index: DashMap::with_capacity_and_hasher(capacity, Default::default()),
+            slots: Slots::new(),
             keys: [
                 ahash::RandomState::with_seeds(a, b, c, d),
                 ahash::RandomState::with_seeds(e, f, g, h),
@@ -388,31 +458,44 @@ impl Directory {
         }
     }
 
-    fn key(&self, tenant: &str, user: &str) -> Option<u128> {
+    fn key(&self, tenant: &str, user: &str) -> Option<(u64, u64)> {
         let mut buf = [0u8; name::MAX_NAME_LEN];
         let folded = fold(user, &mut buf)?;
         let [k0, k1] = &self.keys;
-        let hi = k0.hash_one((tenant.as_bytes(), folded));
-        let lo = k1.hash_one((tenant.as_bytes(), folded));
-        Some((u128::from(hi) << 64) | u128::from(lo))
+        Some((
+            k0.hash_one((tenant.as_bytes(), folded)),
+            k1.hash_one((tenant.as_bytes(), folded)),
+        ))
     }
 
-    /// The user, if there is one, held under a read lock of its shard.
-    pub fn get(&self, tenant: &str, user: &str) -> Option<Ref<'_, u128, User>> {
-        self.users.get(&self.key(tenant, user)?)
+    fn id(&self, tenant: &str, user: &str) -> Option<u32> {
+        let key = self.key(tenant, user)?;
+        self.index.get(&key).map(|id| *id)
     }
 
-    /// The user for changing, held under a write lock of its shard.
-    pub(crate) fn get_mut(
-        &self,
-        tenant: &str,
-        user: &str,
-    ) -> Result<RefMut<'_, u128, User>, DirectoryError> {
-        let key = self.key(tenant, user).ok_or(DirectoryError::UnknownUser)?;
-        self.users.get_mut(&key).ok_or(DirectoryError::UnknownUser)
+    /// The user, if there is one, held under its slot's read lock.
+    pub fn get(&self, tenant: &str, user: &str) -> Option<UserRef<'_>> {
+        let slot = self.slots.get(self.id(tenant, user)?)?;
+        let guard = slot.read();
+        // Removed between the index lookup and now: as if unknown.
+        guard.is_some().then_some(UserRef(guard))
     }
 
-    /// Adds a user; fails if one of that name exists.
+    /// The user for changing, held under its slot's write lock.
+    pub(crate) fn get_mut(&self, tenant: &str, user: &str) -> Result<UserMut<'_>, DirectoryError> {
+        let slot = self
+            .id(tenant, user)
+            .and_then(|id| self.slots.get(id))
+            .ok_or(DirectoryError::UnknownUser)?;
+        let guard = slot.write();
+        if guard.is_some() {
+            Ok(UserMut(guard))
+        } else {
+            Err(DirectoryError::UnknownUser)
+        }
+    }
+
+    /// Adds a user; fails if one of that name exists. `id` must be fresh.
     pub(crate) fn insert(
         &self,
         tenant: Name,
@@ -423,14 +506,21 @@ impl Directory {
         let key = self
             .key(tenant.as_str(), user)
             .ok_or(DirectoryError::UnknownUser)?;
-        match self.users.entry(key) {
+        match self.index.entry(key) {
             dashmap::Entry::Occupied(_) => Err(DirectoryError::UserExists),
             dashmap::Entry::Vacant(v) => {
                 let mut u = make();
                 u.tenant = tenant;
                 u.name = user.into();
                 let id = u.id;
-                v.insert(u);
+                let slot = self
+                    .slots
+                    .get_or_alloc(id.0)
+                    .ok_or(DirectoryError::DirectoryFull)?;
+                // The slot is filled before the index points at it, so a reader that finds
+                // the id always finds the user.
+                *slot.write() = Some(u);
+                v.insert(id.0);
                 Ok(id)
             }
         }
@@ -438,34 +528,39 @@ impl Directory {
 
     /// Removes a user.
     pub(crate) fn remove(&self, tenant: &str, user: &str) -> Option<User> {
-        self.users.remove(&self.key(tenant, user)?).map(|(_, u)| u)
+        let (_, id) = self.index.remove(&self.key(tenant, user)?)?;
+        self.slots.get(id)?.write().take()
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.index.len()
     }
 
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.index.is_empty()
     }
 
-    /// Names of a tenant's users, sorted (for administrators; walks the whole table).
+    /// Names of a tenant's users, sorted (for administrators; walks the whole arena).
     pub fn user_names(&self, tenant: &str) -> Vec<String> {
         let mut names: Vec<String> = self
-            .users
+            .slots
             .iter()
-            .filter(|e| e.tenant.as_str() == tenant)
-            .map(|e| e.name.to_string())
+            .filter_map(|slot| {
+                let g = slot.read();
+                g.as_ref()
+                    .filter(|u| u.tenant.as_str() == tenant)
+                    .map(|u| u.name.to_string())
+            })
             .collect();
         names.sort();
         names
     }
 
-    /// Releases unused capacity (after a bulk load).
+    /// Releases unused capacity of the index (after a bulk load).
     pub fn shrink_to_fit(&self) {
-        self.users.shrink_to_fit();
+        self.index.shrink_to_fit();
     }
 }
 
@@ -525,7 +620,7 @@ mod tests {
 
     #[test]
     fn keys_fold_ascii_case_only() {
-        let d = Directory::new([1, 2, 3, 4, 5, 6, 7, 8]);
+        let d = Directory::new([1, 2, 3, 4, 5, 6, 7, 8], 0);
         assert_eq!(d.key("t", "Kari@Kommune.NO"), d.key("t", "kari@kommune.no"));
         assert_ne!(d.key("t", "Åse"), d.key("t", "åse"));
         assert_ne!(d.key("t", "kari"), d.key("u", "kari"));

@@ -78,6 +78,19 @@ impl<S: StateStore> Engine<S> {
     /// An engine with `policy`, an empty directory and `store`. `pepper` keys every stored
     /// digest; `entropy` supplies codes, tokens and the keyed hashes' seeds.
     pub fn new(policy: Policy, store: S, pepper: Pepper, entropy: Box<dyn Entropy>) -> Self {
+        Self::with_capacity(policy, store, pepper, entropy, 0)
+    }
+
+    /// Like [`new`](Self::new), with room for `users` users reserved up front, so a bulk
+    /// load (a restore, an import) neither rehashes the index nor leaves the memory of its
+    /// smaller predecessors with the allocator.
+    pub fn with_capacity(
+        policy: Policy,
+        store: S,
+        pepper: Pepper,
+        entropy: Box<dyn Entropy>,
+        users: usize,
+    ) -> Self {
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed);
         let word = |i: usize| {
@@ -96,7 +109,7 @@ impl<S: StateStore> Engine<S> {
         entropy.fill(&mut phantom_key);
         Self {
             policy: ArcSwap::from_pointee(policy),
-            directory: Directory::new(dir_seed),
+            directory: Directory::new(dir_seed, users),
             store,
             fingerprints: pepper.fingerprinter(),
             pepper,
@@ -196,7 +209,7 @@ impl<S: StateStore> Engine<S> {
         let familiar = tenant.is_familiar(place);
         let user = self.directory.get(req.tenant, req.user);
         let (subject, groups) = match user.as_deref() {
-            Some(u) => (Subject::Known(u.id), &u.groups[..]),
+            Some(u) => (Subject::Known(u.id), u.groups()),
             None => (self.unknown_subject(req.tenant, req.user), &[][..]),
         };
         let rule = tenant.rule_for(groups, place, req.purpose);
@@ -295,7 +308,7 @@ impl<S: StateStore> Engine<S> {
         let place = tenant.place(req.ip);
         let user = self.directory.get(req.tenant, req.user);
         let (subject, groups) = match user.as_deref() {
-            Some(u) => (Subject::Known(u.id), &u.groups[..]),
+            Some(u) => (Subject::Known(u.id), u.groups()),
             None => (self.unknown_subject(req.tenant, req.user), &[][..]),
         };
         let rule = tenant.rule_for(groups, place, req.purpose);

@@ -53,6 +53,7 @@
 )]
 
 pub mod admin;
+mod arena;
 pub mod config;
 pub mod decide;
 pub mod directory;

@@ -10,10 +10,12 @@
 //! store or a shared store (one server-side script per operation) can execute the same
 //! [`StateStore`] contract without changing the decision code; `docs/design.md` states it.
 
+use crate::arena::Slots;
 use crate::id::{ChallengeId, MethodId, Subject};
 use crate::lockout::{Domain, Failure, Lock, LockoutConfig};
 use crate::policy::{PhoneSettings, Purpose};
 use crate::secret::SecretDigest;
+use crate::sync::{Mutex, lock};
 use crate::table::{Idle, Table};
 use crate::time::{Duration, Timestamp};
 use crate::window::{Rate, SlidingWindow};
@@ -131,7 +133,7 @@ pub struct PhoneKeys {
 /// Sizes of the store's tables, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreSizes {
-    /// Known users with state.
+    /// Slots allocated for known users' state (a segment at a time).
     pub users: usize,
     /// Unknown names being counted.
     pub unknown: usize,
@@ -391,7 +393,8 @@ impl Default for StoreLimits {
 
 /// The in-memory store: sharded tables, one mutex per shard.
 pub struct MemoryStore {
-    users: Table<u32, UserState>,
+    /// Known users' state, dense by user id: one slot and one lock per user, no probing.
+    users: Slots<Mutex<UserState>>,
     unknown: Table<u64, UserState>,
     sources: Table<u128, Counter>,
     numbers: Table<u64, Counter>,
@@ -409,7 +412,7 @@ impl MemoryStore {
     /// An empty store with the given caps.
     pub fn new(limits: StoreLimits) -> Self {
         Self {
-            users: Table::new(None),
+            users: Slots::new(),
             unknown: Table::new(Some(limits.unknown_subjects)),
             sources: Table::new(Some(limits.sources)),
             numbers: Table::new(Some(limits.numbers)),
@@ -425,22 +428,29 @@ impl MemoryStore {
         f: impl FnOnce(&mut UserState) -> R,
     ) -> R {
         match subject {
-            Subject::Known(id) => self.users.update(id.0, now, f),
+            Subject::Known(id) => match self.users.get_or_alloc(id.0) {
+                Some(slot) => f(&mut lock(slot)),
+                // Ids past the arena cannot be issued by the directory; should one appear,
+                // it is still counted, in the bounded table.
+                None => self.unknown.update(u64::from(id.0) | 1 << 63, now, f),
+            },
             Subject::Unknown(h) => self.unknown.update(h, now, f),
         }
     }
 
     fn read_user<R>(&self, subject: Subject, f: impl FnOnce(Option<&UserState>) -> R) -> R {
         match subject {
-            Subject::Known(id) => self.users.read(&id.0, f),
+            Subject::Known(id) => match self.users.get(id.0) {
+                Some(slot) => f(Some(&lock(slot))),
+                None => self.unknown.read(&(u64::from(id.0) | 1 << 63), f),
+            },
             Subject::Unknown(h) => self.unknown.read(&h, f),
         }
     }
 
     /// Drops idle entries from every table (run now and then by the server).
     pub fn sweep(&self, now: Timestamp) -> usize {
-        self.users.sweep(now)
-            + self.unknown.sweep(now)
+        self.unknown.sweep(now)
             + self.sources.sweep(now)
             + self.numbers.sweep(now)
             + self.tenants.sweep(now)
@@ -639,7 +649,11 @@ impl StateStore for MemoryStore {
         match method {
             Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| u.forget_otp(m)),
             None => match subject {
-                Subject::Known(id) => drop(self.users.remove(&id.0)),
+                Subject::Known(id) => {
+                    if let Some(slot) = self.users.get(id.0) {
+                        *lock(slot) = UserState::default();
+                    }
+                }
                 Subject::Unknown(h) => drop(self.unknown.remove(&h)),
             },
         }
@@ -647,7 +661,7 @@ impl StateStore for MemoryStore {
 
     fn sizes(&self) -> StoreSizes {
         StoreSizes {
-            users: self.users.len(),
+            users: self.users.allocated_slots(),
             unknown: self.unknown.len(),
             sources: self.sources.len(),
             numbers: self.numbers.len(),
