@@ -583,6 +583,12 @@ impl<S: StateStore> Attempt<'_, S> {
             Some(Ok(c)) => Some(c),
             Some(Err(_)) => return self.malformed(),
         };
+        // A locked user (known or phantom alike) is answered before any HMAC is computed,
+        // so guessing against a lock costs the server little. The commit below checks the
+        // lock again, atomically; this early look is only a shortcut.
+        if let Some(locked) = self.check(Factor::Second) {
+            return locked;
+        }
         let fp = self.fingerprint(
             b"otp",
             &[&[parsed.digits()][..], &parsed.value().to_le_bytes()].concat(),
