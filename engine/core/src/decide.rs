@@ -583,26 +583,52 @@ impl<S: StateStore> Attempt<'_, S> {
             Some(Ok(c)) => Some(c),
             Some(Err(_)) => return self.malformed(),
         };
-        // A locked user (known or phantom alike) is answered before any HMAC is computed,
-        // so guessing against a lock costs the server little. The commit below checks the
-        // lock again, atomically; this early look is only a shortcut.
-        if let Some(locked) = self.check(Factor::Second) {
-            return locked;
-        }
-        let fp = self.fingerprint(
-            b"otp",
-            &[&[parsed.digits()][..], &parsed.value().to_le_bytes()].concat(),
-        );
-        let found = match self.user {
-            Some(user) => self.find_otp(user, parsed, next, purpose, kind),
+        let [a, b, c, d] = parsed.value().to_le_bytes();
+        let fp = self.fingerprint(b"otp", &[parsed.digits(), a, b, c, d]);
+        // The usual right code matches its authenticator's centre step: one HMAC, no lock
+        // check (the commit checks the lock atomically). Only when the centre misses is the
+        // lock looked at, so guessing against a lock costs one HMAC, not a window of them.
+        // The phantom takes the same steps.
+        let centre = match self.user {
+            Some(user) if kind == MethodKind::AuthenticatorApp => {
+                self.totp_at_centre(user, parsed, purpose)
+            }
+            Some(_) => None,
             None => {
-                // The phantom: the same HMACs and the same store read as a wrong code for
-                // a user with one authenticator app.
-                let phantom = &self.engine.phantom;
                 let params = otp::TotpParams::default();
-                let _ = otp::verify_totp(phantom, &params, parsed, self.now, self.window(None, 0));
-                let _ = self.engine.store.otp_state(self.subject, MethodId(0));
+                let _ = otp::verify_totp(
+                    &self.engine.phantom,
+                    &params,
+                    parsed,
+                    self.now,
+                    self.centre_window(0),
+                );
                 None
+            }
+        };
+        let found = match centre {
+            Some(hit) => Some(hit),
+            None => {
+                if let Some(locked) = self.check(Factor::Second) {
+                    return locked;
+                }
+                match self.user {
+                    Some(user) => self.find_otp(user, parsed, next, purpose, kind),
+                    None => {
+                        // A wrong code for a user with one authenticator app: the window's
+                        // HMACs and a read of the store's drift.
+                        let params = otp::TotpParams::default();
+                        let _ = otp::verify_totp(
+                            &self.engine.phantom,
+                            &params,
+                            parsed,
+                            self.now,
+                            self.window(None, 0),
+                        );
+                        let _ = self.engine.store.otp_state(self.subject, MethodId(0));
+                        None
+                    }
+                }
             }
         };
         match found {
@@ -629,6 +655,33 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             None => self.fail(Factor::Second, fp, Reason::InvalidCode),
         }
+    }
+
+    /// Only the centre step (`now + drift`), within the usual bound.
+    fn centre_window(&self, drift: i8) -> TotpWindow {
+        TotpWindow {
+            steps: 0,
+            ..self.window(None, drift)
+        }
+    }
+
+    /// The user's authenticator apps serving `purpose`, each tried at its centre step only.
+    fn totp_at_centre<'u>(
+        &self,
+        user: &'u User,
+        code: Code,
+        purpose: Purpose,
+    ) -> Option<(&'u Method, u64, i8)> {
+        user.eligible(purpose)
+            .filter(|m| m.kind == MethodKind::AuthenticatorApp)
+            .find_map(|m| {
+                let Material::Totp { key, params } = &m.material else {
+                    return None;
+                };
+                let w = self.centre_window(m.drift_hint.load(Ordering::Relaxed));
+                otp::verify_totp(key, params, code, self.now, w)
+                    .map(|hit| (m, hit.step, i8::try_from(hit.offset).unwrap_or(0)))
+            })
     }
 
     fn window(&self, watermark: Option<u64>, drift: i8) -> TotpWindow {

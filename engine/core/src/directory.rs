@@ -301,7 +301,7 @@ impl User {
 }
 
 /// Folds ASCII case of `user` into `buf`; `None` if it is longer than any name can be.
-fn fold<'b>(user: &str, buf: &'b mut [u8; name::MAX_NAME_LEN]) -> Option<&'b [u8]> {
+pub(crate) fn fold<'b>(user: &str, buf: &'b mut [u8; name::MAX_NAME_LEN]) -> Option<&'b [u8]> {
     let out = buf.get_mut(..user.len())?;
     for (o, b) in out.iter_mut().zip(user.bytes()) {
         *o = b.to_ascii_lowercase();

@@ -142,8 +142,10 @@ impl<S: StateStore> Engine<S> {
     }
 
     pub(crate) fn unknown_subject(&self, tenant: &str, user: &str) -> Subject {
-        let folded: String = user.chars().map(|c| c.to_ascii_lowercase()).collect();
-        Subject::Unknown(self.subjects.hash_one((tenant, folded)))
+        let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+        // Names too long to exist are hashed as given; they are unknown either way.
+        let folded = crate::directory::fold(user, &mut buf).unwrap_or(user.as_bytes());
+        Subject::Unknown(self.subjects.hash_one((tenant.as_bytes(), folded)))
     }
 
     pub(crate) fn phantom_method(&self) -> MethodInfo {
@@ -185,6 +187,10 @@ impl<S: StateStore> Engine<S> {
 
     /// Whether `token` is a live remembered device of `user`.
     pub(crate) fn device_valid(&self, user: &User, token: &str, now: Timestamp) -> bool {
+        // Tokens are 48 characters; anything much longer is not worth decoding.
+        if token.len() > 64 {
+            return false;
+        }
         let Ok(raw) = BASE64URL_NOPAD.decode(token.as_bytes()) else {
             return false;
         };
@@ -254,7 +260,7 @@ impl<S: StateStore> Engine<S> {
         let ttl = tenant.trusted_device_ttl;
         drop(user);
         if remember {
-            decision.device_token = self.remember_device(req.tenant, req.user, now + ttl);
+            decision.device_token = self.remember_device(req.tenant, req.user, now, now + ttl);
         }
         decision
     }
@@ -263,6 +269,7 @@ impl<S: StateStore> Engine<S> {
         &self,
         tenant: &str,
         user: &str,
+        now: Timestamp,
         expires: Timestamp,
     ) -> Option<crate::decide::DeviceToken> {
         let mut u = self.directory.get_mut(tenant, user).ok()?;
@@ -275,7 +282,7 @@ impl<S: StateStore> Engine<S> {
         self.entropy.fill(&mut raw[4..]);
         let digest = self.device_digest(user_id, id, &raw[4..]);
         let extras = u.extras_mut();
-        extras.devices.retain(|d| d.expires > Timestamp::EPOCH);
+        extras.devices.retain(|d| d.expires > now);
         if extras.devices.len() >= crate::directory::MAX_DEVICES {
             extras.devices.remove(0);
         }
@@ -330,30 +337,29 @@ impl<S: StateStore> Engine<S> {
         if let Some(locked) = attempt.check(Factor::Second) {
             return none(locked);
         }
-        let Some(u) = user.as_deref() else {
-            // Nothing is sent, and nothing is stored, but the answer looks the same.
-            let mut id = [0u8; 16];
-            self.entropy.fill(&mut id);
-            let d = attempt.decision(Outcome::Challenge, Reason::CodeSent);
-            return Sent {
-                decision: d,
-                challenge: Some(ChallengeId(id)),
-                delivery: None,
-            };
+        let (channel, method_id, destination) = match user.as_deref() {
+            Some(u) => {
+                let method = match req.method {
+                    Some(id) => u.method(id).filter(|m| m.active),
+                    None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
+                };
+                let Some(method) =
+                    method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
+                else {
+                    return none(attempt.decision(Outcome::Deny, Reason::MethodNotAllowed));
+                };
+                let destination = match &method.material {
+                    Material::Phone { number } => number.to_string(),
+                    Material::Email { address } => address.to_string(),
+                    _ => return none(attempt.decision(Outcome::Deny, Reason::InternalError)),
+                };
+                (method.kind, method.id, destination)
+            }
+            // The phantom's code is made, stored and budgeted like a real one, so a wrong
+            // code, a spent challenge and throttling all answer alike; it is never sent.
+            None => (MethodKind::Sms, MethodId(0), format!("phantom:{subject:?}")),
         };
-        let method = match req.method {
-            Some(id) => u.method(id).filter(|m| m.active),
-            None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
-        };
-        let Some(method) = method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose)) else {
-            return none(attempt.decision(Outcome::Deny, Reason::MethodNotAllowed));
-        };
-        let (channel, method_id) = (method.kind, method.id);
-        let destination = match &method.material {
-            Material::Phone { number } => number.to_string(),
-            Material::Email { address } => address.to_string(),
-            _ => return none(attempt.decision(Outcome::Deny, Reason::InternalError)),
-        };
+        let phantom = user.is_none();
         drop(user);
         match self.issue(
             tenant,
@@ -365,6 +371,7 @@ impl<S: StateStore> Engine<S> {
             now,
         ) {
             Ok((id, delivery)) => {
+                let delivery = (!phantom).then_some(delivery);
                 let mut d = Decision::new(
                     Outcome::Challenge,
                     Reason::CodeSent,
@@ -375,7 +382,7 @@ impl<S: StateStore> Engine<S> {
                 Sent {
                     decision: d,
                     challenge: Some(id),
-                    delivery: Some(delivery),
+                    delivery,
                 }
             }
             Err((reason, wait)) => {

@@ -461,7 +461,55 @@ fn an_unknown_user_looks_exactly_like_a_wrong_code() {
     let k = e.send_code(&send("kari"), at(T0));
     let u = e.send_code(&send("nobody"), at(T0));
     assert_eq!(visible(&k.decision), visible(&u.decision));
-    assert!(k.challenge.is_some() && u.challenge.is_some());
+    assert_eq!(k.decision.method, u.decision.method);
+    assert!(k.delivery.is_some() && u.delivery.is_none());
+    // A wrong code against each challenge, three times (using up the tries), then once more.
+    let (kid, uid) = (k.challenge.unwrap().to_hex(), u.challenge.unwrap().to_hex());
+    for i in 0..4 {
+        let wrong = format!("{:06}", 900_000 + i);
+        let kd = e.decide(
+            &req(
+                "kari",
+                HOME,
+                Some(Proof::Sent {
+                    challenge: &kid,
+                    code: &wrong,
+                }),
+            ),
+            at(T0 + 1 + i),
+        );
+        let ud = e.decide(
+            &req(
+                "nobody",
+                HOME,
+                Some(Proof::Sent {
+                    challenge: &uid,
+                    code: &wrong,
+                }),
+            ),
+            at(T0 + 1 + i),
+        );
+        assert_eq!(visible(&kd), visible(&ud), "sent-code attempt {i}");
+    }
+    // The send budget runs out alike (kari's phone was proved with one send already, so
+    // the unknown name gets one more before both are throttled).
+    let mut k_throttled = None;
+    let mut u_throttled = None;
+    for i in 0..6 {
+        let k = e.send_code(&send("kari"), at(T0 + 10 + i));
+        let u = e.send_code(&send("nobody"), at(T0 + 10 + i));
+        if k.decision.outcome == Outcome::Throttled && k_throttled.is_none() {
+            k_throttled = Some(i);
+        }
+        if u.decision.outcome == Outcome::Throttled && u_throttled.is_none() {
+            u_throttled = Some(i);
+        }
+    }
+    assert!(
+        k_throttled.is_some() && u_throttled.is_some(),
+        "{k_throttled:?} {u_throttled:?}"
+    );
+    assert!(u_throttled.unwrap() - k_throttled.unwrap() <= 1);
 }
 
 #[test]
