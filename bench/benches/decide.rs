@@ -8,7 +8,8 @@
 //! are an hour apart, so no one locks; on the locked path the first 10,000 users are locked
 //! beforehand and asked again inside the lock. On two threads each thread takes its own
 //! half of the users, and the time reported is the slower thread's divided by all the
-//! decisions of the pair.
+//! decisions of the pair. The same group measures the `totp-rs` crate's `check` of a right
+//! code as a baseline, so ratios compare figures taken minutes apart on the same machine.
 #![allow(clippy::disallowed_methods)] // a bench measures with the clock
 
 use std::hint::black_box;
@@ -105,6 +106,21 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decide");
     g.sample_size(30);
+    // The baseline, in the same run: the totp-rs crate's check of a right code (window ±1)
+    // on one thread, with the key set up once, touching no directory.
+    let baseline = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(portvakt_bench::SECRET.to_vec())
+        .build()
+        .expect("a valid baseline");
+    let right = f.code(T0);
+    assert!(baseline.check(&right, T0).is_some());
+    g.bench_function("baseline_totp-rs_check/1_thread", |b| {
+        b.iter(|| baseline.check(black_box(&right), T0))
+    });
     // Passes are numbered so that no two runs, on any path, share one.
     let mut next_pass = 0u64;
     for (name, path, range) in [
