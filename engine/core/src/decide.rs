@@ -376,10 +376,8 @@ impl<S: StateStore> Attempt<'_, S> {
         self.engine.fingerprints.of(what, value)
     }
 
+    /// Runs the purpose's flow. The caller has answered `block` rules already.
     pub(crate) fn run(&mut self, req: &Request<'_>) -> Decision {
-        if self.rule.require == Requirement::Block {
-            return self.decision(Outcome::Deny, Reason::PolicyBlock);
-        }
         match req.purpose {
             Purpose::SignIn => self.sign_in(req),
             Purpose::PasswordReset => self.password_reset(req),

@@ -205,61 +205,79 @@ impl<S: StateStore> Engine<S> {
             .is_some_and(|d| now < d.expires && d.digest.ct_eq(&digest))
     }
 
-    /// Decides one sign-in attempt at `now`.
-    pub fn decide(&self, req: &Request<'_>, now: Timestamp) -> Decision {
+    /// Sets up an attempt (policy snapshot, place, user or phantom, first matching rule)
+    /// and runs `f` on it; `None` if the tenant is unknown. The user's slot stays read-locked
+    /// only while `f` runs.
+    fn attempt<R>(
+        &self,
+        tenant: &str,
+        user: &str,
+        ip: IpAddr,
+        purpose: Purpose,
+        now: Timestamp,
+        f: impl FnOnce(&mut Attempt<'_, S>) -> R,
+    ) -> Option<R> {
         let policy = self.policy.load();
-        let Some(tenant) = policy.tenant(req.tenant) else {
-            return Decision::new(Outcome::Deny, Reason::UnknownTenant, no_rule(), nowhere());
-        };
-        let place = tenant.place(req.ip);
-        let familiar = tenant.is_familiar(place);
-        let user = self.directory.get(req.tenant, req.user);
-        let (subject, groups) = match user.as_deref() {
+        let tenant_policy = policy.tenant(tenant)?;
+        let place = tenant_policy.place(ip);
+        let found = self.directory.get(tenant, user);
+        let (subject, groups) = match found.as_deref() {
             Some(u) => (Subject::Known(u.id), u.groups()),
-            None => (self.unknown_subject(req.tenant, req.user), &[][..]),
+            None => (self.unknown_subject(tenant, user), &[][..]),
         };
-        let rule = tenant.rule_for(groups, place, req.purpose);
         let mut attempt = Attempt {
             engine: self,
             settings: &policy.settings,
-            tenant,
-            rule,
-            location: tenant.place_name(place),
-            familiar,
+            tenant: tenant_policy,
+            rule: tenant_policy.rule_for(groups, place, purpose),
+            location: tenant_policy.place_name(place),
+            familiar: tenant_policy.is_familiar(place),
             subject,
-            user: user.as_deref(),
+            user: found.as_deref(),
             now,
             counted_failure: false,
         };
-        if rule.require == Requirement::Block {
-            return attempt.decision(Outcome::Deny, Reason::PolicyBlock);
-        }
-        // One unfamiliar address may only fail so often, over all users. The reservation is
-        // taken before the attempt is evaluated, so parallel guesses cannot overshoot.
-        let source = (!familiar).then(|| source_key(req.ip));
-        if let Some(source) = source
-            && let Err(wait) =
-                self.store
-                    .reserve_source(source, now, policy.settings.source_failures)
-        {
-            let mut d = attempt.decision(Outcome::Locked, Reason::SourceLimited);
-            d.retry_after = Some(wait);
-            return d;
-        }
-        let mut decision = attempt.run(req);
-        if let Some(source) = source
-            && !attempt.counted_failure
-        {
-            self.store.refund_source(source, now);
-        }
-        let remember = req.remember_device
-            && decision.outcome == Outcome::Allow
-            && decision.reason == Reason::SecondFactorVerified
-            && rule.trusted_devices
-            && tenant.trusted_device_ttl > crate::time::Duration::ZERO;
-        let ttl = tenant.trusted_device_ttl;
-        drop(user);
-        if remember {
+        Some(f(&mut attempt))
+    }
+
+    /// Decides one sign-in attempt at `now`.
+    pub fn decide(&self, req: &Request<'_>, now: Timestamp) -> Decision {
+        let decided = self.attempt(req.tenant, req.user, req.ip, req.purpose, now, |a| {
+            if a.rule.require == Requirement::Block {
+                return (a.decision(Outcome::Deny, Reason::PolicyBlock), None);
+            }
+            // One unfamiliar address may only fail so often, over all users. The
+            // reservation is taken before the attempt is evaluated, so parallel guesses
+            // cannot overshoot; it is refunded unless a failure was counted.
+            let source = (!a.familiar).then(|| source_key(req.ip));
+            if let Some(source) = source
+                && let Err(wait) =
+                    self.store
+                        .reserve_source(source, now, a.settings.source_failures)
+            {
+                let mut d = a.decision(Outcome::Locked, Reason::SourceLimited);
+                d.retry_after = Some(wait);
+                return (d, None);
+            }
+            let decision = a.run(req);
+            if let Some(source) = source
+                && !a.counted_failure
+            {
+                self.store.refund_source(source, now);
+            }
+            let ttl = a.tenant.trusted_device_ttl;
+            let remember = req.remember_device
+                && decision.outcome == Outcome::Allow
+                && decision.reason == Reason::SecondFactorVerified
+                && a.rule.trusted_devices
+                && ttl > crate::time::Duration::ZERO;
+            (decision, remember.then_some(ttl))
+        });
+        let Some((mut decision, remember)) = decided else {
+            return Decision::new(Outcome::Deny, Reason::UnknownTenant, no_rule(), nowhere());
+        };
+        // The user's slot is no longer read-locked here, so it can be written.
+        if let Some(ttl) = remember {
             decision.device_token = self.remember_device(req.tenant, req.user, now, now + ttl);
         }
         decision
@@ -298,104 +316,77 @@ impl<S: StateStore> Engine<S> {
 
     /// Sends a code by SMS, voice or email, subject to the tenant's rate limits.
     pub fn send_code(&self, req: &SendRequest<'_>, now: Timestamp) -> Sent {
-        let policy = self.policy.load();
         let none = |decision| Sent {
             decision,
             challenge: None,
             delivery: None,
         };
-        let Some(tenant) = policy.tenant(req.tenant) else {
-            return none(Decision::new(
+        let sent = self.attempt(req.tenant, req.user, req.ip, req.purpose, now, |a| {
+            if a.rule.require == Requirement::Block {
+                return none(a.decision(Outcome::Deny, Reason::PolicyBlock));
+            }
+            if let Some(locked) = a.check(Factor::Second) {
+                return none(locked);
+            }
+            let (channel, method, destination) = match a.user {
+                Some(u) => {
+                    let method = match req.method {
+                        Some(id) => u.method(id).filter(|m| m.active),
+                        None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
+                    };
+                    let Some(method) =
+                        method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
+                    else {
+                        return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
+                    };
+                    let destination = match &method.material {
+                        Material::Phone { number } => number.to_string(),
+                        Material::Email { address } => address.to_string(),
+                        _ => return none(a.decision(Outcome::Deny, Reason::InternalError)),
+                    };
+                    (method.kind, method.id, destination)
+                }
+                // The phantom's code is made, stored and budgeted like a real one, so a wrong
+                // code, a spent challenge and throttling all answer alike; it is never sent.
+                None => (
+                    MethodKind::Sms,
+                    MethodId(0),
+                    format!("phantom:{:?}", a.subject),
+                ),
+            };
+            match self.issue(
+                a.tenant,
+                a.subject,
+                channel,
+                method,
+                req.purpose,
+                destination,
+                now,
+            ) {
+                Ok((id, delivery)) => {
+                    let mut d = a.decision(Outcome::Challenge, Reason::CodeSent);
+                    d.method = Some(channel);
+                    Sent {
+                        decision: d,
+                        challenge: Some(id),
+                        delivery: a.user.is_some().then_some(delivery),
+                    }
+                }
+                Err((reason, wait)) => {
+                    let mut d = a.decision(Outcome::Throttled, reason);
+                    d.retry_after = Some(wait.max(crate::time::Duration::from_secs(1)));
+                    none(d)
+                }
+            }
+        });
+        sent.unwrap_or_else(|| {
+            none(Decision::new(
                 Outcome::Deny,
                 Reason::UnknownTenant,
                 no_rule(),
                 nowhere(),
-            ));
-        };
-        let place = tenant.place(req.ip);
-        let user = self.directory.get(req.tenant, req.user);
-        let (subject, groups) = match user.as_deref() {
-            Some(u) => (Subject::Known(u.id), u.groups()),
-            None => (self.unknown_subject(req.tenant, req.user), &[][..]),
-        };
-        let rule = tenant.rule_for(groups, place, req.purpose);
-        let mut attempt = Attempt {
-            engine: self,
-            settings: &policy.settings,
-            tenant,
-            rule,
-            location: tenant.place_name(place),
-            familiar: tenant.is_familiar(place),
-            subject,
-            user: user.as_deref(),
-            now,
-            counted_failure: false,
-        };
-        if rule.require == Requirement::Block {
-            return none(attempt.decision(Outcome::Deny, Reason::PolicyBlock));
-        }
-        if let Some(locked) = attempt.check(Factor::Second) {
-            return none(locked);
-        }
-        let (channel, method_id, destination) = match user.as_deref() {
-            Some(u) => {
-                let method = match req.method {
-                    Some(id) => u.method(id).filter(|m| m.active),
-                    None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
-                };
-                let Some(method) =
-                    method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
-                else {
-                    return none(attempt.decision(Outcome::Deny, Reason::MethodNotAllowed));
-                };
-                let destination = match &method.material {
-                    Material::Phone { number } => number.to_string(),
-                    Material::Email { address } => address.to_string(),
-                    _ => return none(attempt.decision(Outcome::Deny, Reason::InternalError)),
-                };
-                (method.kind, method.id, destination)
-            }
-            // The phantom's code is made, stored and budgeted like a real one, so a wrong
-            // code, a spent challenge and throttling all answer alike; it is never sent.
-            None => (MethodKind::Sms, MethodId(0), format!("phantom:{subject:?}")),
-        };
-        let phantom = user.is_none();
-        drop(user);
-        match self.issue(
-            tenant,
-            subject,
-            channel,
-            method_id,
-            req.purpose,
-            destination,
-            now,
-        ) {
-            Ok((id, delivery)) => {
-                let delivery = (!phantom).then_some(delivery);
-                let mut d = Decision::new(
-                    Outcome::Challenge,
-                    Reason::CodeSent,
-                    rule.name,
-                    tenant.place_name(place),
-                );
-                d.method = Some(channel);
-                Sent {
-                    decision: d,
-                    challenge: Some(id),
-                    delivery,
-                }
-            }
-            Err((reason, wait)) => {
-                let mut d = Decision::new(
-                    Outcome::Throttled,
-                    reason,
-                    rule.name,
-                    tenant.place_name(place),
-                );
-                d.retry_after = Some(wait.max(crate::time::Duration::from_secs(1)));
-                none(d)
-            }
-        }
+            ))
+        })
     }
 
     /// Draws on the send budgets, makes a code, stores its digest and returns the delivery.

@@ -12,7 +12,7 @@
 
 use crate::arena::Slots;
 use crate::id::{ChallengeId, MethodId, Subject};
-use crate::lockout::{Domain, Failure, Lock, LockoutConfig};
+use crate::lockout::{Domain, Factor, Failure, Lock, LockoutConfig};
 use crate::policy::{PhoneSettings, Purpose};
 use crate::secret::SecretDigest;
 use crate::sync::{Mutex, lock};
@@ -267,11 +267,16 @@ impl UserState {
         self.lock_mut(domain).fail(now, fingerprint, cfg)
     }
 
+    /// Resets the counts of `domain`, which the caller found unlocked. A second factor
+    /// proves more than a password, so its success also forgives the first factor's
+    /// failures at the same familiarity; a password's success forgives only passwords.
     fn succeed(&mut self, domain: Domain, now: Timestamp, cfg: &LockoutConfig) {
         if let Some(locks) = self.locks.as_deref_mut() {
-            if let Some(l) = locks.get_mut(domain.index()) {
-                // Not locked (checked by the caller), so this resets the domain.
-                let _ = l.succeed(now, cfg);
+            let also = (domain.factor == Factor::Second).then(|| domain.sibling());
+            for d in std::iter::once(domain).chain(also) {
+                if let Some(l) = locks.get_mut(d.index()) {
+                    let _ = l.succeed(now, cfg);
+                }
             }
             if locks.iter().all(|l| *l == Lock::default()) {
                 self.locks = None;
@@ -671,5 +676,54 @@ impl StateStore for MemoryStore {
                 + self.numbers.evictions()
                 + self.challenges.evictions(),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::id::UserId;
+
+    #[test]
+    fn a_code_forgives_passwords_but_a_password_does_not_forgive_codes() {
+        let store = MemoryStore::default();
+        let cfg = LockoutConfig {
+            threshold: 3,
+            ..LockoutConfig::default()
+        };
+        let user = Subject::Known(UserId(1));
+        let first = Domain {
+            factor: Factor::First,
+            familiar: true,
+        };
+        let second = Domain {
+            factor: Factor::Second,
+            familiar: true,
+        };
+        let t = Timestamp::from_secs(1_000);
+        let fail = |d, fp| store.sign_in(user, d, Effect::Fail { fingerprint: fp }, t, &cfg);
+        // Two bad codes, then a password alone succeeds: the third bad code still locks.
+        fail(second, 1);
+        fail(second, 2);
+        assert_eq!(
+            store.sign_in(user, first, Effect::Succeed, t, &cfg),
+            Answer::Accepted
+        );
+        assert!(matches!(
+            fail(second, 3),
+            Answer::Failed(Failure::LockedNow { .. })
+        ));
+        store.unlock(user);
+        // Two bad passwords, then a code succeeds: the count of passwords starts over.
+        fail(first, 1);
+        fail(first, 2);
+        assert_eq!(
+            store.sign_in(user, second, Effect::Succeed, t, &cfg),
+            Answer::Accepted
+        );
+        assert_eq!(
+            fail(first, 3),
+            Answer::Failed(Failure::Counted { remaining: 2 })
+        );
     }
 }

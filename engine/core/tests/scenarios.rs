@@ -352,6 +352,35 @@ fn an_attacker_abroad_cannot_lock_out_the_office() {
 }
 
 #[test]
+fn a_second_factor_forgives_bad_passwords() {
+    let e = kommune();
+    let (_, key) = user_with_app(&e, "kari", &[]);
+    let failed = |t| {
+        let mut r = req("kari", HOME, None);
+        r.first_factor = FirstFactor::Failed;
+        e.decide(&r, at(t)).outcome
+    };
+    for i in 0..9 {
+        assert_eq!(failed(T0 + i), Outcome::Deny);
+    }
+    let c = code(&key, T0 + 10);
+    assert_eq!(
+        e.decide(&req("kari", HOME, Some(Proof::Totp(&c))), at(T0 + 10))
+            .outcome,
+        Outcome::Allow
+    );
+    // Nine more bad passwords do not lock: the count started over.
+    for i in 0..9 {
+        assert_eq!(
+            failed(T0 + 20 + i),
+            Outcome::Deny,
+            "bad password {i} after the reset"
+        );
+    }
+    assert_eq!(failed(T0 + 30), Outcome::Locked);
+}
+
+#[test]
 fn the_same_wrong_code_counts_once_and_malformed_codes_not_at_all() {
     let e = kommune();
     user_with_app(&e, "kari", &[]);
