@@ -74,8 +74,8 @@ impl fmt::Debug for Proof<'_> {
     }
 }
 
-/// One sign-in attempt.
-#[derive(Clone, Copy, Debug)]
+/// One sign-in attempt. Its `Debug` output shows neither the proof nor the device token.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     /// The organisation.
     pub tenant: &'a str,
@@ -93,6 +93,21 @@ pub struct Request<'a> {
     pub device_token: Option<&'a str>,
     /// Whether to remember this device after a successful second factor.
     pub remember_device: bool,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("tenant", &self.tenant)
+            .field("user", &self.user)
+            .field("ip", &self.ip)
+            .field("purpose", &self.purpose)
+            .field("first_factor", &self.first_factor)
+            .field("proof", &self.proof)
+            .field("device_token", &self.device_token.map(|_| "[redacted]"))
+            .field("remember_device", &self.remember_device)
+            .finish()
+    }
 }
 
 /// The answer's kind.
