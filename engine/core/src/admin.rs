@@ -75,6 +75,18 @@ pub struct UserInfo {
     pub devices: Vec<(u32, Timestamp)>,
 }
 
+/// OTP secrets must be 10-128 bytes (RFC 4226 asks for at least 128 bits; 80 is the
+/// least any deployed token uses).
+fn check_secret(secret: &[u8]) -> Result<(), DirectoryError> {
+    if (10..=128).contains(&secret.len()) {
+        Ok(())
+    } else {
+        Err(DirectoryError::InvalidSecret(
+            "secret must be 10-128 bytes".into(),
+        ))
+    }
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn percent(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -292,11 +304,7 @@ impl<S: StateStore> Engine<S> {
         spec: TotpSpec,
         active: bool,
     ) -> Result<MethodId, DirectoryError> {
-        if secret.len() < 10 || secret.len() > 128 {
-            return Err(DirectoryError::InvalidSecret(
-                "secret must be 10-128 bytes".into(),
-            ));
-        }
+        check_secret(secret)?;
         if !(10..=120).contains(&spec.period) {
             return Err(DirectoryError::InvalidSecret(
                 "period must be 10-120 seconds".into(),
@@ -326,11 +334,7 @@ impl<S: StateStore> Engine<S> {
         digits: Digits,
         counter: u64,
     ) -> Result<MethodId, DirectoryError> {
-        if secret.len() < 10 || secret.len() > 128 {
-            return Err(DirectoryError::InvalidSecret(
-                "secret must be 10-128 bytes".into(),
-            ));
-        }
+        check_secret(secret)?;
         let key = OtpKey::new(Algorithm::Sha1, secret);
         let id = self.add_method(
             tenant,

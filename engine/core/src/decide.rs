@@ -608,14 +608,7 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             Some(_) => None,
             None => {
-                let params = otp::TotpParams::default();
-                let _ = otp::verify_totp(
-                    &self.engine.phantom,
-                    &params,
-                    parsed,
-                    self.now,
-                    self.centre_window(0),
-                );
+                self.phantom_verify(parsed, self.centre_window(0));
                 None
             }
         };
@@ -630,14 +623,7 @@ impl<S: StateStore> Attempt<'_, S> {
                     None => {
                         // A wrong code for a user with one authenticator app: the window's
                         // HMACs and a read of the store's drift.
-                        let params = otp::TotpParams::default();
-                        let _ = otp::verify_totp(
-                            &self.engine.phantom,
-                            &params,
-                            parsed,
-                            self.now,
-                            self.window(None, 0),
-                        );
+                        self.phantom_verify(parsed, self.window(None, 0));
                         let _ = self.engine.store.otp_state(self.subject, MethodId(0));
                         None
                     }
@@ -668,6 +654,12 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             None => self.fail(Factor::Second, fp, Reason::InvalidCode),
         }
+    }
+
+    /// The phantom's HMACs: `code` against its never-matching key over `window`.
+    fn phantom_verify(&self, code: Code, window: TotpWindow) {
+        let params = otp::TotpParams::default();
+        let _ = otp::verify_totp(&self.engine.phantom, &params, code, self.now, window);
     }
 
     /// Only the centre step (`now + drift`), within the usual bound.

@@ -169,7 +169,7 @@ mod tests {
     fn update_creates_and_idle_entries_vanish() {
         let t: Table<u32, Count> = Table::new(None);
         let now = Timestamp::EPOCH;
-        assert_eq!(t.update(1, now, |c| c.0 += 2), ());
+        t.update(1, now, |c| c.0 += 2);
         assert_eq!(t.read(&1, |c| c.map(|c| c.0)), Some(2));
         t.update(1, now, |c| c.0 = 0);
         assert_eq!(t.len(), 0);
