@@ -272,6 +272,10 @@ pub enum Frame<'a> {
         /// What to deliver.
         delivery: Option<Delivery<'a>>,
     },
+    /// Administrator client: an administrator operation.
+    Admin(u32, crate::admin::Admin<'a>),
+    /// Server: the answer to an administrator operation.
+    AdminReply(u32, crate::admin::AdminReply<'a>),
     /// Server: the request failed.
     Error {
         /// Request id (0 when the request's id could not be read).
@@ -338,6 +342,7 @@ impl<'a> Frame<'a> {
     pub fn id(&self) -> u32 {
         match self {
             Self::Decide(id, _) | Self::SendCode(id, _) | Self::Decision(id, _) => *id,
+            Self::Admin(id, _) | Self::AdminReply(id, _) => *id,
             Self::Sent { id, .. } | Self::Error { id, .. } => *id,
         }
     }
@@ -397,7 +402,13 @@ impl<'a> Frame<'a> {
                     message: r.str16("message", MAX_MESSAGE)?,
                 }
             }
-            other => return Err(DecodeError::UnknownKind(other)),
+            other => match crate::admin::Admin::read(other, &mut r) {
+                Some(admin) => Self::Admin(id, admin?),
+                None => match crate::admin::AdminReply::read(other, &mut r) {
+                    Some(reply) => Self::AdminReply(id, reply?),
+                    None => return Err(DecodeError::UnknownKind(other)),
+                },
+            },
         };
         r.finish()?;
         Ok(frame)
@@ -446,6 +457,16 @@ impl<'a> Frame<'a> {
                     w.str8(d.code);
                     w.u64(d.expires_ms);
                 });
+            }
+            Self::Admin(id, a) => {
+                w.u8(a.kind());
+                w.u32(*id);
+                a.write(&mut w);
+            }
+            Self::AdminReply(id, a) => {
+                w.u8(a.kind());
+                w.u32(*id);
+                a.write(&mut w);
             }
             Self::Error { id, code, message } => {
                 w.u8(kind::ERROR);
@@ -520,6 +541,8 @@ impl<'a> Frame<'a> {
                 }
                 Ok(())
             }
+            Self::Admin(_, a) => a.check(),
+            Self::AdminReply(_, a) => a.check(),
             Self::Error { message, .. } => check("message", message.len(), MAX_MESSAGE),
         }
     }

@@ -38,9 +38,11 @@
     )
 )]
 
+pub mod admin;
 pub mod codec;
 mod frame;
 
+pub use admin::{Admin, AdminReply};
 pub use codec::DecodeError;
 pub use frame::*;
 

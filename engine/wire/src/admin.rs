@@ -1,0 +1,327 @@
+//! Administrator frames: one table of operations, their kinds and their fields.
+//!
+//! Every field has a wire type from [`Field`]; bounded strings and lists carry their limit
+//! in the type (`Str<128>`), so one macro can generate decoding, encoding and the limit
+//! checks for every operation from the table at the bottom of this file.
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::frame::EncodeError;
+
+/// A value with a wire encoding.
+pub trait Field<'a>: Sized {
+    /// Reads the value.
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError>;
+    /// Writes the value (limits were checked by [`Field::check`]).
+    fn write(&self, w: &mut Writer<'_>);
+    /// Checks lengths against limits.
+    fn check(&self, field: &'static str) -> Result<(), EncodeError>;
+}
+
+/// A UTF-8 string of at most `MAX` bytes (one length byte; `MAX` ≤ 255).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Str<'a, const MAX: usize>(pub &'a str);
+
+/// A UTF-8 string of at most `MAX` bytes with a two-byte length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongStr<'a, const MAX: usize>(pub &'a str);
+
+/// A registered method as an administrator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodRow {
+    /// Method id.
+    pub id: u32,
+    /// Method-kind code.
+    pub kind: u8,
+    /// Proved and usable.
+    pub active: bool,
+}
+
+/// At most 16 method rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodRows(pub Vec<MethodRow>);
+
+/// Raw bytes, at most `MAX` (one length byte; `MAX` ≤ 255).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes<'a, const MAX: usize>(pub &'a [u8]);
+
+/// A list of strings: at most `N` items of at most `MAX` bytes each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrList<'a, const N: usize, const MAX: usize>(pub Vec<&'a str>);
+
+fn too_long(field: &'static str, len: usize, max: usize) -> Result<(), EncodeError> {
+    if len > max {
+        Err(EncodeError { field, len, max })
+    } else {
+        Ok(())
+    }
+}
+
+impl<'a, const MAX: usize> Field<'a> for Str<'a, MAX> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.str8(field, MAX).map(Str)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.str8(self.0);
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), MAX)
+    }
+}
+
+impl<'a, const MAX: usize> Field<'a> for LongStr<'a, MAX> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.str16(field, MAX).map(LongStr)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.str16(self.0);
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), MAX)
+    }
+}
+
+impl<'a> Field<'a> for MethodRows {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, 16, |r| {
+            Ok(MethodRow {
+                id: r.u32(field)?,
+                kind: r.u8(field)?,
+                active: r.bool(field)?,
+            })
+        })
+        .map(MethodRows)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, m| {
+            w.u32(m.id);
+            w.u8(m.kind);
+            w.bool(m.active);
+        });
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), 16)
+    }
+}
+
+impl<'a, const MAX: usize> Field<'a> for Bytes<'a, MAX> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        let len = usize::from(r.u8(field)?);
+        if len > MAX {
+            return Err(DecodeError::TooLong {
+                field,
+                len,
+                max: MAX,
+            });
+        }
+        r.take(len, field).map(Bytes)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u8(u8::try_from(self.0.len()).unwrap_or(u8::MAX));
+        w.raw(self.0);
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), MAX)
+    }
+}
+
+impl<'a, const N: usize, const MAX: usize> Field<'a> for StrList<'a, N, MAX> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, N, |r| r.str8(field, MAX)).map(StrList)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, s| w.str8(s));
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), N)?;
+        self.0
+            .iter()
+            .try_for_each(|s| too_long(field, s.len(), MAX))
+    }
+}
+
+macro_rules! fixed_field {
+    ($t:ty, $read:ident, $write:ident) => {
+        impl<'a> Field<'a> for $t {
+            fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+                r.$read(field)
+            }
+            fn write(&self, w: &mut Writer<'_>) {
+                w.$write(*self);
+            }
+            fn check(&self, _: &'static str) -> Result<(), EncodeError> {
+                Ok(())
+            }
+        }
+    };
+}
+
+fixed_field!(u8, u8, u8);
+fixed_field!(u16, u16, u16);
+fixed_field!(u32, u32, u32);
+fixed_field!(u64, u64, u64);
+fixed_field!(bool, bool, bool);
+
+impl<'a> Field<'a> for [u8; 16] {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.bytes16(field)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.raw(self);
+    }
+    fn check(&self, _: &'static str) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+impl<'a, T: Field<'a>> Field<'a> for Option<T> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.opt(field, |r| T::read(r, field))
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.opt(self.as_ref(), |w, v| v.write(w));
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        self.as_ref().map_or(Ok(()), |v| v.check(field))
+    }
+}
+
+macro_rules! messages {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $( $(#[$vdoc:meta])* $kind:literal $variant:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*
+        }
+    ) => {
+        $(#[$doc])*
+        // Fields are named for what they hold; each variant's doc and docs/protocol.md say
+        // the rest.
+        #[allow(missing_docs)]
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum $name<'a> {
+            $( $(#[$vdoc])* $variant { $( $(#[$fdoc])* $field: $ty, )* }, )*
+        }
+
+        impl<'a> $name<'a> {
+            /// Every kind in this table, for documentation and tests.
+            pub const KINDS: &'static [(u8, &'static str)] = &[$( ($kind, stringify!($variant)), )*];
+
+            /// The frame kind.
+            pub fn kind(&self) -> u8 {
+                match self { $( Self::$variant { .. } => $kind, )* }
+            }
+
+            /// Decodes the body of a frame of kind `kind`, if the kind is in this table.
+            pub(crate) fn read(kind: u8, r: &mut Reader<'a>) -> Option<Result<Self, DecodeError>> {
+                Self::KINDS.iter().any(|(k, _)| *k == kind).then(|| Self::read_body(kind, r))
+            }
+
+            fn read_body(kind: u8, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+                match kind {
+                    $( $kind => Ok(Self::$variant { $( $field: <$ty as Field>::read(r, stringify!($field))?, )* }), )*
+                    other => Err(DecodeError::UnknownKind(other)),
+                }
+            }
+
+            pub(crate) fn write(&self, w: &mut Writer<'_>) {
+                match self {
+                    $( Self::$variant { $( $field, )* } => { $( $field.write(w); )* } )*
+                }
+            }
+
+            pub(crate) fn check(&self) -> Result<(), EncodeError> {
+                match self {
+                    $( Self::$variant { $( $field, )* } => { $( $field.check(stringify!($field))?; )* Ok(()) } )*
+                }
+            }
+        }
+    };
+}
+
+/// A tenant or user name.
+pub type Name<'a> = Str<'a, 128>;
+/// A code as typed.
+pub type CodeStr<'a> = Str<'a, 16>;
+
+messages! {
+    /// Administrator requests (client → server). Only clients with the administrator
+    /// certificate may send them.
+    Admin {
+        /// Adds a user.
+        0x10 AddUser { tenant: Name<'a>, user: Name<'a>, groups: StrList<'a, 64, 128>, passwordless: bool }
+        /// Removes a user and all its state.
+        0x11 RemoveUser { tenant: Name<'a>, user: Name<'a> }
+        /// Replaces a user's groups.
+        0x12 SetGroups { tenant: Name<'a>, user: Name<'a>, groups: StrList<'a, 64, 128> }
+        /// Makes an account passwordless, or not.
+        0x13 SetPasswordless { tenant: Name<'a>, user: Name<'a>, passwordless: bool }
+        /// Turns two-step verification off or on for a user (refused under security defaults).
+        0x14 SetMfaOptOut { tenant: Name<'a>, user: Name<'a>, opt_out: bool }
+        /// Starts enrolling an authenticator app: algorithm 1 SHA-1, 2 SHA-256, 3 SHA-512.
+        0x15 EnrollTotp { tenant: Name<'a>, user: Name<'a>, algorithm: u8, digits: u8, period: u16 }
+        /// Imports an authenticator app with a known secret.
+        0x16 ImportTotp { tenant: Name<'a>, user: Name<'a>, secret: Bytes<'a, 128>, algorithm: u8, digits: u8, period: u16, active: bool }
+        /// Adds a hardware token (HOTP, SHA-1) at a counter.
+        0x17 AddHotp { tenant: Name<'a>, user: Name<'a>, secret: Bytes<'a, 128>, digits: u8, counter: u64 }
+        /// Adds a phone: kind 3 SMS or 4 voice (the method-kind codes).
+        0x18 AddPhone { tenant: Name<'a>, user: Name<'a>, kind: u8, number: Str<'a, 32> }
+        /// Adds an email address for password reset.
+        0x19 AddEmail { tenant: Name<'a>, user: Name<'a>, address: Str<'a, 254> }
+        /// Records a security key registered by the frontend.
+        0x1a AddSecurityKey { tenant: Name<'a>, user: Name<'a> }
+        /// Sets the security answers.
+        0x1b SetSecurityQuestions { tenant: Name<'a>, user: Name<'a>, answers: StrList<'a, 5, 255> }
+        /// Proves a pending authenticator app or token with its first code.
+        0x1c ConfirmOtp { tenant: Name<'a>, user: Name<'a>, method: u32, code: CodeStr<'a> }
+        /// Sends a code to a pending phone or email.
+        0x1d StartConfirmation { tenant: Name<'a>, user: Name<'a>, method: u32 }
+        /// Proves a pending phone or email with the code sent.
+        0x1e ConfirmSent { tenant: Name<'a>, user: Name<'a>, method: u32, challenge: [u8; 16], code: CodeStr<'a> }
+        /// Removes one method.
+        0x1f RemoveMethod { tenant: Name<'a>, user: Name<'a>, method: u32 }
+        /// A lost or stolen phone: removes every method and remembered device.
+        0x20 RemoveAllMethods { tenant: Name<'a>, user: Name<'a> }
+        /// Makes an active method the default.
+        0x21 SetDefaultMethod { tenant: Name<'a>, user: Name<'a>, method: u32 }
+        /// Clears a user's lockout.
+        0x22 Unlock { tenant: Name<'a>, user: Name<'a> }
+        /// Forgets an authenticator's learned clock drift.
+        0x23 ResetDrift { tenant: Name<'a>, user: Name<'a>, method: u32 }
+        /// Creates an app password.
+        0x24 CreateAppPassword { tenant: Name<'a>, user: Name<'a>, label: Str<'a, 255> }
+        /// Revokes an app password.
+        0x25 RevokeAppPassword { tenant: Name<'a>, user: Name<'a>, id: u32 }
+        /// Forgets one remembered device, or all of them.
+        0x26 RevokeDevices { tenant: Name<'a>, user: Name<'a>, id: Option<u32> }
+        /// Describes a user.
+        0x27 UserInfo { tenant: Name<'a>, user: Name<'a> }
+        /// Reloads the policy from the server's configuration file.
+        0x28 ReloadPolicy {}
+    }
+}
+
+messages! {
+    /// Answers to administrator requests (server → client).
+    AdminReply {
+        /// Done; nothing to report.
+        0xa0 Done {}
+        /// A user was added.
+        0xa1 UserAdded { user_id: u32 }
+        /// A method was added (pending unless the request said otherwise).
+        0xa2 MethodAdded { method: u32 }
+        /// An authenticator app is pending: show the URI as a QR code, once.
+        0xa3 TotpEnrolled { method: u32, secret_base32: Str<'a, 128>, uri: LongStr<'a, 1024> }
+        /// An app password was created: show it once.
+        0xa4 AppPasswordCreated { id: u32, password: Str<'a, 64> }
+        /// A confirmation code was made: deliver it (channel is a method-kind code).
+        0xa5 ConfirmationSent { challenge: [u8; 16], channel: u8, destination: Str<'a, 255>, code: CodeStr<'a>, expires_ms: u64 }
+        /// Sending a confirmation code is rate-limited.
+        0xa6 ConfirmationThrottled { retry_after_s: u32 }
+        /// A user: groups, flags, default method, methods, app passwords' labels and the
+        /// number of remembered devices.
+        0xa7 UserDescribed {
+            user_id: u32, groups: StrList<'a, 64, 128>, passwordless: bool, mfa_opt_out: bool,
+            default_method: Option<u32>, methods: MethodRows, app_passwords: StrList<'a, 10, 255>, devices: u8
+        }
+        /// The policy was reloaded.
+        0xa8 PolicyReloaded { tenants: u16 }
+    }
+}

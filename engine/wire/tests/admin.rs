@@ -1,0 +1,290 @@
+//! Administrator frames: every kind round-trips, kinds are unique, limits hold.
+
+use std::collections::HashSet;
+
+use bytes::BytesMut;
+use portvakt_wire::admin::{Bytes, LongStr, MethodRow, MethodRows, Str, StrList};
+use portvakt_wire::*;
+use proptest::prelude::*;
+
+fn round_trip(f: Frame<'_>) {
+    let mut b = BytesMut::new();
+    f.encode(&mut b).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    assert_eq!(frame_len(&b), Ok(Some(b.len())));
+    assert_eq!(Frame::decode(&b), Ok(f.clone()));
+    for cut in 0..b.len() {
+        assert!(Frame::decode(&b[..cut]).is_err(), "{f:?} cut at {cut}");
+    }
+}
+
+fn examples<'a>(t: &'a str, u: &'a str, s: &'a str) -> Vec<Admin<'a>> {
+    let name = Str(t);
+    let user = Str(u);
+    vec![
+        Admin::AddUser {
+            tenant: name,
+            user,
+            groups: StrList(vec!["legekontor", s]),
+            passwordless: true,
+        },
+        Admin::RemoveUser { tenant: name, user },
+        Admin::SetGroups {
+            tenant: name,
+            user,
+            groups: StrList(vec![]),
+        },
+        Admin::SetPasswordless {
+            tenant: name,
+            user,
+            passwordless: false,
+        },
+        Admin::SetMfaOptOut {
+            tenant: name,
+            user,
+            opt_out: true,
+        },
+        Admin::EnrollTotp {
+            tenant: name,
+            user,
+            algorithm: 1,
+            digits: 6,
+            period: 30,
+        },
+        Admin::ImportTotp {
+            tenant: name,
+            user,
+            secret: Bytes(s.as_bytes()),
+            algorithm: 3,
+            digits: 8,
+            period: 60,
+            active: true,
+        },
+        Admin::AddHotp {
+            tenant: name,
+            user,
+            secret: Bytes(b"12345678901234567890"),
+            digits: 6,
+            counter: u64::MAX,
+        },
+        Admin::AddPhone {
+            tenant: name,
+            user,
+            kind: 3,
+            number: Str("+4791234567"),
+        },
+        Admin::AddEmail {
+            tenant: name,
+            user,
+            address: Str("kari@example.no"),
+        },
+        Admin::AddSecurityKey { tenant: name, user },
+        Admin::SetSecurityQuestions {
+            tenant: name,
+            user,
+            answers: StrList(vec!["Tromsø", s]),
+        },
+        Admin::ConfirmOtp {
+            tenant: name,
+            user,
+            method: 7,
+            code: Str("123 456"),
+        },
+        Admin::StartConfirmation {
+            tenant: name,
+            user,
+            method: 8,
+        },
+        Admin::ConfirmSent {
+            tenant: name,
+            user,
+            method: 8,
+            challenge: [9; 16],
+            code: Str("654321"),
+        },
+        Admin::RemoveMethod {
+            tenant: name,
+            user,
+            method: 1,
+        },
+        Admin::RemoveAllMethods { tenant: name, user },
+        Admin::SetDefaultMethod {
+            tenant: name,
+            user,
+            method: 2,
+        },
+        Admin::Unlock { tenant: name, user },
+        Admin::ResetDrift {
+            tenant: name,
+            user,
+            method: 3,
+        },
+        Admin::CreateAppPassword {
+            tenant: name,
+            user,
+            label: Str(s),
+        },
+        Admin::RevokeAppPassword {
+            tenant: name,
+            user,
+            id: 4,
+        },
+        Admin::RevokeDevices {
+            tenant: name,
+            user,
+            id: None,
+        },
+        Admin::UserInfo { tenant: name, user },
+        Admin::ReloadPolicy {},
+    ]
+}
+
+fn replies(s: &str) -> Vec<AdminReply<'_>> {
+    vec![
+        AdminReply::Done {},
+        AdminReply::UserAdded { user_id: 1 },
+        AdminReply::MethodAdded { method: 2 },
+        AdminReply::TotpEnrolled {
+            method: 3,
+            secret_base32: Str("GEZDGNBV"),
+            uri: LongStr(s),
+        },
+        AdminReply::AppPasswordCreated {
+            id: 1,
+            password: Str("abcdefghijklmnop"),
+        },
+        AdminReply::ConfirmationSent {
+            challenge: [1; 16],
+            channel: 3,
+            destination: Str("+4791234567"),
+            code: Str("123456"),
+            expires_ms: 5,
+        },
+        AdminReply::ConfirmationThrottled { retry_after_s: 60 },
+        AdminReply::UserDescribed {
+            user_id: 9,
+            groups: StrList(vec!["a"]),
+            passwordless: false,
+            mfa_opt_out: false,
+            default_method: Some(2),
+            methods: MethodRows(vec![
+                MethodRow {
+                    id: 2,
+                    kind: 1,
+                    active: true,
+                },
+                MethodRow {
+                    id: 3,
+                    kind: 3,
+                    active: false,
+                },
+            ]),
+            app_passwords: StrList(vec!["Outlook"]),
+            devices: 2,
+        },
+        AdminReply::PolicyReloaded { tenants: 3 },
+    ]
+}
+
+#[test]
+fn every_admin_kind_round_trips_and_is_covered() {
+    let long_uri = format!(
+        "otpauth://totp/{}?secret={}",
+        "k%20".repeat(60),
+        "A".repeat(103)
+    );
+    let ex = examples("kommune", "kari@kommune.no", "ø and more");
+    let covered: HashSet<u8> = ex.iter().map(Admin::kind).collect();
+    let table: HashSet<u8> = Admin::KINDS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(covered, table, "every request kind has an example");
+    for (i, a) in ex.into_iter().enumerate() {
+        round_trip(Frame::Admin(i as u32, a));
+    }
+    let re = replies(&long_uri);
+    let covered: HashSet<u8> = re.iter().map(AdminReply::kind).collect();
+    assert_eq!(
+        covered,
+        AdminReply::KINDS
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<HashSet<u8>>()
+    );
+    for (i, a) in re.into_iter().enumerate() {
+        round_trip(Frame::AdminReply(i as u32, a));
+    }
+}
+
+#[test]
+fn kinds_are_unique_across_all_tables() {
+    let mut seen = HashSet::from([0x01u8, 0x02, 0x81, 0x82, 0xff]);
+    for (k, name) in Admin::KINDS.iter().chain(AdminReply::KINDS) {
+        assert!(seen.insert(*k), "kind 0x{k:02x} ({name}) is used twice");
+    }
+}
+
+#[test]
+fn admin_limits_hold_both_ways() {
+    let long = "x".repeat(129);
+    let f = Frame::Admin(
+        1,
+        Admin::Unlock {
+            tenant: Str(&long),
+            user: Str("u"),
+        },
+    );
+    assert_eq!(f.encode(&mut BytesMut::new()).unwrap_err().field, "tenant");
+    let secret = vec![7u8; 129];
+    let f = Frame::Admin(
+        1,
+        Admin::AddHotp {
+            tenant: Str("t"),
+            user: Str("u"),
+            secret: Bytes(&secret),
+            digits: 6,
+            counter: 0,
+        },
+    );
+    assert_eq!(f.encode(&mut BytesMut::new()).unwrap_err().field, "secret");
+    let many: Vec<&str> = (0..65).map(|_| "g").collect();
+    let f = Frame::Admin(
+        1,
+        Admin::SetGroups {
+            tenant: Str("t"),
+            user: Str("u"),
+            groups: StrList(many),
+        },
+    );
+    assert_eq!(f.encode(&mut BytesMut::new()).unwrap_err().field, "groups");
+    // On the decode side, a forged group count is refused.
+    let f = Frame::Admin(
+        1,
+        Admin::SetGroups {
+            tenant: Str("t"),
+            user: Str("u"),
+            groups: StrList(vec![]),
+        },
+    );
+    let mut b = BytesMut::new();
+    f.encode(&mut b).unwrap();
+    let mut forged = b.to_vec();
+    *forged.last_mut().unwrap() = 65;
+    assert!(matches!(
+        Frame::decode(&forged),
+        Err(DecodeError::TooLong {
+            field: "groups",
+            ..
+        })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn admin_frames_with_arbitrary_text_round_trip(t in "\\PC{0,30}", u in "\\PC{0,30}", s in "[a-zA-Z0-9 ]{0,40}") {
+        prop_assume!(t.len() <= 128 && u.len() <= 128);
+        for a in examples(&t, &u, &s) {
+            let f = Frame::Admin(5, a);
+            let mut b = BytesMut::new();
+            f.encode(&mut b).unwrap();
+            prop_assert_eq!(Frame::decode(&b), Ok(f));
+        }
+    }
+}
