@@ -446,6 +446,15 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             _ => {}
         }
+        // Nobody of this name is known, yet the frontend vouches for the password: whoever
+        // it is has registered no security info here. (With a proof, the phantom answers
+        // instead, exactly as a wrong code does.)
+        if self.user.is_none() && req.proof.is_none() {
+            if let Some(locked) = self.check(Factor::Second) {
+                return locked;
+            }
+            return self.decision(Outcome::Register, Reason::NoMethods);
+        }
         if let Some(reason) = self.registration_missing() {
             if let Some(locked) = self.check(Factor::Second) {
                 return locked;

@@ -542,6 +542,22 @@ fn an_unknown_user_looks_exactly_like_a_wrong_code() {
 }
 
 #[test]
+fn an_unknown_user_with_a_vouched_password_must_register() {
+    let e = kommune();
+    for ip in [OFFICE, HOME] {
+        let d = e.decide(&req("nobody", ip, None), at(T0));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Register, Reason::NoMethods),
+            "{ip}"
+        );
+    }
+    // With a proof the phantom answers, like any wrong code.
+    let d = e.decide(&req("nobody", HOME, Some(Proof::Totp("123456"))), at(T0));
+    assert_eq!(d.reason, Reason::InvalidCode);
+}
+
+#[test]
 fn one_address_cannot_spray_many_users() {
     let text = KOMMUNE.replace(
         "max = 100              # one address",
