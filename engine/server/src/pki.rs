@@ -1,0 +1,262 @@
+//! Certificates: a development PKI made on first start, and the TLS configurations built
+//! from PEM files.
+//!
+//! The development PKI is a CA, a server certificate for `localhost`, `127.0.0.1` and
+//! `::1`, one frontend client certificate and one administrator client certificate, all
+//! signed by the CA and written as PEM files into the data directory. Clients must present
+//! a certificate from the configured CA (mutual TLS); a client whose certificate's SHA-256
+//! fingerprint is on the administrator list may also call administrator operations.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// Why certificates could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Generating a key or certificate failed.
+    #[error("generating certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The files of a PKI.
+#[derive(Clone, Debug)]
+pub struct PkiFiles {
+    /// The CA certificate clients and the server trust.
+    pub ca: PathBuf,
+    /// The server's certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// The frontend client's certificate and key.
+    pub frontend: (PathBuf, PathBuf),
+    /// The administrator client's certificate and key.
+    pub admin: (PathBuf, PathBuf),
+}
+
+impl PkiFiles {
+    /// The standard names inside `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        let pair = |n: &str| (dir.join(format!("{n}.pem")), dir.join(format!("{n}.key")));
+        Self {
+            ca: dir.join("ca.pem"),
+            server: pair("server"),
+            frontend: pair("frontend"),
+            admin: pair("admin"),
+        }
+    }
+
+    fn all(&self) -> [&Path; 7] {
+        [
+            &self.ca,
+            &self.server.0,
+            &self.server.1,
+            &self.frontend.0,
+            &self.frontend.1,
+            &self.admin.0,
+            &self.admin.1,
+        ]
+    }
+}
+
+fn write(path: &Path, text: &str, secret: bool) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::write(path, text).map_err(io)?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    Ok(())
+}
+
+/// Makes a development PKI in `dir` unless all its files exist already; returns the files
+/// and whether they were made now.
+pub fn ensure_dev_pki(dir: &Path) -> Result<(PkiFiles, bool), PkiError> {
+    let files = PkiFiles::in_dir(dir);
+    if files.all().iter().all(|p| p.exists()) {
+        return Ok((files, false));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Portvakt development CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    write(&files.ca, &ca.pem(), false)?;
+    for (pair, sans, cn) in [
+        (
+            &files.server,
+            vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ],
+            "portvakt server",
+        ),
+        (
+            &files.frontend,
+            vec!["frontend".to_owned()],
+            "portvakt frontend",
+        ),
+        (
+            &files.admin,
+            vec!["admin".to_owned()],
+            "portvakt administrator",
+        ),
+    ] {
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca)?;
+        write(&pair.0, &cert.pem(), false)?;
+        write(&pair.1, &key.serialize_pem(), true)?;
+    }
+    Ok((files, true))
+}
+
+/// The certificates in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| PkiError::Pem {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Pem {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem {
+            path: path.to_owned(),
+            message: "no certificate in the file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| PkiError::Pem {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The SHA-256 fingerprint of a certificate, as lowercase hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &Path) -> Result<rustls::RootCertStore, PkiError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// The server's TLS configuration: TLS 1.3 only, the protocol's ALPN, and a client
+/// certificate from `ca` required.
+pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, PkiError> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca)?),
+        provider(),
+    )
+    .build()
+    .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = vec![portvakt_wire::ALPN.to_vec()];
+    Ok(config)
+}
+
+/// A client's TLS configuration: trusting `ca` and presenting `cert`.
+pub fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, PkiError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = vec![portvakt_wire::ALPN.to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_pki_is_made_once_and_loads() {
+        let dir = std::env::temp_dir().join(format!("portvakt-pki-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (files, made) = ensure_dev_pki(&dir).unwrap();
+        assert!(made);
+        let (_, made_again) = ensure_dev_pki(&dir).unwrap();
+        assert!(!made_again, "existing files are kept");
+        server_tls(&files.ca, &files.server.0, &files.server.1).unwrap();
+        client_tls(&files.ca, &files.frontend.0, &files.frontend.1).unwrap();
+        let admin = &load_certs(&files.admin.0).unwrap()[0];
+        let frontend = &load_certs(&files.frontend.0).unwrap()[0];
+        assert_eq!(fingerprint(admin).len(), 64);
+        assert_ne!(fingerprint(admin), fingerprint(frontend));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&files.admin.1)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "keys are private to their owner");
+        }
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        assert!(matches!(load_certs(&bad), Err(PkiError::Pem { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
