@@ -1,7 +1,10 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
-//! Work in progress: certificates and TLS configuration ([`pki`]) and the request
-//! handler ([`service`]) so far.
+//! Work in progress: certificates and TLS configuration ([`pki`]), the request handler
+//! ([`service`]), the QUIC endpoint ([`server`]) and a first client ([`client`]) so far;
+//! the command line, metrics and reloading on SIGHUP come next.
 
+pub mod client;
 pub mod pki;
+pub mod server;
 pub mod service;
