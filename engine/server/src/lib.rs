@@ -5,6 +5,7 @@
 //! the command line, metrics and reloading on SIGHUP come next.
 
 pub mod client;
+pub mod entropy;
 pub mod pki;
 pub mod server;
 pub mod service;
