@@ -93,6 +93,114 @@ enum Command {
         #[arg(long, default_value = "portvakt-data")]
         data: PathBuf,
     },
+    /// Administrator operations (with the administrator certificate).
+    Admin {
+        /// Server address.
+        #[arg(long, default_value = "127.0.0.1:4433", global = true)]
+        server: SocketAddr,
+        /// Data directory holding the CA and the administrator certificate.
+        #[arg(long, default_value = "portvakt-data", global = true)]
+        data: PathBuf,
+        #[command(subcommand)]
+        op: AdminOp,
+    },
+}
+
+/// Who an administrator operation is about.
+#[derive(clap::Args)]
+struct Who {
+    /// Organisation.
+    #[arg(long)]
+    tenant: String,
+    /// User name.
+    #[arg(long)]
+    user: String,
+}
+
+#[derive(Subcommand)]
+enum AdminOp {
+    /// Add a user.
+    AddUser {
+        #[command(flatten)]
+        who: Who,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A passwordless account.
+        #[arg(long)]
+        passwordless: bool,
+    },
+    /// Remove a user and all its state.
+    RemoveUser {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Start enrolling an authenticator app: prints the otpauth:// URI and the secret.
+    EnrollTotp {
+        #[command(flatten)]
+        who: Who,
+        /// sha1, sha256 or sha512.
+        #[arg(long, default_value = "sha1")]
+        algorithm: String,
+        /// Code length.
+        #[arg(long, default_value_t = 6)]
+        digits: u8,
+        /// Step in seconds.
+        #[arg(long, default_value_t = 30)]
+        period: u16,
+    },
+    /// Prove a pending authenticator app or token with its first code.
+    Confirm {
+        #[command(flatten)]
+        who: Who,
+        /// Method id (printed when the method was added).
+        #[arg(long)]
+        method: u32,
+        /// The code the app or token shows now.
+        #[arg(long)]
+        code: String,
+    },
+    /// Add a phone for SMS (or voice with --voice) codes.
+    AddPhone {
+        #[command(flatten)]
+        who: Who,
+        /// E.164 number, such as +4791234567.
+        #[arg(long)]
+        number: String,
+        /// Voice calls instead of text messages.
+        #[arg(long)]
+        voice: bool,
+    },
+    /// Record a security key the frontend registered.
+    AddSecurityKey {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Remove every method and remembered device (a lost or stolen phone).
+    RemoveAllMethods {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Clear a user's lockout.
+    Unlock {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Create an app password for a legacy client (shown once).
+    AppPassword {
+        #[command(flatten)]
+        who: Who,
+        /// What it is for, such as "Outlook 2010".
+        #[arg(long)]
+        label: String,
+    },
+    /// Describe a user.
+    UserInfo {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Reload the policy from the server's policy file.
+    ReloadPolicy,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -170,6 +278,7 @@ fn main() -> ExitCode {
                 };
                 check(server, &data, request, json).await
             }
+            Command::Admin { server, data, op } => admin(server, &data, op).await,
         }
     });
     match result {
@@ -353,4 +462,204 @@ async fn check(
         println!("{line}");
     }
     Ok(())
+}
+
+async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), String> {
+    use portvakt_wire::admin::{Str, StrList};
+    use portvakt_wire::{Admin, AdminReply};
+    let files = PkiFiles::in_dir(&data.join("certs"));
+    let tls = client_tls(&files.ca, &files.admin.0, &files.admin.1).map_err(|e| e.to_string())?;
+    let client = Client::connect(server, "localhost", tls)
+        .await
+        .map_err(|e| format!("{server}: {e}"))?;
+    let who = |w: &Who| (w.tenant.clone(), w.user.clone());
+    let names: (String, String);
+    let groups: Vec<String>;
+    let extra: String;
+    let request = match &op {
+        AdminOp::AddUser {
+            who: w,
+            groups: g,
+            passwordless,
+        } => {
+            names = who(w);
+            groups = g.clone();
+            Admin::AddUser {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                groups: StrList(groups.iter().map(String::as_str).collect()),
+                passwordless: *passwordless,
+            }
+        }
+        AdminOp::RemoveUser { who: w } => {
+            names = who(w);
+            Admin::RemoveUser {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::EnrollTotp {
+            who: w,
+            algorithm,
+            digits,
+            period,
+        } => {
+            names = who(w);
+            let algorithm = match algorithm.to_ascii_lowercase().as_str() {
+                "sha1" => 1,
+                "sha256" => 2,
+                "sha512" => 3,
+                other => {
+                    return Err(format!(
+                        "unknown algorithm {other:?}: use sha1, sha256 or sha512"
+                    ));
+                }
+            };
+            Admin::EnrollTotp {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                algorithm,
+                digits: *digits,
+                period: *period,
+            }
+        }
+        AdminOp::Confirm {
+            who: w,
+            method,
+            code,
+        } => {
+            names = who(w);
+            extra = code.clone();
+            Admin::ConfirmOtp {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+                code: Str(&extra),
+            }
+        }
+        AdminOp::AddPhone {
+            who: w,
+            number,
+            voice,
+        } => {
+            names = who(w);
+            extra = number.clone();
+            Admin::AddPhone {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                kind: if *voice { 4 } else { 3 },
+                number: Str(&extra),
+            }
+        }
+        AdminOp::AddSecurityKey { who: w } => {
+            names = who(w);
+            Admin::AddSecurityKey {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::RemoveAllMethods { who: w } => {
+            names = who(w);
+            Admin::RemoveAllMethods {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::Unlock { who: w } => {
+            names = who(w);
+            Admin::Unlock {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::AppPassword { who: w, label } => {
+            names = who(w);
+            extra = label.clone();
+            Admin::CreateAppPassword {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                label: Str(&extra),
+            }
+        }
+        AdminOp::UserInfo { who: w } => {
+            names = who(w);
+            Admin::UserInfo {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::ReloadPolicy => Admin::ReloadPolicy {},
+    };
+    let answer = client
+        .call(&Frame::Admin(client.next_id(), request))
+        .await
+        .map_err(|e| e.to_string())?;
+    client.close();
+    match Frame::decode(&answer).map_err(|e| format!("the server's answer: {e}"))? {
+        Frame::AdminReply(_, reply) => {
+            match reply {
+                AdminReply::Done {} => println!("done"),
+                AdminReply::UserAdded { user_id } => println!("user added (id {user_id})"),
+                AdminReply::MethodAdded { method } => println!("method {method} added"),
+                AdminReply::TotpEnrolled {
+                    method,
+                    secret_base32,
+                    uri,
+                } => {
+                    println!(
+                        "method {method} pending: scan the URI (or type the secret), then confirm with the first code"
+                    );
+                    println!("uri: {}", uri.0);
+                    println!("secret: {}", secret_base32.0);
+                }
+                AdminReply::AppPasswordCreated { id, password } => {
+                    println!("app password {id}: {} (shown once)", password.0)
+                }
+                AdminReply::ConfirmationSent {
+                    destination, code, ..
+                } => println!("code {} for {}", code.0, destination.0),
+                AdminReply::ConfirmationThrottled { retry_after_s } => {
+                    println!("throttled: retry in {retry_after_s} s")
+                }
+                AdminReply::UserDescribed {
+                    user_id,
+                    groups,
+                    passwordless,
+                    mfa_opt_out,
+                    default_method,
+                    methods,
+                    app_passwords,
+                    devices,
+                } => {
+                    println!("user id {user_id}; groups: {}", groups.0.join(", "));
+                    println!(
+                        "passwordless: {passwordless}; two-step opt-out: {mfa_opt_out}; remembered devices: {devices}"
+                    );
+                    for m in methods.0 {
+                        let kind = portvakt_wire::MethodKind::from_code(m.kind)
+                            .map_or("unknown", kind_name);
+                        let default = if Some(m.id) == default_method {
+                            " (default)"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "method {}: {kind}, {}{default}",
+                            m.id,
+                            if m.active { "active" } else { "pending" }
+                        );
+                    }
+                    for label in app_passwords.0 {
+                        println!("app password: {label}");
+                    }
+                }
+                AdminReply::PolicyReloaded { tenants } => {
+                    println!("policy reloaded ({tenants} tenants)")
+                }
+            }
+            Ok(())
+        }
+        Frame::Error { message, .. } => Err(message.to_owned()),
+        other => Err(format!("unexpected answer: {other:?}")),
+    }
 }

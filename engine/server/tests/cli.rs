@@ -70,6 +70,115 @@ fn serve_then_check_json() {
     assert!(v["methods"].is_array());
     assert!(v["retry_after_s"].is_null());
 
+    // The administrator path: add kari, enrol an app, prove it, add a second method.
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--server", &addr];
+        all.extend_from_slice(args);
+        let out = portvakt().args(&all).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let who = ["--tenant", "kommune", "--user", "kari@kommune.no"];
+    assert!(admin(&[&["add-user"][..], &who].concat()).starts_with("user added"));
+    let enrolled = admin(&[&["enroll-totp"][..], &who].concat());
+    let uri = enrolled
+        .lines()
+        .find_map(|l| l.strip_prefix("uri: "))
+        .unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/kommune:kari%40kommune.no?secret="),
+        "{uri}"
+    );
+    let secret = enrolled
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap();
+    let method = enrolled.split_whitespace().nth(1).unwrap().to_owned();
+    let key = portvakt_core::otp::OtpKey::new(
+        portvakt_core::otp::Algorithm::Sha1,
+        &data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap(),
+    );
+    let step = portvakt::server::now().as_secs() / 30;
+    let code = format!("{:06}", key.hotp(step, portvakt_core::otp::Digits::SIX));
+    assert_eq!(
+        admin(&[&["confirm", "--method", &method, "--code", &code][..], &who].concat()).trim(),
+        "done"
+    );
+    admin(&[&["add-security-key"][..], &who].concat());
+    let info = admin(&[&["user-info"][..], &who].concat());
+    assert!(
+        info.contains("authenticator_app, active (default)"),
+        "{info}"
+    );
+    let check = |ip: &str, code: Option<&str>| {
+        let mut args = vec![
+            "check",
+            "--tenant",
+            "kommune",
+            "--user",
+            "kari@kommune.no",
+            "--ip",
+            ip,
+            "--json",
+            "--server",
+            &addr,
+        ];
+        if let Some(c) = code {
+            args.extend_from_slice(&["--code", c]);
+        }
+        let out = portvakt().args(&args).current_dir(&dir).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        check("10.20.3.4", None)["outcome"],
+        "allow",
+        "single factor on the municipal network"
+    );
+    let home = check("203.0.113.7", None);
+    assert_eq!(home["outcome"], "challenge");
+    assert_eq!(home["methods"][0]["kind"], "authenticator_app");
+    // The code that proved the app is spent: it cannot sign in (if its step ended in the
+    // meantime it is simply out of the window; either way it is refused).
+    let replay = check("203.0.113.7", Some(&code));
+    assert_eq!(replay["outcome"], "deny");
+    assert!(
+        replay["reason"] == "replayed_code" || replay["reason"] == "invalid_code",
+        "{replay}"
+    );
+    // A frontend certificate cannot do administrator work: the check subcommand's
+    // certificate is the frontend's, and the admin subcommand needs the admin key.
+    std::fs::rename(
+        dir.join("portvakt-data/certs/admin.key"),
+        dir.join("admin.key.away"),
+    )
+    .unwrap();
+    let out = portvakt()
+        .args([&["admin", "--server", &addr, "unlock"][..], &who].concat())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::rename(
+        dir.join("admin.key.away"),
+        dir.join("portvakt-data/certs/admin.key"),
+    )
+    .unwrap();
+    let out = portvakt()
+        .args([&["admin", "--server", &addr, "add-user"][..], &who].concat())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "portvakt: user exists already"
+    );
+
     // A bad argument and an unreachable server: one clear line, a non-zero exit.
     let out = portvakt()
         .args(["check", "--tenant", "t", "--user", "u", "--ip", "not-an-ip"])
