@@ -2,10 +2,12 @@
 //!
 //! Work in progress: certificates and TLS configuration ([`pki`]), the request handler
 //! ([`service`]), the QUIC endpoint ([`server`]) and a first client ([`client`]) so far;
-//! the command line, metrics and reloading on SIGHUP come next.
+//! Prometheus metrics ([`metrics`]); pipelining in the client and reloading on SIGHUP
+//! come next.
 
 pub mod client;
 pub mod entropy;
+pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod service;

@@ -47,6 +47,9 @@ enum Command {
         /// Policy file (TOML); without it, the embedded example policy.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Address for Prometheus metrics (`/metrics`), or `off`.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics: String,
     },
     /// Ask for one decision, as a frontend does.
     Check {
@@ -232,7 +235,8 @@ fn main() -> ExitCode {
                 listen,
                 data,
                 policy,
-            } => serve(listen, &data, policy).await,
+                metrics,
+            } => serve(listen, &data, policy, &metrics).await,
             Command::Check {
                 tenant,
                 user,
@@ -316,7 +320,15 @@ async fn serve(
     listen: SocketAddr,
     data: &Path,
     policy_file: Option<PathBuf>,
+    metrics: &str,
 ) -> Result<(), String> {
+    let metrics_addr = match metrics {
+        "off" => None,
+        addr => Some(
+            addr.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics {addr}: {e}"))?,
+        ),
+    };
     let (files, made) = ensure_dev_pki(&data.join("certs")).map_err(|e| e.to_string())?;
     let pepper = pepper(&data.join("pepper"))?;
     let policy_text = match &policy_file {
@@ -333,7 +345,19 @@ async fn serve(
     let tls = server_tls(&files.ca, &files.server.0, &files.server.1).map_err(|e| e.to_string())?;
     let admin = load_certs(&files.admin.0).map_err(|e| e.to_string())?;
     let admins: HashSet<String> = admin.first().map(fingerprint).into_iter().collect();
-    let service = Arc::new(Service::new(Arc::new(engine), policy_file.clone()));
+    let engine = Arc::new(engine);
+    if let Some(addr) = metrics_addr {
+        portvakt::metrics::install(addr)?;
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                portvakt::metrics::record_sizes(&engine);
+            }
+        });
+    }
+    let service = Arc::new(Service::new(engine, policy_file.clone()));
     let (endpoint, _task) =
         portvakt::server::start(listen, tls, admins, service).map_err(|e| e.to_string())?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
@@ -362,6 +386,10 @@ async fn serve(
         files.frontend.1.display()
     );
     println!("  administrators present {}", files.admin.0.display());
+    match metrics_addr {
+        Some(a) => println!("  metrics: http://{a}/metrics"),
+        None => println!("  metrics: off"),
+    }
     println!("  users are held in memory only in this version: a restart forgets them");
     println!("try, from another terminal:");
     println!(

@@ -103,6 +103,8 @@ async fn serve_connection(
     admins: &HashSet<String>,
 ) {
     let role = role(&conn, admins);
+    metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
+    let _open = OnDrop(|| metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0));
     while let Ok((send, recv)) = conn.accept_bi().await {
         let (service, conn) = (service.clone(), conn.clone());
         tokio::spawn(async move { serve_stream(conn, send, recv, service, role).await });
@@ -160,5 +162,14 @@ async fn serve_stream(
                 return;
             }
         }
+    }
+}
+
+/// Runs a closure when dropped (so a gauge is decremented however a task ends).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Nothing here does I/O; the connection code feeds frames in and writes what comes out.
 //! A frame that cannot be decoded is answered with an error frame naming the problem.
+//! Decisions and refused frames are counted, and decisions timed, for [`crate::metrics`].
+#![allow(clippy::disallowed_methods)] // decisions are timed for the latency histogram
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,9 +103,13 @@ impl Service {
                     device_token: d.device_token,
                     remember_device: d.remember_device,
                 };
-                Owned::Decision(id, self.engine.decide(&request, now), None)
+                let started = std::time::Instant::now();
+                let decision = self.engine.decide(&request, now);
+                record(&decision, started);
+                Owned::Decision(id, decision, None)
             }
             Frame::SendCode(id, s) => {
+                let started = std::time::Instant::now();
                 let sent = self.engine.send_code(
                     &portvakt_core::SendRequest {
                         tenant: s.tenant,
@@ -114,6 +120,7 @@ impl Service {
                     },
                     now,
                 );
+                record(&sent.decision, started);
                 Owned::Decision(
                     id,
                     sent.decision,
@@ -373,6 +380,24 @@ impl Service {
     }
 }
 
+fn record(d: &portvakt_core::Decision, started: std::time::Instant) {
+    metrics::histogram!(crate::metrics::DECISION_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
+}
+
+/// The stable name of an error code, for metrics and logs.
+pub fn code_name(c: ErrorCode) -> &'static str {
+    match c {
+        ErrorCode::Malformed => "malformed",
+        ErrorCode::TooLarge => "too_large",
+        ErrorCode::UnknownKind => "unknown_kind",
+        ErrorCode::Forbidden => "forbidden",
+        ErrorCode::Overloaded => "overloaded",
+        ErrorCode::Internal => "internal",
+        ErrorCode::Refused => "refused",
+    }
+}
+
 fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String> {
     Ok(TotpSpec {
         algorithm: match algorithm {
@@ -546,6 +571,8 @@ impl Owned {
                 Frame::AdminReply(*id, reply).encode(out)
             }
             Self::Error(id, code, message) => {
+                metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code_name(*code))
+                    .increment(1);
                 let mut end = message.len().min(portvakt_wire::MAX_MESSAGE);
                 while !message.is_char_boundary(end) {
                     end -= 1;

@@ -22,8 +22,16 @@ fn serve_then_check_json() {
     let dir = std::env::temp_dir().join(format!("portvakt-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // A metrics port unlikely to be taken by another test run.
+    let metrics_addr = format!("127.0.0.1:{}", 20_000 + std::process::id() % 20_000);
     let mut child = portvakt()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            &metrics_addr,
+        ])
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -178,6 +186,40 @@ fn serve_then_check_json() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "portvakt: user exists already"
     );
+
+    // Metrics: decisions by outcome and reason, a latency histogram with real buckets,
+    // refused frames by code; no user names or addresses as labels.
+    let body = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&metrics_addr).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    };
+    assert!(
+        body.contains(
+            r#"portvakt_decisions_total{outcome="allow",reason="single_factor_allowed"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"portvakt_decisions_total{outcome="challenge",reason="second_factor_required"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("portvakt_decision_seconds_bucket{le="),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"portvakt_frames_refused_total{code="refused"} 1"#),
+        "{body}"
+    );
+    assert!(!body.contains("kari"), "no user names in metrics");
+    assert!(!body.contains("203.0.113"), "no addresses in metrics");
 
     // A bad argument and an unreachable server: one clear line, a non-zero exit.
     let out = portvakt()
