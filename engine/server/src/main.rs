@@ -19,6 +19,23 @@ use portvakt_wire::{Decide, Frame};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Writes a line to standard output, ignoring failure: a server must not stop because
+/// whoever started it closed its output.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// The same for standard error.
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// The policy `serve` uses when no file is given: the municipality's example.
 const EMBEDDED_POLICY: &str = include_str!("../../../examples/kommune.toml");
 
@@ -358,17 +375,20 @@ async fn serve(
         });
     }
     let service = Arc::new(Service::new(engine, policy_file.clone()));
+    if policy_file.is_some() {
+        reload_on_hangup(service.clone())?;
+    }
     let (endpoint, _task) =
         portvakt::server::start(listen, tls, admins, service).map_err(|e| e.to_string())?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    println!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
-    println!(
+    say!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
+    say!(
         "  policy: {} (tenants: {tenants})",
         policy_file
             .as_ref()
             .map_or("embedded example".into(), |p| p.display().to_string())
     );
-    println!(
+    say!(
         "  certificates in {}{}",
         files
             .ca
@@ -380,19 +400,19 @@ async fn serve(
             ""
         }
     );
-    println!(
+    say!(
         "  frontends present {} and {}",
         files.frontend.0.display(),
         files.frontend.1.display()
     );
-    println!("  administrators present {}", files.admin.0.display());
+    say!("  administrators present {}", files.admin.0.display());
     match metrics_addr {
-        Some(a) => println!("  metrics: http://{a}/metrics"),
-        None => println!("  metrics: off"),
+        Some(a) => say!("  metrics: http://{a}/metrics"),
+        None => say!("  metrics: off"),
     }
-    println!("  users are held in memory only in this version: a restart forgets them");
-    println!("try, from another terminal:");
-    println!(
+    say!("  users are held in memory only in this version: a restart forgets them");
+    say!("try, from another terminal:");
+    say!(
         "  portvakt check --tenant kommune --user kari@kommune.no --ip 203.0.113.9 --json --data {}",
         data.display()
     );
@@ -401,6 +421,31 @@ async fn serve(
         .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
+    Ok(())
+}
+
+/// Reloads the policy file on SIGHUP; a file that does not compile leaves the running
+/// policy in force and says why on standard error.
+#[cfg(unix)]
+fn reload_on_hangup(service: Arc<Service>) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("listening for SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match service.reload_policy() {
+                Ok(tenants) => say!("policy reloaded on SIGHUP (tenants: {tenants})"),
+                Err(e) => {
+                    esay!("portvakt: policy not reloaded, the running one stays in force: {e}")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_: Arc<Service>) -> Result<(), String> {
     Ok(())
 }
 

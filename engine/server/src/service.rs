@@ -45,6 +45,21 @@ impl Service {
         &self.engine
     }
 
+    /// Reads the policy file again and swaps the new policy in atomically (decisions in
+    /// flight finish on the old one). A file that does not compile changes nothing.
+    /// Returns the number of tenants.
+    pub fn reload_policy(&self) -> Result<u16, String> {
+        let path = self
+            .policy_file
+            .as_ref()
+            .ok_or("the server runs on its embedded policy; there is no file to reload")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let policy = config::load(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tenants = u16::try_from(policy.tenants().len()).unwrap_or(u16::MAX);
+        self.engine.set_policy(policy);
+        Ok(tenants)
+    }
+
     /// Answers one whole frame (length prefix included), appending the answer to `out`.
     pub fn handle(&self, role: Role, frame: &[u8], now: Timestamp, out: &mut BytesMut) {
         let reply = match Frame::decode(frame) {
@@ -364,18 +379,7 @@ impl Service {
                 let info = e.user_info(tenant.0, user.0).map_err(err)?;
                 Ok(OwnedReply::Described(info))
             }
-            Admin::ReloadPolicy {} => {
-                let path = self
-                    .policy_file
-                    .as_ref()
-                    .ok_or("the server runs on its embedded policy; there is no file to reload")?;
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let policy = config::load(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-                let tenants = u16::try_from(policy.tenants().len()).unwrap_or(u16::MAX);
-                e.set_policy(policy);
-                Ok(OwnedReply::PolicyReloaded(tenants))
-            }
+            Admin::ReloadPolicy {} => self.reload_policy().map(OwnedReply::PolicyReloaded),
         }
     }
 }

@@ -39,12 +39,18 @@ fn serve_then_check_json() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    // The first line names the address actually bound.
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("serve printed nothing")
-        .unwrap();
+    // The first line names the address actually bound; the rest is drained so the server
+    // never writes into a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("serve printed nothing");
     let addr = first.rsplit(' ').next().unwrap().to_owned();
     assert!(first.starts_with("portvakt serving QUIC"), "{first}");
 
@@ -141,6 +147,11 @@ fn serve_then_check_json() {
             args.extend_from_slice(&["--code", c]);
         }
         let out = portvakt().args(&args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "check failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     assert_eq!(
@@ -250,5 +261,111 @@ fn serve_then_check_json() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_policy_and_a_broken_file_changes_nothing() {
+    use std::sync::mpsc;
+    let dir = std::env::temp_dir().join(format!("portvakt-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = include_str!("../../../examples/kommune.toml");
+    std::fs::write(dir.join("policy.toml"), original).unwrap();
+    let mut child = portvakt()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--policy",
+            "policy.toml",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (out_tx, out_rx) = mpsc::channel::<String>();
+    let (err_tx, err_rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(out_tx.send(l)))
+    });
+    std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(err_tx.send(l)))
+    });
+    let _server = Server(child);
+    let wait = std::time::Duration::from_secs(30);
+    let first = out_rx.recv_timeout(wait).unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let rule = || {
+        let out = portvakt()
+            .args([
+                "check",
+                "--tenant",
+                "kommune",
+                "--user",
+                "nobody",
+                "--ip",
+                "10.20.3.4",
+                "--json",
+                "--server",
+                &addr,
+            ])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["rule"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(rule(), "municipal-network-single-factor");
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+
+    std::fs::write(
+        dir.join("policy.toml"),
+        original.replace("municipal-network-single-factor", "office-renamed"),
+    )
+    .unwrap();
+    hup();
+    let line = out_rx
+        .iter()
+        .find(|l| l.starts_with("policy reloaded"))
+        .unwrap();
+    assert_eq!(line, "policy reloaded on SIGHUP (tenants: 1)");
+    assert_eq!(rule(), "office-renamed");
+
+    std::fs::write(
+        dir.join("policy.toml"),
+        "version = 1\n[[tenants]]\nname = 'x'\nsurprise = true\n",
+    )
+    .unwrap();
+    hup();
+    let err = err_rx.recv_timeout(wait).unwrap();
+    assert!(
+        err.starts_with(
+            "portvakt: policy not reloaded, the running one stays in force: policy.toml:"
+        ),
+        "{err}"
+    );
+    assert_eq!(rule(), "office-renamed", "the running policy stays");
     let _ = std::fs::remove_dir_all(&dir);
 }
