@@ -168,6 +168,12 @@ enum AdminOp {
         /// Step in seconds.
         #[arg(long, default_value_t = 30)]
         period: u16,
+        /// Also write the QR code as an SVG file (readable by its owner only: it holds the secret).
+        #[arg(long)]
+        qr_svg: Option<PathBuf>,
+        /// Do not draw the QR code in the terminal.
+        #[arg(long)]
+        no_qr: bool,
     },
     /// Prove a pending authenticator app or token with its first code.
     Confirm {
@@ -449,6 +455,37 @@ fn reload_on_hangup(_: Arc<Service>) -> Result<(), String> {
     Ok(())
 }
 
+/// Draws the otpauth URI as a QR code in the terminal and/or writes it as SVG.
+fn show_qr(uri: &str, svg: Option<&Path>, terminal: bool) -> Result<(), String> {
+    use qrcode::render::{svg as qr_svg, unicode};
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| format!("QR code: {e}"))?;
+    if terminal {
+        // Light modules drawn dark and dark ones light: most terminals are dark.
+        let text = code
+            .render::<unicode::Dense1x2>()
+            .dark_color(unicode::Dense1x2::Light)
+            .light_color(unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build();
+        println!("{text}");
+    }
+    if let Some(path) = svg {
+        let image = code
+            .render::<qr_svg::Color<'_>>()
+            .min_dimensions(256, 256)
+            .build();
+        std::fs::write(path, image).map_err(|e| format!("{}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        println!("QR code written to {}", path.display());
+    }
+    Ok(())
+}
+
 fn kind_name(k: portvakt_wire::MethodKind) -> &'static str {
     use portvakt_wire::MethodKind as K;
     match k {
@@ -576,6 +613,7 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
             algorithm,
             digits,
             period,
+            ..
         } => {
             names = who(w);
             let algorithm = match algorithm.to_ascii_lowercase().as_str() {
@@ -684,6 +722,9 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                     );
                     println!("uri: {}", uri.0);
                     println!("secret: {}", secret_base32.0);
+                    if let AdminOp::EnrollTotp { qr_svg, no_qr, .. } = &op {
+                        show_qr(uri.0, qr_svg.as_deref(), !no_qr)?;
+                    }
                 }
                 AdminReply::AppPasswordCreated { id, password } => {
                     println!("app password {id}: {} (shown once)", password.0)

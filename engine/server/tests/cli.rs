@@ -98,7 +98,22 @@ fn serve_then_check_json() {
     };
     let who = ["--tenant", "kommune", "--user", "kari@kommune.no"];
     assert!(admin(&[&["add-user"][..], &who].concat()).starts_with("user added"));
-    let enrolled = admin(&[&["enroll-totp"][..], &who].concat());
+    let enrolled = admin(&[&["enroll-totp", "--qr-svg", "kari-qr.svg"][..], &who].concat());
+    assert!(
+        enrolled.contains('▀') || enrolled.contains('▄'),
+        "a QR code is drawn in the terminal"
+    );
+    let svg = std::fs::read_to_string(dir.join("kari-qr.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("kari-qr.svg"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the QR code holds the secret");
+    }
     let uri = enrolled
         .lines()
         .find_map(|l| l.strip_prefix("uri: "))
