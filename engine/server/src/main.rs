@@ -486,31 +486,6 @@ fn show_qr(uri: &str, svg: Option<&Path>, terminal: bool) -> Result<(), String> 
     Ok(())
 }
 
-fn kind_name(k: portvakt_wire::MethodKind) -> &'static str {
-    use portvakt_wire::MethodKind as K;
-    match k {
-        K::AuthenticatorApp => "authenticator_app",
-        K::HardwareToken => "hardware_token",
-        K::Sms => "sms",
-        K::Voice => "voice",
-        K::SecurityKey => "security_key",
-        K::Email => "email",
-        K::SecurityQuestions => "security_questions",
-    }
-}
-
-fn outcome_name(o: portvakt_wire::Outcome) -> &'static str {
-    use portvakt_wire::Outcome as O;
-    match o {
-        O::Allow => "allow",
-        O::Deny => "deny",
-        O::Challenge => "challenge",
-        O::Locked => "locked",
-        O::Register => "register",
-        O::Throttled => "throttled",
-    }
-}
-
 async fn check(
     server: SocketAddr,
     data: &Path,
@@ -539,10 +514,10 @@ async fn check(
         let methods: Vec<serde_json::Value> = d
             .methods
             .iter()
-            .map(|m| serde_json::json!({ "id": m.id, "kind": kind_name(m.kind), "hint": m.hint }))
+            .map(|m| serde_json::json!({ "id": m.id, "kind": m.kind.as_str(), "hint": m.hint }))
             .collect();
         let mut object = serde_json::json!({
-            "outcome": outcome_name(d.outcome),
+            "outcome": d.outcome.as_str(),
             "reason": d.reason,
             "rule": d.rule,
             "location": d.location,
@@ -557,13 +532,13 @@ async fn check(
     } else {
         let mut line = format!(
             "{} ({}) rule={} location={}",
-            outcome_name(d.outcome),
+            d.outcome.as_str(),
             d.reason,
             d.rule,
             d.location
         );
         if !d.methods.is_empty() {
-            let names: Vec<&str> = d.methods.iter().map(|m| kind_name(m.kind)).collect();
+            let names: Vec<&str> = d.methods.iter().map(|m| m.kind.as_str()).collect();
             line.push_str(&format!(" methods={}", names.join(",")));
         }
         if let Some(s) = d.retry_after_s {
@@ -751,7 +726,7 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                     );
                     for m in methods.0 {
                         let kind = portvakt_wire::MethodKind::from_code(m.kind)
-                            .map_or("unknown", kind_name);
+                            .map_or("unknown", portvakt_wire::MethodKind::as_str);
                         let default = if Some(m.id) == default_method {
                             " (default)"
                         } else {

@@ -389,19 +389,6 @@ fn record(d: &portvakt_core::Decision, started: std::time::Instant) {
     metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
 }
 
-/// The stable name of an error code, for metrics and logs.
-pub fn code_name(c: ErrorCode) -> &'static str {
-    match c {
-        ErrorCode::Malformed => "malformed",
-        ErrorCode::TooLarge => "too_large",
-        ErrorCode::UnknownKind => "unknown_kind",
-        ErrorCode::Forbidden => "forbidden",
-        ErrorCode::Overloaded => "overloaded",
-        ErrorCode::Internal => "internal",
-        ErrorCode::Refused => "refused",
-    }
-}
-
 fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String> {
     Ok(TotpSpec {
         algorithm: match algorithm {
@@ -575,7 +562,7 @@ impl Owned {
                 Frame::AdminReply(*id, reply).encode(out)
             }
             Self::Error(id, code, message) => {
-                metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code_name(*code))
+                metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code.as_str())
                     .increment(1);
                 let mut end = message.len().min(portvakt_wire::MAX_MESSAGE);
                 while !message.is_char_boundary(end) {

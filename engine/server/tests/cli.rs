@@ -185,8 +185,8 @@ fn serve_then_check_json() {
         replay["reason"] == "replayed_code" || replay["reason"] == "invalid_code",
         "{replay}"
     );
-    // A frontend certificate cannot do administrator work: the check subcommand's
-    // certificate is the frontend's, and the admin subcommand needs the admin key.
+    // Without the administrator's key, administrator commands fail before anything is
+    // sent (the server's refusal of frontend certificates is tested in tests/quic.rs).
     std::fs::rename(
         dir.join("portvakt-data/certs/admin.key"),
         dir.join("admin.key.away"),

@@ -30,7 +30,7 @@ pub const MAX_HINT: usize = 255;
 pub const MAX_MESSAGE: usize = 1024;
 
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal,)* }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal => $text:literal,)* }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name {
@@ -49,6 +49,13 @@ macro_rules! wire_enum {
                 }
             }
 
+            /// The value's name in `docs/protocol.md` (snake_case).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+
             fn read(r: &mut Reader<'_>, field: &'static str) -> Result<Self, DecodeError> {
                 let v = r.u8(field)?;
                 Self::from_code(v).ok_or(DecodeError::BadValue { field, value: u32::from(v) })
@@ -59,36 +66,36 @@ macro_rules! wire_enum {
 
 wire_enum! {
     /// Why the user signs in.
-    Purpose { /** `sign_in` */ SignIn = 1, /** `password_reset` */ PasswordReset = 2, /** `legacy_protocol` */ LegacyProtocol = 3, }
+    Purpose { /** `sign_in` */ SignIn = 1 => "sign_in", /** `password_reset` */ PasswordReset = 2 => "password_reset", /** `legacy_protocol` */ LegacyProtocol = 3 => "legacy_protocol", }
 }
 
 wire_enum! {
     /// What the frontend's password check found.
-    FirstFactor { /** The password was right. */ Ok = 1, /** It was wrong. */ Failed = 2, /** None was given. */ None = 3, }
+    FirstFactor { /** The password was right. */ Ok = 1 => "ok", /** It was wrong. */ Failed = 2 => "failed", /** None was given. */ None = 3 => "none", }
 }
 
 wire_enum! {
     /// The answer's kind.
     Outcome {
-        /** Let the user in. */ Allow = 1,
-        /** Refuse. */ Deny = 2,
-        /** Ask for a second factor. */ Challenge = 3,
-        /** Too many failures; retry later. */ Locked = 4,
-        /** The user must register security info. */ Register = 5,
-        /** Sent codes are rate-limited. */ Throttled = 6,
+        /** Let the user in. */ Allow = 1 => "allow",
+        /** Refuse. */ Deny = 2 => "deny",
+        /** Ask for a second factor. */ Challenge = 3 => "challenge",
+        /** Too many failures; retry later. */ Locked = 4 => "locked",
+        /** The user must register security info. */ Register = 5 => "register",
+        /** Sent codes are rate-limited. */ Throttled = 6 => "throttled",
     }
 }
 
 wire_enum! {
     /// A kind of method.
     MethodKind {
-        /** Authenticator app (TOTP). */ AuthenticatorApp = 1,
-        /** Hardware token (HOTP). */ HardwareToken = 2,
-        /** Text message. */ Sms = 3,
-        /** Voice call. */ Voice = 4,
-        /** Security key. */ SecurityKey = 5,
-        /** Email (password reset only). */ Email = 6,
-        /** Security questions (password reset only). */ SecurityQuestions = 7,
+        /** Authenticator app (TOTP). */ AuthenticatorApp = 1 => "authenticator_app",
+        /** Hardware token (HOTP). */ HardwareToken = 2 => "hardware_token",
+        /** Text message. */ Sms = 3 => "sms",
+        /** Voice call. */ Voice = 4 => "voice",
+        /** Security key. */ SecurityKey = 5 => "security_key",
+        /** Email (password reset only). */ Email = 6 => "email",
+        /** Security questions (password reset only). */ SecurityQuestions = 7 => "security_questions",
     }
 }
 
@@ -240,6 +247,19 @@ impl ErrorCode {
             7 => Self::Refused,
             _ => return None,
         })
+    }
+
+    /// The code's name in `docs/protocol.md`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::UnknownKind => "unknown_kind",
+            Self::Forbidden => "forbidden",
+            Self::Overloaded => "overloaded",
+            Self::Internal => "internal",
+            Self::Refused => "refused",
+        }
     }
 
     /// The code for a decode failure.
