@@ -1,11 +1,9 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
-//! Work in progress: certificates and TLS configuration ([`pki`]), the request handler
-//! ([`service`]), the QUIC endpoint ([`server`]) and a first client ([`client`]) so far;
-//! Prometheus metrics ([`metrics`]); pipelining in the client and reloading on SIGHUP
-//! come next.
+//! Certificates and TLS configuration ([`pki`]), the request handler ([`service`]), the
+//! QUIC endpoint ([`server`]), Prometheus metrics ([`metrics`]) and the operating system's
+//! randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
-pub mod client;
 pub mod entropy;
 pub mod metrics;
 pub mod pki;

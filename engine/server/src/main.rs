@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use portvakt::client::Client;
 use portvakt::entropy::OsEntropy;
 use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
 use portvakt::service::Service;
+use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
 use portvakt_core::{Engine, MemoryStore, config};
 use portvakt_wire::{Decide, Frame};
@@ -495,21 +495,14 @@ async fn check(
     let files = PkiFiles::in_dir(&data.join("certs"));
     let tls =
         client_tls(&files.ca, &files.frontend.0, &files.frontend.1).map_err(|e| e.to_string())?;
-    let client = Client::connect(server, "localhost", tls)
-        .await
-        .map_err(|e| format!("{server}: {e}"))?;
-    let answer = client
-        .call(&Frame::Decide(client.next_id(), request))
+    let client = Client::builder(server, tls)
+        .streams(1)
+        .connect()
         .await
         .map_err(|e| e.to_string())?;
-    client.close();
-    let d = match Frame::decode(&answer).map_err(|e| format!("the server's answer: {e}"))? {
-        Frame::Decision(_, d) => d,
-        Frame::Error { message, .. } => {
-            return Err(format!("the server refused the request: {message}"));
-        }
-        other => return Err(format!("unexpected answer: {other:?}")),
-    };
+    let answer = client.decide(request).await;
+    client.close().await;
+    let d = answer.map_err(|e| e.to_string())?;
     if json {
         let methods: Vec<serde_json::Value> = d
             .methods
@@ -522,7 +515,7 @@ async fn check(
             "rule": d.rule,
             "location": d.location,
             "methods": methods,
-            "retry_after_s": d.retry_after_s,
+            "retry_after_s": d.retry_after.map(|r| r.as_secs()),
         });
         if let Some(t) = &d.device_token {
             object["device_token"] =
@@ -541,8 +534,8 @@ async fn check(
             let names: Vec<&str> = d.methods.iter().map(|m| m.kind.as_str()).collect();
             line.push_str(&format!(" methods={}", names.join(",")));
         }
-        if let Some(s) = d.retry_after_s {
-            line.push_str(&format!(" retry_after={s}s"));
+        if let Some(r) = d.retry_after {
+            line.push_str(&format!(" retry_after={}s", r.as_secs()));
         }
         println!("{line}");
     }
@@ -554,9 +547,11 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     use portvakt_wire::{Admin, AdminReply};
     let files = PkiFiles::in_dir(&data.join("certs"));
     let tls = client_tls(&files.ca, &files.admin.0, &files.admin.1).map_err(|e| e.to_string())?;
-    let client = Client::connect(server, "localhost", tls)
+    let client = Client::builder(server, tls)
+        .streams(1)
+        .connect()
         .await
-        .map_err(|e| format!("{server}: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let who = |w: &Who| (w.tenant.clone(), w.user.clone());
     let names: (String, String);
     let groups: Vec<String>;
@@ -676,12 +671,17 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
         }
         AdminOp::ReloadPolicy => Admin::ReloadPolicy {},
     };
-    let answer = client
-        .call(&Frame::Admin(client.next_id(), request))
-        .await
-        .map_err(|e| e.to_string())?;
-    client.close();
-    match Frame::decode(&answer).map_err(|e| format!("the server's answer: {e}"))? {
+    let answer = client.admin(request).await;
+    client.close().await;
+    let answer = answer.map_err(|e| match e {
+        // The server's own words say what is wrong ("user exists already").
+        portvakt_client::ClientError::Refused { message, .. } => message,
+        other => other.to_string(),
+    })?;
+    match answer
+        .frame()
+        .map_err(|e| format!("the server's answer: {e}"))?
+    {
         Frame::AdminReply(_, reply) => {
             match reply {
                 AdminReply::Done {} => println!("done"),
@@ -748,7 +748,6 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
             }
             Ok(())
         }
-        Frame::Error { message, .. } => Err(message.to_owned()),
-        other => Err(format!("unexpected answer: {other:?}")),
+        _ => Err("the server answered with a frame of the wrong kind".into()),
     }
 }

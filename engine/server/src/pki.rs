@@ -10,11 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use portvakt_client::tls::{TlsError, load_certs, load_key};
+use portvakt_client::tls::{provider, roots};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 /// Why certificates could not be made or loaded.
@@ -32,13 +33,8 @@ pub enum PkiError {
         source: std::io::Error,
     },
     /// A PEM file holds no usable certificate or key.
-    #[error("{path}: {message}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    #[error(transparent)]
+    Load(#[from] TlsError),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
@@ -151,53 +147,12 @@ pub fn ensure_dev_pki(dir: &Path) -> Result<(PkiFiles, bool), PkiError> {
     Ok((files, true))
 }
 
-/// The certificates in a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| PkiError::Pem {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::Pem {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(PkiError::Pem {
-            path: path.to_owned(),
-            message: "no certificate in the file".into(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The private key in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| PkiError::Pem {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
 /// The SHA-256 fingerprint of a certificate, as lowercase hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     Sha256::digest(cert.as_ref())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn roots(ca: &Path) -> Result<rustls::RootCertStore, PkiError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in load_certs(ca)? {
-        roots.add(cert)?;
-    }
-    Ok(roots)
 }
 
 /// The server's TLS configuration: TLS 1.3 only, the protocol's ALPN, and a client
@@ -219,12 +174,7 @@ pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerCo
 
 /// A client's TLS configuration: trusting `ca` and presenting `cert`.
 pub fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, PkiError> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(ca)?)
-        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?;
-    config.alpn_protocols = vec![portvakt_wire::ALPN.to_vec()];
-    Ok(config)
+    Ok(portvakt_client::tls::from_pem_files(ca, cert, key)?)
 }
 
 #[cfg(test)]
@@ -256,7 +206,7 @@ mod tests {
         }
         let bad = dir.join("bad.pem");
         std::fs::write(&bad, "not a certificate").unwrap();
-        assert!(matches!(load_certs(&bad), Err(PkiError::Pem { .. })));
+        assert!(matches!(load_certs(&bad), Err(TlsError::Pem { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -127,7 +127,7 @@ async fn serve_stream(
             match frame_len(&inbox) {
                 Ok(Some(n)) => {
                     let frame = inbox.split_to(n);
-                    service.handle(role, &frame, now(), &mut outbox);
+                    service.handle(role, &frame, service.now(), &mut outbox);
                 }
                 Ok(None) => break,
                 Err(e) => {

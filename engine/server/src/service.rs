@@ -25,19 +25,37 @@ pub enum Role {
     Admin,
 }
 
+/// Where a service reads the time.
+pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// The request handler shared by all connections.
 pub struct Service {
     engine: Arc<Engine>,
     policy_file: Option<PathBuf>,
+    clock: Clock,
 }
 
 impl Service {
-    /// A service over `engine`; `policy_file` is what `reload policy` reads.
+    /// A service over `engine` on the system clock; `policy_file` is what `reload policy`
+    /// reads.
     pub fn new(engine: Arc<Engine>, policy_file: Option<PathBuf>) -> Self {
         Self {
             engine,
             policy_file,
+            clock: Box::new(crate::server::now),
         }
+    }
+
+    /// The same service reading time from `clock` (tests use a manual clock to let locks
+    /// expire without waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, as the service's clock tells it.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
     }
 
     /// The engine.
