@@ -74,24 +74,34 @@ async fn write(
     waiting: mpsc::UnboundedSender<Waiting>,
 ) {
     let mut batch = BytesMut::with_capacity(BATCH);
-    while let Some(job) = queue.recv().await {
-        let mut next = Some(job);
-        while let Some(job) = next.take() {
-            batch.extend_from_slice(&job.bytes);
-            let slot = Waiting {
-                id: job.id,
-                reply: job.reply,
-                _permit: job.permit,
-            };
-            if let Err(mpsc::error::SendError(slot)) = waiting.send(slot) {
-                // The reader has stopped: the stream is broken.
+    // Queues a job's bytes for the write and its reply slot for the reader.
+    let take = |job: Job, batch: &mut BytesMut| {
+        let slot = Waiting {
+            id: job.id,
+            reply: job.reply,
+            _permit: job.permit,
+        };
+        match waiting.send(slot) {
+            Ok(()) => batch.extend_from_slice(&job.bytes),
+            // The reader has stopped: the stream is broken.
+            Err(mpsc::error::SendError(slot)) => {
                 let _ = slot
                     .reply
                     .send(Err(ClientError::Closed(crate::closed_reason(&conn))));
-                continue;
             }
-            if batch.len() < BATCH {
-                next = queue.try_recv().ok();
+        }
+    };
+    while let Some(job) = queue.recv().await {
+        take(job, &mut batch);
+        for round in 0..2 {
+            while batch.len() < BATCH {
+                let Ok(job) = queue.try_recv() else { break };
+                take(job, &mut batch);
+            }
+            if round == 0 && batch.len() < BATCH {
+                // Let the tasks about to send do so first: one write of many requests
+                // costs the connection far less than many writes of one.
+                tokio::task::yield_now().await;
             }
         }
         if send.write_all(&batch).await.is_err() {

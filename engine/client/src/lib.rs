@@ -77,6 +77,9 @@ pub use portvakt_wire::{
 
 use lane::{Job, Lane};
 
+/// Consecutive requests sent on one stream before the next stream's turn.
+const RUN: usize = 16;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -335,7 +338,9 @@ impl Client {
             .await
             .map_err(|_| ClientError::Closed("the client is closed".into()))?;
         let (reply, answer) = oneshot::channel();
-        let lane = session.next_lane.fetch_add(1, Ordering::Relaxed) % session.lanes.len();
+        // Runs of requests share a stream, so they share its writes and packets; the runs
+        // go round the streams, so the server can answer on several cores.
+        let lane = session.next_lane.fetch_add(1, Ordering::Relaxed) / RUN % session.lanes.len();
         let job = Job {
             bytes,
             id,
@@ -394,6 +399,11 @@ impl Client {
             next_lane: AtomicUsize::new(0),
             in_flight: Arc::new(Semaphore::new(shared.max_in_flight)),
         })
+    }
+
+    /// QUIC's counters for the live connection (packets, bytes, round-trip time), if any.
+    pub fn connection_stats(&self) -> Option<quinn::ConnectionStats> {
+        self.shared.session.load().as_ref().map(|s| s.conn.stats())
     }
 
     /// Whether the client holds a live connection (it connects again on the next request
