@@ -140,7 +140,16 @@ pub fn thread_cpu() -> f64 {
 
 /// On-CPU time of every live thread of this process so far, in seconds.
 pub fn process_cpu() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    cpu_of_threads("/proc/self/task")
+}
+
+/// On-CPU time of every live thread of process `pid` so far, in seconds.
+pub fn process_cpu_of(pid: u32) -> f64 {
+    cpu_of_threads(&format!("/proc/{pid}/task"))
+}
+
+fn cpu_of_threads(dir: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(dir) else {
         return f64::NAN;
     };
     tasks
