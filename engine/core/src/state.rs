@@ -218,6 +218,10 @@ pub trait StateStore: Send + Sync {
 
     /// Table sizes.
     fn sizes(&self) -> StoreSizes;
+
+    /// How many subjects (known users and unknown names) are locked out of any domain at
+    /// `now`. A scan of the whole store: for metrics now and then, not per request.
+    fn locked_subjects(&self, now: Timestamp) -> usize;
 }
 
 /// Per-user state.
@@ -239,6 +243,12 @@ struct PhoneState {
 }
 
 impl UserState {
+    fn any_locked(&self, now: Timestamp) -> bool {
+        self.locks
+            .as_deref()
+            .is_some_and(|locks| locks.iter().any(|l| l.locked_until(now).is_some()))
+    }
+
     fn locked(&self, domain: Domain, now: Timestamp) -> Option<Timestamp> {
         let locks = self.locks.as_deref()?;
         let a = locks.get(domain.index()).and_then(|l| l.locked_until(now));
@@ -676,6 +686,15 @@ impl StateStore for MemoryStore {
                 + self.numbers.evictions()
                 + self.challenges.evictions(),
         }
+    }
+
+    fn locked_subjects(&self, now: Timestamp) -> usize {
+        let known = self
+            .users
+            .iter()
+            .filter(|u| lock(u).any_locked(now))
+            .count();
+        known + self.unknown.count(|u| u.any_locked(now))
     }
 }
 

@@ -134,6 +134,14 @@ impl<K: Hash + Eq, V: Idle + Default> Table<K, V> {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// Entries for which `f` holds (a scan of every shard, for metrics).
+    pub(crate) fn count(&self, f: impl Fn(&V) -> bool) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).values().filter(|v| f(v)).count())
+            .sum()
+    }
+
     /// Entries evicted so far to respect the cap.
     pub(crate) fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)

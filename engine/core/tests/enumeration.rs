@@ -130,6 +130,9 @@ impl StateStore for Recording {
     fn sizes(&self) -> StoreSizes {
         self.inner.sizes()
     }
+    fn locked_subjects(&self, now: Timestamp) -> usize {
+        self.inner.locked_subjects(now)
+    }
 }
 
 fn engine() -> Engine<Recording> {

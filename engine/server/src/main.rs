@@ -371,15 +371,21 @@ async fn serve(
     let engine = Arc::new(engine);
     if let Some(addr) = metrics_addr {
         portvakt::metrics::install(addr)?;
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                portvakt::metrics::record_sizes(&engine);
-            }
-        });
     }
+    // Every ten seconds: drop idle entries from the bounded tables, and count for the
+    // metrics what the store holds.
+    let housekeeping = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let now = portvakt::server::now();
+            housekeeping.store().sweep(now);
+            if metrics_addr.is_some() {
+                portvakt::metrics::record_sizes(&housekeeping, now);
+            }
+        }
+    });
     let service = Arc::new(Service::new(engine, policy_file.clone()));
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;

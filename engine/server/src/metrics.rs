@@ -27,6 +27,8 @@ pub const TABLE_ENTRIES: &str = "portvakt_table_entries";
 pub const EVICTIONS: &str = "portvakt_table_evictions";
 /// Users in the directory.
 pub const USERS: &str = "portvakt_users";
+/// Subjects (users and unknown names) locked out now.
+pub const LOCKOUTS_ACTIVE: &str = "portvakt_lockouts_active";
 
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
@@ -50,11 +52,16 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     metrics::describe_gauge!(TABLE_ENTRIES, "Entries in the state store's tables");
     metrics::describe_gauge!(EVICTIONS, "Entries evicted from bounded tables since start");
     metrics::describe_gauge!(USERS, "Users in the directory");
+    metrics::describe_gauge!(
+        LOCKOUTS_ACTIVE,
+        "Users and unknown names locked out at the last count"
+    );
     Ok(())
 }
 
-/// Records the sizes of the engine's tables.
-pub fn record_sizes(engine: &portvakt_core::Engine) {
+/// Records the sizes of the engine's tables and the lockouts in force at `now` (a scan of
+/// the store: call it every few seconds, not per request).
+pub fn record_sizes(engine: &portvakt_core::Engine, now: portvakt_core::Timestamp) {
     use portvakt_core::StateStore;
     let s = engine.store().sizes();
     for (table, n) in [
@@ -68,4 +75,5 @@ pub fn record_sizes(engine: &portvakt_core::Engine) {
     }
     metrics::gauge!(EVICTIONS).set(s.evictions as f64);
     metrics::gauge!(USERS).set(engine.directory().len() as f64);
+    metrics::gauge!(LOCKOUTS_ACTIVE).set(engine.store().locked_subjects(now) as f64);
 }

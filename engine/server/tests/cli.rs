@@ -244,6 +244,8 @@ fn serve_then_check_json() {
         body.contains(r#"portvakt_frames_refused_total{code="refused"} 1"#),
         "{body}"
     );
+    // Counted at start (and every ten seconds): nobody is locked out yet.
+    assert!(body.contains("portvakt_lockouts_active 0"), "{body}");
     assert!(!body.contains("kari"), "no user names in metrics");
     assert!(!body.contains("203.0.113"), "no addresses in metrics");
 

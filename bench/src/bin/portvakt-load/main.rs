@@ -183,7 +183,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     });
     let tallies = match args.rate {
         None => closed_loop(&clients, &ctx, args.streams * args.depth).await,
-        Some(rate) => open_loop(&clients, &ctx, rate).await,
+        Some(rate) => open_loop(&clients, &ctx, rate, args.streams).await,
     };
     let mut tally = Tally::new();
     for t in tallies {
@@ -358,13 +358,19 @@ async fn closed_loop(clients: &[Client], ctx: &Arc<Context>, workers: usize) -> 
     tallies
 }
 
-/// A pacing thread releases requests on schedule, round the connections; each
-/// connection's task sends what it is given at once and records each answer's latency
-/// from the time the request was due.
-async fn open_loop(clients: &[Client], ctx: &Arc<Context>, rate: f64) -> Vec<Tally> {
+/// A pacing thread releases requests on schedule, round `senders` tasks per connection;
+/// each task sends what it is given at once and records each answer's latency from the
+/// time the request was due. Several tasks per connection let the generator use every
+/// core, so it does not fall behind the schedule itself.
+async fn open_loop(
+    clients: &[Client],
+    ctx: &Arc<Context>,
+    rate: f64,
+    senders: usize,
+) -> Vec<Tally> {
     let mut lanes = Vec::new();
     let mut tasks = Vec::new();
-    for client in clients {
+    for client in clients.iter().flat_map(|c| std::iter::repeat_n(c, senders)) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(u64, Instant)>>();
         lanes.push(tx);
         let (client, ctx) = (client.clone(), ctx.clone());
