@@ -220,6 +220,123 @@ enum AdminOp {
         #[arg(long)]
         label: String,
     },
+    /// Replace a user's groups (none given: no groups).
+    SetGroups {
+        #[command(flatten)]
+        who: Who,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Make an account passwordless (or, with --off, not).
+    SetPasswordless {
+        #[command(flatten)]
+        who: Who,
+        /// Turn it off.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Let a user opt out of two-step verification (or, with --off, not). Refused where
+    /// the tenant requires it.
+    SetOptOut {
+        #[command(flatten)]
+        who: Who,
+        /// Turn it off.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Add a hardware token (HOTP, SHA-1) with its secret in base32.
+    AddHotp {
+        #[command(flatten)]
+        who: Who,
+        /// The token's secret, base32.
+        #[arg(long)]
+        secret: String,
+        /// Code length.
+        #[arg(long, default_value_t = 6)]
+        digits: u8,
+        /// The token's counter now.
+        #[arg(long, default_value_t = 0)]
+        counter: u64,
+    },
+    /// Add an email address for password reset.
+    AddEmail {
+        #[command(flatten)]
+        who: Who,
+        /// The address.
+        #[arg(long)]
+        address: String,
+    },
+    /// Set the security answers used for password reset (repeat --answer).
+    SetSecurityAnswers {
+        #[command(flatten)]
+        who: Who,
+        /// An answer (repeat for several, in the questions' order).
+        #[arg(long = "answer", required = true)]
+        answers: Vec<String>,
+    },
+    /// Make a code to confirm a newly added phone or email; prints what to deliver.
+    SendConfirmation {
+        #[command(flatten)]
+        who: Who,
+        /// Method id.
+        #[arg(long)]
+        method: u32,
+    },
+    /// Confirm a phone or email with the code that was delivered.
+    ConfirmSent {
+        #[command(flatten)]
+        who: Who,
+        /// Method id.
+        #[arg(long)]
+        method: u32,
+        /// The challenge printed by send-confirmation (32 hex digits).
+        #[arg(long)]
+        challenge: String,
+        /// The code the person received.
+        #[arg(long)]
+        code: String,
+    },
+    /// Remove one method.
+    RemoveMethod {
+        #[command(flatten)]
+        who: Who,
+        /// Method id.
+        #[arg(long)]
+        method: u32,
+    },
+    /// Make a method the default.
+    SetDefaultMethod {
+        #[command(flatten)]
+        who: Who,
+        /// Method id.
+        #[arg(long)]
+        method: u32,
+    },
+    /// Forget the clock drift learned for an authenticator app.
+    ResetDrift {
+        #[command(flatten)]
+        who: Who,
+        /// Method id.
+        #[arg(long)]
+        method: u32,
+    },
+    /// Revoke an app password.
+    RevokeAppPassword {
+        #[command(flatten)]
+        who: Who,
+        /// The app password's id.
+        #[arg(long)]
+        id: u32,
+    },
+    /// Forget remembered devices: one (--id) or all.
+    RevokeDevices {
+        #[command(flatten)]
+        who: Who,
+        /// The device's id; all devices if absent.
+        #[arg(long)]
+        id: Option<u32>,
+    },
     /// Describe a user.
     UserInfo {
         #[command(flatten)]
@@ -562,6 +679,7 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     let names: (String, String);
     let groups: Vec<String>;
     let extra: String;
+    let bytes: Vec<u8>;
     let request = match &op {
         AdminOp::AddUser {
             who: w,
@@ -668,6 +786,142 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                 label: Str(&extra),
             }
         }
+        AdminOp::SetGroups { who: w, groups: g } => {
+            names = who(w);
+            groups = g.clone();
+            Admin::SetGroups {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                groups: StrList(groups.iter().map(String::as_str).collect()),
+            }
+        }
+        AdminOp::SetPasswordless { who: w, off } => {
+            names = who(w);
+            Admin::SetPasswordless {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                passwordless: !off,
+            }
+        }
+        AdminOp::SetOptOut { who: w, off } => {
+            names = who(w);
+            Admin::SetMfaOptOut {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                opt_out: !off,
+            }
+        }
+        AdminOp::AddHotp {
+            who: w,
+            secret,
+            digits,
+            counter,
+        } => {
+            names = who(w);
+            let cleaned: String = secret
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '=')
+                .collect::<String>()
+                .to_ascii_uppercase();
+            bytes = data_encoding::BASE32_NOPAD
+                .decode(cleaned.as_bytes())
+                .map_err(|e| format!("--secret is not base32: {e}"))?;
+            Admin::AddHotp {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                secret: portvakt_wire::admin::Bytes(&bytes),
+                digits: *digits,
+                counter: *counter,
+            }
+        }
+        AdminOp::AddEmail { who: w, address } => {
+            names = who(w);
+            extra = address.clone();
+            Admin::AddEmail {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                address: Str(&extra),
+            }
+        }
+        AdminOp::SetSecurityAnswers { who: w, answers } => {
+            names = who(w);
+            groups = answers.clone();
+            Admin::SetSecurityQuestions {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                answers: StrList(groups.iter().map(String::as_str).collect()),
+            }
+        }
+        AdminOp::SendConfirmation { who: w, method } => {
+            names = who(w);
+            Admin::StartConfirmation {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+            }
+        }
+        AdminOp::ConfirmSent {
+            who: w,
+            method,
+            challenge,
+            code,
+        } => {
+            names = who(w);
+            extra = code.clone();
+            let raw = data_encoding::HEXLOWER_PERMISSIVE
+                .decode(challenge.as_bytes())
+                .map_err(|e| format!("--challenge is not hex: {e}"))?;
+            let challenge: [u8; 16] = raw
+                .try_into()
+                .map_err(|_| "--challenge must be 32 hex digits".to_owned())?;
+            Admin::ConfirmSent {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+                challenge,
+                code: Str(&extra),
+            }
+        }
+        AdminOp::RemoveMethod { who: w, method } => {
+            names = who(w);
+            Admin::RemoveMethod {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+            }
+        }
+        AdminOp::SetDefaultMethod { who: w, method } => {
+            names = who(w);
+            Admin::SetDefaultMethod {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+            }
+        }
+        AdminOp::ResetDrift { who: w, method } => {
+            names = who(w);
+            Admin::ResetDrift {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                method: *method,
+            }
+        }
+        AdminOp::RevokeAppPassword { who: w, id } => {
+            names = who(w);
+            Admin::RevokeAppPassword {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                id: *id,
+            }
+        }
+        AdminOp::RevokeDevices { who: w, id } => {
+            names = who(w);
+            Admin::RevokeDevices {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                id: *id,
+            }
+        }
         AdminOp::UserInfo { who: w } => {
             names = who(w);
             Admin::UserInfo {
@@ -711,8 +965,15 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                     println!("app password {id}: {} (shown once)", password.0)
                 }
                 AdminReply::ConfirmationSent {
-                    destination, code, ..
-                } => println!("code {} for {}", code.0, destination.0),
+                    challenge,
+                    destination,
+                    code,
+                    ..
+                } => {
+                    let challenge: String = challenge.iter().map(|b| format!("{b:02x}")).collect();
+                    println!("deliver code {} to {}", code.0, destination.0);
+                    println!("challenge: {challenge} (for confirm-sent)");
+                }
                 AdminReply::ConfirmationThrottled { retry_after_s } => {
                     println!("throttled: retry in {retry_after_s} s")
                 }

@@ -145,6 +145,99 @@ fn serve_then_check_json() {
         info.contains("authenticator_app, active (default)"),
         "{info}"
     );
+    // A phone is proved with a code the administrator's tooling delivers.
+    let added = admin(&[&["add-phone", "--number", "+4791234567"][..], &who].concat());
+    let phone = added.split_whitespace().nth(1).unwrap().to_owned();
+    let sent = admin(&[&["send-confirmation", "--method", &phone][..], &who].concat());
+    let sms_code = sent
+        .lines()
+        .find_map(|l| l.strip_prefix("deliver code "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let challenge = sent
+        .lines()
+        .find_map(|l| l.strip_prefix("challenge: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(challenge.len(), 32, "{sent}");
+    let confirm_sent = |code: &str| {
+        let args = [
+            &[
+                "admin",
+                "--server",
+                &addr,
+                "confirm-sent",
+                "--method",
+                &phone,
+            ][..],
+            &["--challenge", &challenge, "--code", code],
+            &who,
+        ]
+        .concat();
+        portvakt().args(args).current_dir(&dir).output().unwrap()
+    };
+    let wrong = if sms_code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert!(
+        !confirm_sent(wrong).status.success(),
+        "a wrong code is refused"
+    );
+    let right = confirm_sent(&sms_code);
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    let info = admin(&[&["user-info"][..], &who].concat());
+    assert!(
+        info.contains(&format!("method {phone}: sms, active")),
+        "{info}"
+    );
+    // A malformed challenge is refused before anything is sent.
+    let out = portvakt()
+        .args(
+            [
+                &[
+                    "admin",
+                    "--server",
+                    &addr,
+                    "confirm-sent",
+                    "--method",
+                    &phone,
+                ][..],
+                &["--challenge", "xyz", "--code", "123456"],
+                &who,
+            ]
+            .concat(),
+        )
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--challenge is not hex"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        admin(&[&["set-groups", "--group", "legekontor"][..], &who].concat()).trim(),
+        "done"
+    );
+    let info = admin(&[&["user-info"][..], &who].concat());
+    assert!(info.contains("groups: legekontor"), "{info}");
+    assert_eq!(admin(&[&["set-groups"][..], &who].concat()).trim(), "done");
+    assert_eq!(
+        admin(&[&["revoke-devices"][..], &who].concat()).trim(),
+        "done"
+    );
+    assert_eq!(
+        admin(&[&["remove-method", "--method", &phone][..], &who].concat()).trim(),
+        "done"
+    );
     let check = |ip: &str, code: Option<&str>| {
         let mut args = vec![
             "check",
@@ -240,8 +333,9 @@ fn serve_then_check_json() {
         body.contains("portvakt_decision_seconds_bucket{le="),
         "{body}"
     );
+    // Two refusals: the wrong confirmation code and the user added twice.
     assert!(
-        body.contains(r#"portvakt_frames_refused_total{code="refused"} 1"#),
+        body.contains(r#"portvakt_frames_refused_total{code="refused"} 2"#),
         "{body}"
     );
     // Counted at start (and every ten seconds): nobody is locked out yet.
