@@ -10,8 +10,9 @@ use portvakt_wire::{DecodeError, Frame, MethodKind, Outcome};
 pub struct Answer(pub(crate) Bytes);
 
 impl Answer {
-    /// The frame. Answers are checked when they arrive, so this fails only for an answer
-    /// obtained through [`crate::Client::call_raw`].
+    /// The frame. Answers from [`crate::Client::call`] and [`crate::Client::admin`] have
+    /// been decoded once already, so this fails only for one from
+    /// [`crate::Client::call_raw`].
     pub fn frame(&self) -> Result<Frame<'_>, DecodeError> {
         Frame::decode(&self.0)
     }

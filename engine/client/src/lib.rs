@@ -261,7 +261,7 @@ impl Client {
 
     /// Asks for a decision on one sign-in attempt.
     pub async fn decide(&self, request: Decide<'_>) -> Result<Decision, ClientError> {
-        let answer = self.call(&Frame::Decide(0, request)).await?;
+        let answer = self.exchange(&Frame::Decide(0, request)).await?;
         match answer.frame()? {
             Frame::Decision(_, d) => Ok(Decision::from_wire(&d)),
             other => Err(unexpected(other)),
@@ -270,7 +270,7 @@ impl Client {
 
     /// Asks for an SMS, voice or email code to be made for a person.
     pub async fn send_code(&self, request: SendCode<'_>) -> Result<Sent, ClientError> {
-        let answer = self.call(&Frame::SendCode(0, request)).await?;
+        let answer = self.exchange(&Frame::SendCode(0, request)).await?;
         match answer.frame()? {
             Frame::Sent {
                 decision,
@@ -295,7 +295,7 @@ impl Client {
     /// certificate). The answer holds an [`AdminReply`]: `answer.frame()` gives
     /// `Frame::AdminReply(id, reply)`.
     pub async fn admin(&self, request: Admin<'_>) -> Result<Answer, ClientError> {
-        let answer = self.call(&Frame::Admin(0, request)).await?;
+        let answer = self.exchange(&Frame::Admin(0, request)).await?;
         match answer.frame()? {
             Frame::AdminReply(..) => Ok(answer),
             other => Err(unexpected(other)),
@@ -306,20 +306,23 @@ impl Client {
     /// [`ClientError::Refused`]. The frame's id is replaced by one of the client's own,
     /// so requests never share an id.
     pub async fn call(&self, frame: &Frame<'_>) -> Result<Answer, ClientError> {
+        let answer = self.exchange(frame).await?;
+        if let error @ Frame::Error { .. } = answer.frame()? {
+            return Err(unexpected(error));
+        }
+        Ok(answer)
+    }
+
+    /// Sends a frame under a fresh id and returns the answer undecoded (the typed calls
+    /// decode it once, themselves).
+    async fn exchange(&self, frame: &Frame<'_>) -> Result<Answer, ClientError> {
         let mut bytes = BytesMut::with_capacity(128);
         frame.encode(&mut bytes)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = bytes.get_mut(5..9) {
             slot.copy_from_slice(&id.to_be_bytes());
         }
-        let answer = self.send(bytes.freeze(), Some(id)).await?;
-        if let Frame::Error { code, message, .. } = answer.frame()? {
-            return Err(ClientError::Refused {
-                code,
-                message: message.to_owned(),
-            });
-        }
-        Ok(answer)
+        self.send(bytes.freeze(), Some(id)).await
     }
 
     /// Sends bytes as they are (one whole frame, or something that is not one) and
@@ -433,14 +436,20 @@ fn closed_reason(conn: &quinn::Connection) -> String {
         .map_or_else(|| "the stream broke".to_owned(), |r| r.to_string())
 }
 
-/// Names the kind of an answer that does not fit the request (its fields may hold secrets,
+/// The error for an answer that is not the one the request wanted: the server's refusal
+/// for an error frame, otherwise the kind of answer it was (its fields may hold secrets,
 /// so they are not shown).
 fn unexpected(frame: Frame<'_>) -> ClientError {
     let kind = match frame {
+        Frame::Error { code, message, .. } => {
+            return ClientError::Refused {
+                code,
+                message: message.to_owned(),
+            };
+        }
         Frame::Decision(..) => "a decision",
         Frame::Sent { .. } => "a send-code answer",
         Frame::AdminReply(..) => "an administrator reply",
-        Frame::Error { .. } => "an error",
         Frame::Decide(..) | Frame::SendCode(..) | Frame::Admin(..) => "a request",
     };
     ClientError::Unexpected(format!("the server answered with {kind}"))
