@@ -1,7 +1,7 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
 //! Certificates and TLS configuration ([`pki`]), the request handler ([`service`]), the
-//! QUIC endpoint ([`server`]), Prometheus metrics ([`metrics`]) and the operating system's
+//! QUIC endpoint ([`server`]), the sign-in log ([`signin`]), Prometheus metrics ([`metrics`]) and the operating system's
 //! randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
 pub mod entropy;
@@ -9,3 +9,11 @@ pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod service;
+pub mod signin;
+
+/// Writes one line to standard error, ignoring failure (a server must not stop because
+/// whoever started it closed its output).
+pub(crate) fn warn(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "portvakt: {line}");
+}

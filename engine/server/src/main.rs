@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portvakt::entropy::OsEntropy;
 use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
 use portvakt::service::Service;
+use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
 use portvakt_core::{Engine, MemoryStore, config};
@@ -67,6 +68,9 @@ enum Command {
         /// Address for Prometheus metrics (`/metrics`), or `off`.
         #[arg(long, default_value = "127.0.0.1:9464")]
         metrics: String,
+        /// Sign-in log kept on disk, in MiB (the oldest records are removed past it).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        sign_in_log_mib: u64,
     },
     /// Ask for one decision, as a frontend does.
     Check {
@@ -344,6 +348,25 @@ enum AdminOp {
     },
     /// Reload the policy from the server's policy file.
     ReloadPolicy,
+    /// Read the sign-in log: a user's decisions (all the tenant's without --user),
+    /// oldest first.
+    SignIns {
+        /// Organisation.
+        #[arg(long)]
+        tenant: String,
+        /// User name.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this many seconds ago.
+        #[arg(long, default_value_t = 86_400)]
+        since: u64,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -376,7 +399,8 @@ fn main() -> ExitCode {
                 data,
                 policy,
                 metrics,
-            } => serve(listen, &data, policy, &metrics).await,
+                sign_in_log_mib,
+            } => serve(listen, &data, policy, &metrics, sign_in_log_mib << 20).await,
             Command::Check {
                 tenant,
                 user,
@@ -461,6 +485,7 @@ async fn serve(
     data: &Path,
     policy_file: Option<PathBuf>,
     metrics: &str,
+    sign_in_log_bytes: u64,
 ) -> Result<(), String> {
     let metrics_addr = match metrics {
         "off" => None,
@@ -503,7 +528,13 @@ async fn serve(
             }
         }
     });
-    let service = Arc::new(Service::new(engine, policy_file.clone()));
+    let log_dir = data.join("sign-ins");
+    let log = SignInLog::open(LogConfig {
+        retain_bytes: sign_in_log_bytes,
+        ..LogConfig::in_dir(&log_dir)
+    })
+    .map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::new(engine, policy_file.clone()).with_sign_in_log(log.clone()));
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
     }
@@ -539,6 +570,11 @@ async fn serve(
         Some(a) => say!("  metrics: http://{a}/metrics"),
         None => say!("  metrics: off"),
     }
+    say!(
+        "  sign-in log: {} (kept up to {} MiB)",
+        log_dir.display(),
+        sign_in_log_bytes >> 20
+    );
     say!("  users are held in memory only in this version: a restart forgets them");
     say!("try, from another terminal:");
     say!(
@@ -550,6 +586,10 @@ async fn serve(
         .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
+    // Every answer's record was handed over before the answer left: write and sync them.
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .map_err(|e| format!("closing the sign-in log: {e}"))?;
     Ok(())
 }
 
@@ -675,6 +715,18 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
         .connect()
         .await
         .map_err(|e| e.to_string())?;
+    if let AdminOp::SignIns {
+        tenant,
+        user,
+        since,
+        limit,
+        json,
+    } = &op
+    {
+        let result = sign_ins(&client, tenant, user.as_deref(), *since, *limit, *json).await;
+        client.close().await;
+        return result;
+    }
     let who = |w: &Who| (w.tenant.clone(), w.user.clone());
     let names: (String, String);
     let groups: Vec<String>;
@@ -930,6 +982,7 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
             }
         }
         AdminOp::ReloadPolicy => Admin::ReloadPolicy {},
+        AdminOp::SignIns { .. } => unreachable!("answered above"),
     };
     let answer = client.admin(request).await;
     client.close().await;
@@ -1012,9 +1065,73 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                 AdminReply::PolicyReloaded { tenants } => {
                     println!("policy reloaded ({tenants} tenants)")
                 }
+                AdminReply::SignInsFound { .. } => {
+                    return Err("the server answered with a frame of the wrong kind".into());
+                }
             }
             Ok(())
         }
         _ => Err("the server answered with a frame of the wrong kind".into()),
     }
+}
+
+/// Pages through the sign-in log, printing each record as a line (or a JSON object).
+async fn sign_ins(
+    client: &Client,
+    tenant: &str,
+    user: Option<&str>,
+    since: u64,
+    limit: usize,
+    json: bool,
+) -> Result<(), String> {
+    use portvakt_wire::admin::Str;
+    use portvakt_wire::{Admin, AdminReply};
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    let from_ms = now.saturating_sub(since.saturating_mul(1000));
+    let mut cursor = 0;
+    let mut shown = 0;
+    let mut out = std::io::stdout().lock();
+    while shown < limit {
+        let page =
+            u8::try_from((limit - shown).min(portvakt_wire::admin::MAX_SIGN_IN_ROWS)).unwrap_or(1);
+        let answer = client
+            .admin(Admin::SignIns {
+                tenant: Str(tenant),
+                user: Str(user.unwrap_or("")),
+                from_ms,
+                to_ms: u64::MAX,
+                cursor,
+                limit: page,
+            })
+            .await
+            .map_err(|e| match e {
+                portvakt_client::ClientError::Refused { message, .. } => message,
+                other => other.to_string(),
+            })?;
+        let Ok(Frame::AdminReply(_, AdminReply::SignInsFound { rows, next })) = answer.frame()
+        else {
+            return Err("the server answered with a frame of the wrong kind".into());
+        };
+        for row in &rows.0 {
+            let line = if json {
+                portvakt::signin::to_json(row).to_string()
+            } else {
+                portvakt::signin::to_line(row)
+            };
+            use std::io::Write as _;
+            writeln!(out, "{line}").map_err(|e| format!("standard output: {e}"))?;
+        }
+        shown += rows.0.len();
+        match next {
+            Some(n) => cursor = n,
+            None => break,
+        }
+    }
+    Ok(())
 }

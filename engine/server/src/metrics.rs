@@ -30,6 +30,17 @@ pub const USERS: &str = "portvakt_users";
 /// Subjects (users and unknown names) locked out now.
 pub const LOCKOUTS_ACTIVE: &str = "portvakt_lockouts_active";
 
+/// Sign-in records written to the log.
+pub const SIGNIN_RECORDS: &str = "portvakt_signin_records_total";
+/// Bytes the sign-in log holds on disk.
+pub const SIGNIN_BYTES: &str = "portvakt_signin_log_bytes";
+/// Failed writes or syncs of the sign-in log (each write is retried until it succeeds).
+pub const SIGNIN_WRITE_ERRORS: &str = "portvakt_signin_write_errors_total";
+/// Times a connection waited because the sign-in log's queue was full.
+pub const SIGNIN_WAITS: &str = "portvakt_signin_queue_waits_total";
+/// Segments of the sign-in log removed by retention.
+pub const SIGNIN_SEGMENTS_REMOVED: &str = "portvakt_signin_segments_removed_total";
+
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
@@ -55,6 +66,24 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     metrics::describe_gauge!(
         LOCKOUTS_ACTIVE,
         "Users and unknown names locked out at the last count"
+    );
+    metrics::describe_counter!(SIGNIN_RECORDS, "Sign-in records written to the log");
+    metrics::describe_gauge!(
+        SIGNIN_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes the sign-in log holds on disk"
+    );
+    metrics::describe_counter!(
+        SIGNIN_WRITE_ERRORS,
+        "Failed sign-in log writes or syncs (writes are retried until they succeed)"
+    );
+    metrics::describe_counter!(
+        SIGNIN_WAITS,
+        "Times a connection waited for room in the sign-in log's queue"
+    );
+    metrics::describe_counter!(
+        SIGNIN_SEGMENTS_REMOVED,
+        "Sign-in log segments removed by retention"
     );
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The QUIC endpoint: connections, roles, streams, frames.
 //!
 //! One task per connection accepts bidirectional streams; one task per stream reads
-//! frames, answers every complete frame it holds, and writes the answers in one go, so a
-//! client that pipelines requests gets its answers pipelined too. Limits: the number of
+//! frames, answers every complete frame it holds, hands the decisions' sign-in records to
+//! the log, and then writes the answers in one go, so a client that pipelines requests
+//! gets its answers pipelined too, and no answer leaves before its record is handed over. Limits: the number of
 //! concurrent streams per connection, an idle timeout, the frame size (an oversized
 //! length prefix closes the connection with the protocol's `too_large` code, since the
 //! stream cannot be resynchronised), and QUIC's flow control, which stops reading from a
@@ -20,7 +21,7 @@ use portvakt_wire::{ErrorCode, Frame, frame_len};
 use rustls::pki_types::CertificateDer;
 
 use crate::pki::fingerprint;
-use crate::service::{Role, Service};
+use crate::service::{Handled, Role, Service};
 
 /// Streams a client may have open at once on one connection.
 pub const MAX_STREAMS: u32 = 16;
@@ -120,14 +121,25 @@ async fn serve_stream(
 ) {
     let mut inbox = BytesMut::with_capacity(4096);
     let mut outbox = BytesMut::with_capacity(4096);
+    let mut records = BytesMut::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
-        // Answer every complete frame already received, then write the answers at once.
+        // Answer every complete frame already received, hand their sign-in records to the
+        // log, then write the answers at once.
         loop {
             match frame_len(&inbox) {
                 Ok(Some(n)) => {
                     let frame = inbox.split_to(n);
-                    service.handle(role, &frame, service.now(), &mut outbox);
+                    let now = service.now();
+                    if let Handled::Query(id, query) =
+                        service.handle(role, &frame, now, &mut outbox, &mut records)
+                    {
+                        // The query must see the decisions answered before it.
+                        if !hand_over(&service, &mut records).await {
+                            break;
+                        }
+                        service.answer_query(id, query, &mut outbox).await;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -148,6 +160,12 @@ async fn serve_stream(
                 }
             }
         }
+        if !hand_over(&service, &mut records).await {
+            // The log is closed: the server is stopping, and answers without records
+            // must not leave.
+            conn.close(0u32.into(), b"shutting down");
+            return;
+        }
         if !outbox.is_empty() {
             if send.write_all(&outbox).await.is_err() {
                 return;
@@ -162,6 +180,19 @@ async fn serve_stream(
                 return;
             }
         }
+    }
+}
+
+/// Hands the records gathered so far to the sign-in log (if the service keeps one);
+/// false if the log is closed.
+async fn hand_over(service: &Service, records: &mut BytesMut) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    let batch = records.split().freeze();
+    match service.sign_in_log() {
+        Some(log) => log.submit(batch).await.is_ok(),
+        None => true,
     }
 }
 

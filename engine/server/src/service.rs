@@ -13,8 +13,10 @@ use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits};
 use portvakt_core::{Engine, MethodId, Timestamp, config};
-use portvakt_wire::admin::{LongStr, MethodRow, MethodRows, Str, StrList};
+use portvakt_wire::admin::{LongStr, MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList};
 use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame};
+
+use crate::signin::{self, SignInLog};
 
 /// What a connection's client certificate allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub struct Service {
     engine: Arc<Engine>,
     policy_file: Option<PathBuf>,
     clock: Clock,
+    log: Option<SignInLog>,
 }
 
 impl Service {
@@ -43,6 +46,7 @@ impl Service {
             engine,
             policy_file,
             clock: Box::new(crate::server::now),
+            log: None,
         }
     }
 
@@ -78,10 +82,31 @@ impl Service {
         Ok(tenants)
     }
 
-    /// Answers one whole frame (length prefix included), appending the answer to `out`.
-    pub fn handle(&self, role: Role, frame: &[u8], now: Timestamp, out: &mut BytesMut) {
+    /// The sign-in log, if the service keeps one.
+    pub fn sign_in_log(&self) -> Option<&SignInLog> {
+        self.log.as_ref()
+    }
+
+    /// The same service recording every decision in `log`.
+    pub fn with_sign_in_log(mut self, log: SignInLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Answers one whole frame (length prefix included), appending the answer to `out`
+    /// and, for a decision, its sign-in record to `records` (for [`SignInLog::submit`]).
+    /// A sign-in log query is not answered here, since it reads files: it is returned for
+    /// [`Service::answer_query`].
+    pub fn handle(
+        &self,
+        role: Role,
+        frame: &[u8],
+        now: Timestamp,
+        out: &mut BytesMut,
+        records: &mut BytesMut,
+    ) -> Handled {
         let reply = match Frame::decode(frame) {
-            Ok(request) => self.answer(role, request, now),
+            Ok(request) => self.answer(role, request, now, records),
             Err(e) => {
                 // The id, if the frame is long enough to hold one, so the client can match.
                 let id = frame
@@ -91,10 +116,46 @@ impl Service {
                 Owned::Error(id, ErrorCode::of(&e), e.to_string())
             }
         };
+        if let Owned::Query(id, q) = reply {
+            return Handled::Query(id, q);
+        }
+        reply.encode(out);
+        Handled::Answered
+    }
+
+    /// Answers a sign-in log query returned by [`Service::handle`]: waits until the
+    /// records submitted before it are written, reads the page, appends the answer.
+    pub async fn answer_query(&self, id: u32, query: signin::Query, out: &mut BytesMut) {
+        let reply = match &self.log {
+            None => Owned::Error(
+                id,
+                ErrorCode::Refused,
+                "this server keeps no sign-in log".into(),
+            ),
+            Some(log) => {
+                let log = log.clone();
+                let page = async {
+                    log.flush().await?;
+                    tokio::task::spawn_blocking(move || log.query(&query))
+                        .await
+                        .map_err(|_| signin::LogError::Closed)?
+                };
+                match page.await {
+                    Ok(page) => Owned::Reply(id, OwnedReply::SignIns(page)),
+                    Err(e) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
+                }
+            }
+        };
         reply.encode(out);
     }
 
-    fn answer(&self, role: Role, request: Frame<'_>, now: Timestamp) -> Owned {
+    fn answer(
+        &self,
+        role: Role,
+        request: Frame<'_>,
+        now: Timestamp,
+        records: &mut BytesMut,
+    ) -> Owned {
         match request {
             Frame::Decide(id, d) => {
                 let answers: Vec<&str> = match &d.proof {
@@ -139,6 +200,7 @@ impl Service {
                 let started = std::time::Instant::now();
                 let decision = self.engine.decide(&request, now);
                 record(&decision, started);
+                log(records, now, d.tenant, d.user, d.ip, d.purpose, &decision);
                 Owned::Decision(id, decision, None)
             }
             Frame::SendCode(id, s) => {
@@ -154,6 +216,15 @@ impl Service {
                     now,
                 );
                 record(&sent.decision, started);
+                log(
+                    records,
+                    now,
+                    s.tenant,
+                    s.user,
+                    s.ip,
+                    s.purpose,
+                    &sent.decision,
+                );
                 Owned::Decision(
                     id,
                     sent.decision,
@@ -161,9 +232,29 @@ impl Service {
                 )
             }
             Frame::Admin(id, a) => match role {
-                Role::Admin => match self.admin(a, now) {
-                    Ok(reply) => Owned::Reply(id, reply),
-                    Err(e) => Owned::Error(id, ErrorCode::Refused, e),
+                Role::Admin => match a {
+                    Admin::SignIns {
+                        tenant,
+                        user,
+                        from_ms,
+                        to_ms,
+                        cursor,
+                        limit,
+                    } => Owned::Query(
+                        id,
+                        signin::Query {
+                            tenant: tenant.0.to_owned(),
+                            user: user.0.to_owned(),
+                            from_ms,
+                            to_ms,
+                            cursor,
+                            limit: usize::from(limit),
+                        },
+                    ),
+                    a => match self.admin(a, now) {
+                        Ok(reply) => Owned::Reply(id, reply),
+                        Err(e) => Owned::Error(id, ErrorCode::Refused, e),
+                    },
                 },
                 Role::Frontend => Owned::Error(
                     id,
@@ -398,6 +489,7 @@ impl Service {
                 Ok(OwnedReply::Described(info))
             }
             Admin::ReloadPolicy {} => self.reload_policy().map(OwnedReply::PolicyReloaded),
+            Admin::SignIns { .. } => Err("the sign-in log is read by the connection".into()),
         }
     }
 }
@@ -405,6 +497,36 @@ impl Service {
 fn record(d: &portvakt_core::Decision, started: std::time::Instant) {
     metrics::histogram!(crate::metrics::DECISION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
+}
+
+/// Appends the sign-in record of one decision.
+fn log(
+    records: &mut BytesMut,
+    now: Timestamp,
+    tenant: &str,
+    user: &str,
+    ip: std::net::IpAddr,
+    purpose: portvakt_wire::Purpose,
+    d: &portvakt_core::Decision,
+) {
+    let row = SignInRow {
+        at_ms: now.as_millis(),
+        tenant,
+        user,
+        ip,
+        purpose: purpose as u8,
+        outcome: outcome(d.outcome) as u8,
+        reason: d.reason.as_str(),
+        method: d.method.map(|m| wire_kind(m) as u8),
+        location: d.location.as_str(),
+        rule: d.rule.as_str(),
+    };
+    if !signin::append(records, &row) {
+        metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
+        crate::warn(format_args!(
+            "sign-in log: a record over the format's limits was not written ({row:?})"
+        ));
+    }
 }
 
 fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String> {
@@ -463,6 +585,17 @@ enum Owned {
     ),
     Reply(u32, OwnedReply),
     Error(u32, ErrorCode, String),
+    /// Not an answer: a query for the connection to run.
+    Query(u32, signin::Query),
+}
+
+/// What [`Service::handle`] left for the connection to do.
+#[derive(Debug)]
+pub enum Handled {
+    /// The answer is in the output buffer.
+    Answered,
+    /// A sign-in log query with this id: run it with [`Service::answer_query`].
+    Query(u32, signin::Query),
 }
 
 enum OwnedReply {
@@ -475,6 +608,7 @@ enum OwnedReply {
     Throttled(u32),
     Described(portvakt_core::admin::UserInfo),
     PolicyReloaded(u16),
+    SignIns(signin::Page),
 }
 
 impl Owned {
@@ -576,9 +710,17 @@ impl Owned {
                         }
                     }
                     OwnedReply::PolicyReloaded(t) => AdminReply::PolicyReloaded { tenants: *t },
+                    OwnedReply::SignIns(page) => AdminReply::SignInsFound {
+                        // Bodies were checked when they were written or recovered.
+                        rows: SignInRows(
+                            page.rows.iter().filter_map(|b| signin::decode(b)).collect(),
+                        ),
+                        next: page.next,
+                    },
                 };
                 Frame::AdminReply(*id, reply).encode(out)
             }
+            Self::Query(..) => Ok(()),
             Self::Error(id, code, message) => {
                 metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code.as_str())
                     .increment(1);
@@ -599,7 +741,10 @@ impl Owned {
             // A field over a wire limit (only possible for data the core produced, such as
             // a long hint): answer with an error rather than a truncated frame.
             let id = match self {
-                Self::Decision(id, ..) | Self::Reply(id, _) | Self::Error(id, ..) => *id,
+                Self::Decision(id, ..)
+                | Self::Reply(id, _)
+                | Self::Error(id, ..)
+                | Self::Query(id, _) => *id,
             };
             let _ = Frame::Error {
                 id,

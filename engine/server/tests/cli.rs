@@ -480,3 +480,83 @@ fn sighup_reloads_the_policy_and_a_broken_file_changes_nothing() {
     assert_eq!(rule(), "office-renamed", "the running policy stays");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `portvakt serve` in `dir` on a free port; returns it and the address it bound.
+fn start_in(dir: &std::path::Path) -> (Server, String) {
+    let mut child = portvakt()
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics", "off"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("serve printed nothing");
+    assert!(first.starts_with("portvakt serving QUIC"), "{first}");
+    (Server(child), first.rsplit(' ').next().unwrap().to_owned())
+}
+
+#[test]
+fn answered_sign_ins_survive_the_server_being_killed() {
+    let dir = std::env::temp_dir().join(format!("portvakt-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = portvakt().args(args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (server, addr) = start_in(&dir);
+    for (user, ip) in [("kari@kommune.no", "10.20.3.4"), ("nobody", "203.0.113.9")] {
+        let check = [
+            "check", "--tenant", "kommune", "--user", user, "--ip", ip, "--server", &addr,
+        ];
+        run(&check);
+    }
+    let sign_ins = |addr: &str| {
+        run(&[
+            "admin", "sign-ins", "--tenant", "kommune", "--json", "--server", addr,
+        ])
+    };
+    let before = sign_ins(&addr);
+    // SIGKILL: no chance to flush anything. Answers left only after their records were
+    // written, so both must be there after a restart.
+    drop(server);
+    let (_server, addr) = start_in(&dir);
+    let after = sign_ins(&addr);
+    assert_eq!(before, after);
+    let rows: Vec<serde_json::Value> = after
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{after}");
+    assert_eq!(rows[0]["user"], "kari@kommune.no");
+    assert_eq!(rows[0]["ip"], "10.20.3.4");
+    assert_eq!(rows[0]["location"], "municipal-network");
+    assert_eq!(rows[0]["rule"], "municipal-network-single-factor");
+    assert_eq!(rows[0]["outcome"], "register");
+    assert_eq!(rows[0]["purpose"], "sign_in");
+    assert_eq!(rows[1]["user"], "nobody");
+    assert_eq!(rows[1]["location"], "elsewhere");
+    assert!(rows[1]["time"].as_str().unwrap().ends_with('Z'));
+    // One user only; and the line format for people.
+    let kari = run(&[
+        "admin", "sign-ins", "--tenant", "kommune", "--user", "nobody", "--server", &addr,
+    ]);
+    assert_eq!(kari.lines().count(), 1, "{kari}");
+    assert!(kari.contains("\"nobody\" 203.0.113.9 sign_in"), "{kari}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use portvakt::service::{Role, Service};
+use portvakt::service::{Handled, Role, Service};
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, MemoryStore, Timestamp, config};
@@ -22,11 +22,107 @@ fn service() -> Service {
 }
 
 fn call(s: &Service, role: Role, f: &Frame<'_>) -> Vec<u8> {
+    call_logged(s, role, f).0
+}
+
+/// The answer and the sign-in records the frame produced.
+fn call_logged(s: &Service, role: Role, f: &Frame<'_>) -> (Vec<u8>, Vec<u8>) {
     let mut req = BytesMut::new();
     f.encode(&mut req).unwrap();
-    let mut out = BytesMut::new();
-    s.handle(role, &req, Timestamp::from_secs(1_700_000_000), &mut out);
-    out.to_vec()
+    let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
+    let handled = s.handle(
+        role,
+        &req,
+        Timestamp::from_secs(1_700_000_000),
+        &mut out,
+        &mut records,
+    );
+    assert!(matches!(handled, Handled::Answered), "{handled:?}");
+    (out.to_vec(), records.to_vec())
+}
+
+#[test]
+fn each_decision_leaves_one_sign_in_record_and_nothing_else_does() {
+    let s = service();
+    let (_, records) = call_logged(&s, Role::Frontend, &decide("ukjent ø"));
+    // header: u16 length, u32 CRC, then the row
+    let len = usize::from(u16::from_be_bytes([records[0], records[1]]));
+    assert_eq!(records.len(), 6 + len, "exactly one record");
+    let row = portvakt::signin::decode(&records[6..]).unwrap();
+    assert_eq!(row.at_ms, 1_700_000_000_000);
+    assert_eq!((row.tenant, row.user), ("kommune", "ukjent ø"));
+    assert_eq!(row.ip, "10.20.1.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        (row.outcome, row.reason),
+        (Outcome::Register as u8, "no_methods")
+    );
+    assert_eq!(row.location, "municipal-network");
+    assert_eq!(row.rule, "municipal-network-single-factor");
+    assert_eq!(row.method, None);
+
+    let add = Frame::Admin(
+        1,
+        Admin::AddUser {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+            groups: StrList(vec![]),
+            passwordless: false,
+        },
+    );
+    assert!(call_logged(&s, Role::Admin, &add).1.is_empty());
+    let garbage = [0, 0, 0, 5, 0x01, 0, 0, 0, 1];
+    let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
+    s.handle(
+        Role::Frontend,
+        &garbage,
+        Timestamp::from_secs(1),
+        &mut out,
+        &mut records,
+    );
+    assert!(records.is_empty(), "an undecodable frame decides nothing");
+}
+
+#[test]
+fn a_sign_in_query_is_left_to_the_connection_and_refused_to_frontends() {
+    let s = service();
+    let q = Frame::Admin(
+        5,
+        Admin::SignIns {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 0,
+            limit: 10,
+        },
+    );
+    let mut req = BytesMut::new();
+    q.encode(&mut req).unwrap();
+    let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
+    let handled = s.handle(
+        Role::Admin,
+        &req,
+        Timestamp::from_secs(1),
+        &mut out,
+        &mut records,
+    );
+    let Handled::Query(5, query) = handled else {
+        panic!("{handled:?}")
+    };
+    assert_eq!(
+        (query.tenant.as_str(), query.user.as_str()),
+        ("kommune", "kari")
+    );
+    assert!(out.is_empty());
+    let out = call(&s, Role::Frontend, &q);
+    assert!(matches!(
+        Frame::decode(&out).unwrap(),
+        Frame::Error {
+            id: 5,
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    ));
 }
 
 fn decide<'a>(user: &'a str) -> Frame<'a> {
@@ -121,7 +217,13 @@ fn malformed_frames_get_an_error_naming_the_problem() {
     let mut bad = good.to_vec();
     bad[9 + 1] = 0xff; // inside the tenant name: not UTF-8
     let mut out = BytesMut::new();
-    s.handle(Role::Frontend, &bad, Timestamp::from_secs(1), &mut out);
+    s.handle(
+        Role::Frontend,
+        &bad,
+        Timestamp::from_secs(1),
+        &mut out,
+        &mut BytesMut::new(),
+    );
     let Frame::Error { id, code, message } = Frame::decode(&out).unwrap() else {
         panic!()
     };

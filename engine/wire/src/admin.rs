@@ -139,6 +139,88 @@ impl<'a, const N: usize, const MAX: usize> Field<'a> for StrList<'a, N, MAX> {
     }
 }
 
+/// One recorded decision, as the sign-in log keeps it and as administrators read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignInRow<'a> {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Organisation, as the frontend named it.
+    pub tenant: &'a str,
+    /// User name, as the frontend named it (known or not).
+    pub user: &'a str,
+    /// The client's address.
+    pub ip: std::net::IpAddr,
+    /// Purpose code (as in decide).
+    pub purpose: u8,
+    /// Outcome code (as in decision).
+    pub outcome: u8,
+    /// Reason code.
+    pub reason: &'a str,
+    /// Method-kind code of the method that proved the user, if one did.
+    pub method: Option<u8>,
+    /// Named location of the address.
+    pub location: &'a str,
+    /// The rule that decided.
+    pub rule: &'a str,
+}
+
+/// The most rows one answer carries (the largest possible rows still fit a frame).
+pub const MAX_SIGN_IN_ROWS: usize = 24;
+
+impl<'a> Field<'a> for SignInRow<'a> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        Ok(Self {
+            at_ms: r.u64(field)?,
+            tenant: r.str8(field, 128)?,
+            user: r.str8(field, 128)?,
+            ip: r.ip(field)?,
+            purpose: r.u8(field)?,
+            outcome: r.u8(field)?,
+            reason: r.str8(field, 64)?,
+            method: r.opt(field, |r| r.u8(field))?,
+            location: r.str8(field, 128)?,
+            rule: r.str8(field, 128)?,
+        })
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u64(self.at_ms);
+        w.str8(self.tenant);
+        w.str8(self.user);
+        w.ip(self.ip);
+        w.u8(self.purpose);
+        w.u8(self.outcome);
+        w.str8(self.reason);
+        w.opt(self.method, |w, m| w.u8(m));
+        w.str8(self.location);
+        w.str8(self.rule);
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.tenant.len(), 128)?;
+        too_long(field, self.user.len(), 128)?;
+        too_long(field, self.reason.len(), 64)?;
+        too_long(field, self.location.len(), 128)?;
+        too_long(field, self.rule.len(), 128)
+    }
+}
+
+/// At most [`MAX_SIGN_IN_ROWS`] sign-in rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInRows<'a>(pub Vec<SignInRow<'a>>);
+
+impl<'a> Field<'a> for SignInRows<'a> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, MAX_SIGN_IN_ROWS, |r| SignInRow::read(r, field))
+            .map(SignInRows)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, row| row.write(w));
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), MAX_SIGN_IN_ROWS)?;
+        self.0.iter().try_for_each(|row| row.check(field))
+    }
+}
+
 macro_rules! fixed_field {
     ($t:ty, $read:ident, $write:ident) => {
         impl<'a> Field<'a> for $t {
@@ -295,6 +377,10 @@ messages! {
         0x27 UserInfo { tenant: Name<'a>, user: Name<'a> }
         /// Reloads the policy from the server's configuration file.
         0x28 ReloadPolicy {}
+        /// Reads the sign-in log: a tenant's records (one user's, or everyone's when `user`
+        /// is empty) with `from_ms <= time < to_ms`, resuming at `cursor` (0: the start),
+        /// at most `limit` rows (capped at 24).
+        0x29 SignIns { tenant: Name<'a>, user: Str<'a, 128>, from_ms: u64, to_ms: u64, cursor: u64, limit: u8 }
     }
 }
 
@@ -323,5 +409,8 @@ messages! {
         }
         /// The policy was reloaded.
         0xa8 PolicyReloaded { tenants: u16 }
+        /// Sign-in records in the order they were logged; `next` is the cursor to ask with
+        /// for more, absent when the log holds no more matches.
+        0xa9 SignInsFound { rows: SignInRows<'a>, next: Option<u64> }
     }
 }

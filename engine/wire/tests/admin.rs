@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 
 use bytes::BytesMut;
-use portvakt_wire::admin::{Bytes, LongStr, MethodRow, MethodRows, Str, StrList};
+use portvakt_wire::admin::{
+    Bytes, LongStr, MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList,
+};
 use portvakt_wire::*;
 use proptest::prelude::*;
 
@@ -135,6 +137,14 @@ fn examples<'a>(t: &'a str, u: &'a str, s: &'a str) -> Vec<Admin<'a>> {
         },
         Admin::UserInfo { tenant: name, user },
         Admin::ReloadPolicy {},
+        Admin::SignIns {
+            tenant: name,
+            user: Str(""),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 1 << 32,
+            limit: 24,
+        },
     ]
 }
 
@@ -182,7 +192,58 @@ fn replies(s: &str) -> Vec<AdminReply<'_>> {
             devices: 2,
         },
         AdminReply::PolicyReloaded { tenants: 3 },
+        AdminReply::SignInsFound {
+            rows: SignInRows(vec![row("kari@kommune.no"), row("ø")]),
+            next: Some(7),
+        },
     ]
+}
+
+fn row(s: &str) -> SignInRow<'_> {
+    SignInRow {
+        at_ms: 1_700_000_000_000,
+        tenant: "kommune",
+        user: s,
+        ip: "2001:db8::1".parse().unwrap(),
+        purpose: 1,
+        outcome: 3,
+        reason: "second_factor_required",
+        method: None,
+        location: "elsewhere",
+        rule: "default",
+    }
+}
+
+#[test]
+fn a_full_page_of_the_longest_sign_in_rows_fits_a_frame() {
+    let name = "n".repeat(128);
+    let reason = "r".repeat(64);
+    let longest = SignInRow {
+        at_ms: u64::MAX,
+        tenant: &name,
+        user: &name,
+        ip: "2001:db8::1".parse().unwrap(),
+        purpose: 1,
+        outcome: 1,
+        reason: &reason,
+        method: Some(1),
+        location: &name,
+        rule: &name,
+    };
+    let page = AdminReply::SignInsFound {
+        rows: SignInRows(vec![longest; admin::MAX_SIGN_IN_ROWS]),
+        next: Some(u64::MAX),
+    };
+    round_trip(Frame::AdminReply(u32::MAX, page));
+    let over = AdminReply::SignInsFound {
+        rows: SignInRows(vec![longest; admin::MAX_SIGN_IN_ROWS + 1]),
+        next: None,
+    };
+    assert!(
+        Frame::AdminReply(1, over)
+            .encode(&mut BytesMut::new())
+            .is_err()
+    );
 }
 
 #[test]

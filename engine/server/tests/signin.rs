@@ -1,0 +1,288 @@
+//! The sign-in log on disk: written, queried, paged, kept across restarts, cut back after
+//! a torn write, bounded by retention, and nothing lost when many connections write.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use portvakt::signin::{self, LogConfig, Page, Query, SignInLog};
+use portvakt_wire::admin::SignInRow;
+
+/// A fresh directory under the system's temporary one, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "portvakt-signin-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn row(user: &str, at_ms: u64) -> SignInRow<'_> {
+    SignInRow {
+        at_ms,
+        tenant: "kommune",
+        user,
+        ip: "203.0.113.9".parse().unwrap(),
+        purpose: 1,
+        outcome: 3,
+        reason: "second_factor_required",
+        method: None,
+        location: "elsewhere",
+        rule: "home-needs-code",
+    }
+}
+
+fn batch(rows: &[SignInRow<'_>]) -> bytes::Bytes {
+    let mut b = BytesMut::new();
+    for r in rows {
+        assert!(signin::append(&mut b, r));
+    }
+    b.freeze()
+}
+
+fn query(user: &str, from_ms: u64, to_ms: u64) -> Query {
+    Query {
+        tenant: "kommune".into(),
+        user: user.into(),
+        from_ms,
+        to_ms,
+        cursor: 0,
+        limit: 24,
+    }
+}
+
+/// Every matching record, following cursors page by page: (user, time) pairs.
+fn all(log: &SignInLog, mut q: Query) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    loop {
+        let Page { rows, next } = log.query(&q).unwrap();
+        assert!(rows.len() <= q.limit);
+        for body in &rows {
+            let r = signin::decode(body).unwrap();
+            out.push((r.user.to_owned(), r.at_ms));
+        }
+        match next {
+            Some(n) => {
+                assert!(!rows.is_empty(), "a cursor comes only with a full page");
+                q.cursor = n;
+            }
+            None => return out,
+        }
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn records_are_queried_by_user_and_time_and_paged_exactly_once() {
+    let dir = TempDir::new("query");
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    for i in 0..100u64 {
+        let user = if i % 2 == 0 { "kari" } else { "ola" };
+        log.submit(batch(&[row(user, 1_000 + i)])).await.unwrap();
+    }
+    // One user, every time: 50 records over three pages, in order, none twice.
+    let kari = all(&log, query("kari", 0, u64::MAX));
+    let expected: Vec<(String, u64)> = (0..100)
+        .step_by(2)
+        .map(|i| ("kari".to_owned(), 1_000 + i))
+        .collect();
+    assert_eq!(kari, expected);
+    // A time window is half-open.
+    let window = all(&log, query("ola", 1_011, 1_021));
+    let times: Vec<u64> = window.iter().map(|r| r.1).collect();
+    assert_eq!(times, [1_011, 1_013, 1_015, 1_017, 1_019]);
+    // Empty user: the whole tenant; another tenant: nothing.
+    assert_eq!(all(&log, query("", 0, u64::MAX)).len(), 100);
+    let mut other = query("kari", 0, u64::MAX);
+    other.tenant = "annen".into();
+    assert!(all(&log, other).is_empty());
+    // A short page with no more matches has no cursor.
+    let mut q = query("kari", 1_000, 1_004);
+    q.limit = 2;
+    let page = log.query(&q).unwrap();
+    assert_eq!((page.rows.len(), page.next), (2, None));
+    log.close();
+}
+
+#[tokio::test]
+async fn a_restart_forgets_nothing_and_a_torn_write_is_cut_off() {
+    let dir = TempDir::new("restart");
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    log.submit(batch(&[row("kari", 1), row("kari", 2)]))
+        .await
+        .unwrap();
+    log.close();
+    assert!(log.submit(batch(&[row("kari", 3)])).await.is_err());
+
+    // The process died in the middle of its next write: half a record at the end.
+    let last = segments(&dir.0).pop().unwrap();
+    let mut torn = std::fs::read(&last).unwrap();
+    let whole = torn.len();
+    torn.extend_from_slice(&batch(&[row("kari", 4)])[..20]);
+    std::fs::write(&last, &torn).unwrap();
+
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    assert_eq!(std::fs::metadata(&last).unwrap().len() as usize, whole);
+    log.submit(batch(&[row("kari", 5)])).await.unwrap();
+    let times: Vec<u64> = all(&log, query("kari", 0, u64::MAX))
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(times, [1, 2, 5]);
+    log.close();
+}
+
+#[tokio::test]
+async fn damage_inside_an_older_segment_hides_only_what_follows_it() {
+    let dir = TempDir::new("damage");
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    log.submit(batch(&[row("kari", 1), row("kari", 2)]))
+        .await
+        .unwrap();
+    log.close();
+    let first = segments(&dir.0).pop().unwrap();
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    log.submit(batch(&[row("kari", 3)])).await.unwrap();
+    log.close();
+    // Flip a byte in the second record's body: its checksum no longer matches.
+    let mut bytes = std::fs::read(&first).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    let log = SignInLog::open(LogConfig::in_dir(&dir.0)).unwrap();
+    let times: Vec<u64> = all(&log, query("kari", 0, u64::MAX))
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(times, [1, 3]);
+    assert_eq!(std::fs::read(&first).unwrap(), bytes, "left for inspection");
+    log.close();
+}
+
+#[tokio::test]
+async fn retention_removes_the_oldest_segments_and_cursors_skip_past_them() {
+    let dir = TempDir::new("retention");
+    let config = LogConfig {
+        segment_bytes: 4096,
+        retain_bytes: 16 << 10,
+        ..LogConfig::in_dir(&dir.0)
+    };
+    let log = SignInLog::open(config).unwrap();
+    // About 80 bytes a record: 2,000 records are ten times the retention.
+    for i in 0..2_000u64 {
+        log.submit(batch(&[row("kari", i)])).await.unwrap();
+    }
+    let kept: u64 = segments(&dir.0)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(kept <= (16 << 10) + 4096, "{kept} bytes kept");
+    let times: Vec<u64> = all(&log, query("kari", 0, u64::MAX))
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    // What is left is the newest records, contiguous, ending at the last.
+    assert_eq!(times.last(), Some(&1_999));
+    assert!(times.len() > 100 && times.len() < 2_000, "{}", times.len());
+    assert!(times.windows(2).all(|w| w[1] == w[0] + 1));
+    // A cursor into a removed segment resumes at the oldest kept record.
+    let mut q = query("kari", 0, u64::MAX);
+    q.cursor = 1 << 32 | 8;
+    let page = log.query(&q).unwrap();
+    assert_eq!(signin::decode(&page.rows[0]).unwrap().at_ms, times[0]);
+    log.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_writers_through_a_tiny_queue_lose_nothing() {
+    let dir = TempDir::new("writers");
+    let config = LogConfig {
+        queue: 1,
+        sync_every: Duration::from_millis(5),
+        ..LogConfig::in_dir(&dir.0)
+    };
+    let log = SignInLog::open(config).unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let user = format!("user{w}");
+            for i in 0..250u64 {
+                let t = w * 1_000 + i;
+                log.submit(batch(&[row(&user, t), row(&user, t + 500)]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = all(&log, query("", 0, u64::MAX));
+    assert_eq!(got.len(), 8 * 250 * 2);
+    let unique: HashSet<&(String, u64)> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "no record twice");
+    for w in 0..8u64 {
+        let mine: Vec<u64> = got
+            .iter()
+            .filter(|r| r.0 == format!("user{w}"))
+            .map(|r| r.1)
+            .collect();
+        // One writer's batches stay in its order.
+        let expected: Vec<u64> = (0..250)
+            .flat_map(|i| [w * 1_000 + i, w * 1_000 + i + 500])
+            .collect();
+        assert_eq!(mine, expected);
+    }
+    log.close();
+}
+
+#[test]
+fn bad_settings_and_foreign_files_are_refused_with_a_reason() {
+    let dir = TempDir::new("settings");
+    let tiny = LogConfig {
+        segment_bytes: 100,
+        ..LogConfig::in_dir(&dir.0)
+    };
+    let e = SignInLog::open(tiny).err().unwrap();
+    assert!(e.to_string().contains("segment size"), "{e}");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::write(dir.0.join("0000000001.log"), b"not a log at all").unwrap();
+    let e = SignInLog::open(LogConfig::in_dir(&dir.0)).err().unwrap();
+    assert!(e.to_string().contains("not a sign-in log segment"), "{e}");
+}
+
+#[test]
+fn times_print_as_rfc3339_utc() {
+    assert_eq!(signin::rfc3339(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        signin::rfc3339(1_700_000_000_123),
+        "2023-11-14T22:13:20.123Z"
+    );
+    assert_eq!(signin::rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    let line = signin::to_line(&row("kari \"x\"\nola", 0));
+    assert!(!line.contains('\n'), "{line}");
+}
