@@ -71,6 +71,10 @@ enum Command {
         /// Sign-in log kept on disk, in MiB (the oldest records are removed past it).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
         sign_in_log_mib: u64,
+        /// How often the sign-in log is synced to disk, in milliseconds (what a power loss
+        /// can cost; records outlive the process as soon as they are written).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        sign_in_sync_ms: u64,
     },
     /// Ask for one decision, as a frontend does.
     Check {
@@ -348,6 +352,26 @@ enum AdminOp {
     },
     /// Reload the policy from the server's policy file.
     ReloadPolicy,
+    /// Import users and their authenticator secrets from a file of otpauth:// URIs (one
+    /// per line) or CSV (columns: user, tenant, groups, passwordless, and uri or secret
+    /// with type, algorithm, digits, period, counter). The whole file is checked first:
+    /// if any line has a problem, nothing is imported. Existing users are skipped.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Tenant of every user (else a tenant column, or the URI's issuer).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// What the file holds.
+        #[arg(long, value_enum, default_value = "auto")]
+        format: FormatArg,
+        /// Leave imported authenticator apps pending until each user proves theirs.
+        #[arg(long)]
+        pending: bool,
+        /// Users imported at once.
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+    },
     /// Read the sign-in log: a user's decisions (all the tenant's without --user),
     /// oldest first.
     SignIns {
@@ -367,6 +391,16 @@ enum AdminOp {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// Decide by the first line.
+    Auto,
+    /// One otpauth:// URI per line.
+    Uris,
+    /// CSV with a header row.
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -400,7 +434,15 @@ fn main() -> ExitCode {
                 policy,
                 metrics,
                 sign_in_log_mib,
-            } => serve(listen, &data, policy, &metrics, sign_in_log_mib << 20).await,
+                sign_in_sync_ms,
+            } => {
+                let log = LogConfig {
+                    retain_bytes: sign_in_log_mib << 20,
+                    sync_every: std::time::Duration::from_millis(sign_in_sync_ms),
+                    ..LogConfig::in_dir(data.join("sign-ins"))
+                };
+                serve(listen, &data, policy, &metrics, log).await
+            }
             Command::Check {
                 tenant,
                 user,
@@ -485,7 +527,7 @@ async fn serve(
     data: &Path,
     policy_file: Option<PathBuf>,
     metrics: &str,
-    sign_in_log_bytes: u64,
+    log_config: LogConfig,
 ) -> Result<(), String> {
     let metrics_addr = match metrics {
         "off" => None,
@@ -528,12 +570,8 @@ async fn serve(
             }
         }
     });
-    let log_dir = data.join("sign-ins");
-    let log = SignInLog::open(LogConfig {
-        retain_bytes: sign_in_log_bytes,
-        ..LogConfig::in_dir(&log_dir)
-    })
-    .map_err(|e| e.to_string())?;
+    let (log_dir, kept) = (log_config.dir.clone(), log_config.retain_bytes);
+    let log = SignInLog::open(log_config).map_err(|e| e.to_string())?;
     let service = Arc::new(Service::new(engine, policy_file.clone()).with_sign_in_log(log.clone()));
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
@@ -573,7 +611,7 @@ async fn serve(
     say!(
         "  sign-in log: {} (kept up to {} MiB)",
         log_dir.display(),
-        sign_in_log_bytes >> 20
+        kept >> 20
     );
     say!("  users are held in memory only in this version: a restart forgets them");
     say!("try, from another terminal:");
@@ -724,6 +762,26 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     } = &op
     {
         let result = sign_ins(&client, tenant, user.as_deref(), *since, *limit, *json).await;
+        client.close().await;
+        return result;
+    }
+    if let AdminOp::Import {
+        file,
+        tenant,
+        format,
+        pending,
+        parallel,
+    } = &op
+    {
+        let result = import(
+            &client,
+            file,
+            tenant.as_deref(),
+            *format,
+            *pending,
+            *parallel,
+        )
+        .await;
         client.close().await;
         return result;
     }
@@ -982,15 +1040,11 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
             }
         }
         AdminOp::ReloadPolicy => Admin::ReloadPolicy {},
-        AdminOp::SignIns { .. } => unreachable!("answered above"),
+        AdminOp::SignIns { .. } | AdminOp::Import { .. } => unreachable!("answered above"),
     };
     let answer = client.admin(request).await;
     client.close().await;
-    let answer = answer.map_err(|e| match e {
-        // The server's own words say what is wrong ("user exists already").
-        portvakt_client::ClientError::Refused { message, .. } => message,
-        other => other.to_string(),
-    })?;
+    let answer = answer.map_err(refusal)?;
     match answer
         .frame()
         .map_err(|e| format!("the server's answer: {e}"))?
@@ -1075,6 +1129,15 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     }
 }
 
+/// What to print for a failed administrator call: a refusal in the server's own words
+/// ("user exists already"), anything else as the client describes it.
+fn refusal(e: portvakt_client::ClientError) -> String {
+    match e {
+        portvakt_client::ClientError::Refused { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
 /// Pages through the sign-in log, printing each record as a line (or a JSON object).
 async fn sign_ins(
     client: &Client,
@@ -1110,10 +1173,7 @@ async fn sign_ins(
                 limit: page,
             })
             .await
-            .map_err(|e| match e {
-                portvakt_client::ClientError::Refused { message, .. } => message,
-                other => other.to_string(),
-            })?;
+            .map_err(refusal)?;
         let Ok(Frame::AdminReply(_, AdminReply::SignInsFound { rows, next })) = answer.frame()
         else {
             return Err("the server answered with a frame of the wrong kind".into());
@@ -1134,4 +1194,175 @@ async fn sign_ins(
         }
     }
     Ok(())
+}
+
+/// What importing one account came to.
+enum Imported {
+    Added {
+        apps: usize,
+        tokens: usize,
+    },
+    Existed,
+    Failed {
+        line: usize,
+        user: String,
+        why: String,
+    },
+}
+
+/// Imports users and their credentials from a file: parsed whole first (nothing is sent
+/// if any line has a problem), then sent with up to `parallel` users in flight, with a
+/// progress bar on a terminal. Users that exist already are skipped, so an import that
+/// stopped half-way can be run again.
+async fn import(
+    client: &Client,
+    file: &Path,
+    tenant: Option<&str>,
+    format: FormatArg,
+    pending: bool,
+    parallel: usize,
+) -> Result<(), String> {
+    use portvakt::import::{self, Format};
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let format = match format {
+        FormatArg::Auto => Format::detect(&text),
+        FormatArg::Uris => Format::Uris,
+        FormatArg::Csv => Format::Csv,
+    };
+    let accounts = import::parse(&text, format, tenant).map_err(|errors| {
+        let mut message = format!(
+            "{}: nothing imported, {} line{} to fix:",
+            file.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for e in errors.iter().take(20) {
+            message.push_str(&format!("\n  {e}"));
+        }
+        if errors.len() > 20 {
+            message.push_str(&format!("\n  and {} more", errors.len() - 20));
+        }
+        message
+    })?;
+    let bar = indicatif::ProgressBar::new(accounts.len() as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  {eta} left")
+    {
+        bar.set_style(style);
+    }
+    let exists = portvakt_core::directory::DirectoryError::UserExists.to_string();
+    let mut running = tokio::task::JoinSet::new();
+    let mut results = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        while running.len() >= parallel.max(1) {
+            if let Some(done) = running.join_next().await {
+                results.push(done.map_err(|e| format!("import task: {e}"))?);
+                bar.inc(1);
+            }
+        }
+        let (client, exists) = (client.clone(), exists.clone());
+        running.spawn(async move { import_one(&client, account, pending, &exists).await });
+    }
+    while let Some(done) = running.join_next().await {
+        results.push(done.map_err(|e| format!("import task: {e}"))?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (mut users, mut apps, mut tokens, mut existed) = (0, 0, 0, 0);
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Imported::Added { apps: a, tokens: t } => {
+                (users, apps, tokens) = (users + 1, apps + a, tokens + t)
+            }
+            Imported::Existed => existed += 1,
+            Imported::Failed { line, user, why } => failed.push((line, user, why)),
+        }
+    }
+    let state = if pending {
+        "pending their first code"
+    } else {
+        "active"
+    };
+    say!(
+        "imported {users} users with {apps} authenticator apps ({state}) and {tokens} hardware tokens (pending their first code)"
+    );
+    if existed > 0 {
+        say!("{existed} users existed already and were skipped");
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    failed.sort();
+    for (line, user, why) in &failed {
+        esay!("line {line} ({user}): {why}");
+    }
+    Err(format!(
+        "{} users not imported (or imported in part), listed above",
+        failed.len()
+    ))
+}
+
+async fn import_one(
+    client: &Client,
+    account: portvakt::import::Account,
+    pending: bool,
+    exists: &str,
+) -> Imported {
+    use portvakt::import::OtpKind;
+    use portvakt_wire::Admin;
+    use portvakt_wire::admin::{Bytes, Str, StrList};
+    let (tenant, user) = (Str(account.tenant.as_str()), Str(account.user.as_str()));
+    let fail = |line, e: portvakt_client::ClientError| Imported::Failed {
+        line,
+        user: account.user.clone(),
+        why: refusal(e),
+    };
+    let added = client
+        .admin(Admin::AddUser {
+            tenant,
+            user,
+            groups: StrList(account.groups.iter().map(String::as_str).collect()),
+            passwordless: account.passwordless,
+        })
+        .await;
+    match added {
+        Ok(_) => {}
+        Err(portvakt_client::ClientError::Refused { message, .. }) if message == exists => {
+            return Imported::Existed;
+        }
+        Err(e) => return fail(account.line, e),
+    }
+    let (mut apps, mut tokens) = (0, 0);
+    for (line, c) in &account.credentials {
+        let secret = Bytes(c.secret.as_slice());
+        let request = match c.kind {
+            OtpKind::Totp {
+                algorithm,
+                digits,
+                period,
+            } => Admin::ImportTotp {
+                tenant,
+                user,
+                secret,
+                algorithm,
+                digits,
+                period,
+                active: !pending,
+            },
+            OtpKind::Hotp { digits, counter } => Admin::AddHotp {
+                tenant,
+                user,
+                secret,
+                digits,
+                counter,
+            },
+        };
+        match client.admin(request).await {
+            Ok(_) if matches!(c.kind, OtpKind::Totp { .. }) => apps += 1,
+            Ok(_) => tokens += 1,
+            Err(e) => return fail(*line, e),
+        }
+    }
+    Imported::Added { apps, tokens }
 }

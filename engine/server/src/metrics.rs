@@ -36,8 +36,6 @@ pub const SIGNIN_RECORDS: &str = "portvakt_signin_records_total";
 pub const SIGNIN_BYTES: &str = "portvakt_signin_log_bytes";
 /// Failed writes or syncs of the sign-in log (each write is retried until it succeeds).
 pub const SIGNIN_WRITE_ERRORS: &str = "portvakt_signin_write_errors_total";
-/// Times a connection waited because the sign-in log's queue was full.
-pub const SIGNIN_WAITS: &str = "portvakt_signin_queue_waits_total";
 /// Segments of the sign-in log removed by retention.
 pub const SIGNIN_SEGMENTS_REMOVED: &str = "portvakt_signin_segments_removed_total";
 
@@ -76,10 +74,6 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     metrics::describe_counter!(
         SIGNIN_WRITE_ERRORS,
         "Failed sign-in log writes or syncs (writes are retried until they succeed)"
-    );
-    metrics::describe_counter!(
-        SIGNIN_WAITS,
-        "Times a connection waited for room in the sign-in log's queue"
     );
     metrics::describe_counter!(
         SIGNIN_SEGMENTS_REMOVED,

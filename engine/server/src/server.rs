@@ -134,7 +134,7 @@ async fn serve_stream(
                     if let Handled::Query(id, query) =
                         service.handle(role, &frame, now, &mut outbox, &mut records)
                     {
-                        // The query must see the decisions answered before it.
+                        // The query must see the decisions answered before it on this stream.
                         if !hand_over(&service, &mut records).await {
                             break;
                         }
@@ -189,11 +189,12 @@ async fn hand_over(service: &Service, records: &mut BytesMut) -> bool {
     if records.is_empty() {
         return true;
     }
-    let batch = records.split().freeze();
-    match service.sign_in_log() {
-        Some(log) => log.submit(batch).await.is_ok(),
+    let written = match service.sign_in_log() {
+        Some(log) => log.submit(records).await.is_ok(),
         None => true,
-    }
+    };
+    records.clear();
+    written
 }
 
 /// Runs a closure when dropped (so a gauge is decremented however a task ends).

@@ -123,8 +123,9 @@ impl Service {
         Handled::Answered
     }
 
-    /// Answers a sign-in log query returned by [`Service::handle`]: waits until the
-    /// records submitted before it are written, reads the page, appends the answer.
+    /// Answers a sign-in log query returned by [`Service::handle`]: reads the page (off
+    /// the async runtime's threads) and appends the answer. Every answer already sent had
+    /// its record written first, so the page holds them.
     pub async fn answer_query(&self, id: u32, query: signin::Query, out: &mut BytesMut) {
         let reply = match &self.log {
             None => Owned::Error(
@@ -134,13 +135,11 @@ impl Service {
             ),
             Some(log) => {
                 let log = log.clone();
-                let page = async {
-                    log.flush().await?;
-                    tokio::task::spawn_blocking(move || log.query(&query))
-                        .await
-                        .map_err(|_| signin::LogError::Closed)?
-                };
-                match page.await {
+                let page = tokio::task::spawn_blocking(move || log.query(&query))
+                    .await
+                    .map_err(|_| signin::LogError::Closed)
+                    .and_then(|page| page);
+                match page {
                     Ok(page) => Owned::Reply(id, OwnedReply::SignIns(page)),
                     Err(e) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
                 }

@@ -1,29 +1,32 @@
 //! The sign-in log: every decision, on disk, in the order it was made, readable by tenant,
 //! user and time.
 //!
-//! Connection tasks encode a record per decision into a batch (one per chunk of frames
-//! read), hand the batch to one writer thread, and wait until it is written *before* they
-//! write the answers: a frontend never holds an answer whose record could still be lost
-//! with the process. The writer gathers the batches waiting for it into one write, syncs
-//! the file to disk at a fixed interval (so a power loss costs at most that interval),
-//! and removes the oldest segments past a retention size. The queue to the writer is
-//! bounded: when the disk falls behind, connections wait rather than drop records.
+//! A connection encodes one record per decision into a batch (one batch per read of
+//! requests) and appends the batch to the current segment file with one `write`
+//! *before* it sends the answers: a frontend never holds an answer whose record could
+//! still be lost with the process. The file is opened for appending, so concurrent
+//! batches never interleave. A background thread syncs the file to disk at a fixed
+//! interval (a power loss costs at most that interval) and removes the oldest segments
+//! past a retention size. A write that fails is retried until it succeeds: connections
+//! wait rather than answer without a record.
 //!
 //! On disk: `<seq>.log` files of an 8-byte header (`PVSIGN` and the version `01`), then
 //! records: a `u16` body length, the body's CRC-32, and the body, which is a
-//! [`SignInRow`] in its wire encoding. A torn last record (the process died mid-write) is
-//! cut off when the log is opened again.
-#![allow(clippy::disallowed_methods)] // the writer thread times its syncs
+//! [`SignInRow`] in its wire encoding. Readers skip bytes that are not a whole record with
+//! a matching checksum (a torn or failed write) and find the next record after them.
+#![allow(clippy::disallowed_methods)] // the sync thread times its syncs
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use arc_swap::ArcSwap;
+use bytes::{BufMut, BytesMut};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use portvakt_wire::admin::{Field, MAX_SIGN_IN_ROWS, SignInRow};
 use portvakt_wire::codec::{Reader, Writer};
 
@@ -31,6 +34,8 @@ const MAGIC: &[u8; 8] = b"PVSIGN01";
 const HEADER: u64 = MAGIC.len() as u64;
 /// Record header: body length (`u16`) and CRC-32 (`u32`).
 const RECORD_HEADER: usize = 6;
+/// How long a connection waits before it writes a batch again after a failed write.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// Where and how the log is kept.
 #[derive(Clone, Debug)]
@@ -43,8 +48,6 @@ pub struct LogConfig {
     pub retain_bytes: u64,
     /// How often written records are synced to disk.
     pub sync_every: Duration,
-    /// Batches that may wait for the writer before connections are made to wait.
-    pub queue: usize,
 }
 
 impl LogConfig {
@@ -55,7 +58,6 @@ impl LogConfig {
             segment_bytes: 64 << 20,
             retain_bytes: 1 << 30,
             sync_every: Duration::from_millis(200),
-            queue: 1024,
         }
     }
 }
@@ -117,28 +119,38 @@ pub fn decode(body: &[u8]) -> Option<SignInRow<'_>> {
     Some(row)
 }
 
-/// One record's place: its body, and where the next record starts.
-struct Scanned<'a> {
-    body: &'a [u8],
-    end: usize,
-}
-
-/// The record at the start of `buf`: `Ok(None)` if `buf` ends before the record does,
-/// `Err` if the bytes are not a record.
-fn scan(buf: &[u8]) -> Result<Option<Scanned<'_>>, ()> {
-    let Some(header) = buf.get(..RECORD_HEADER) else {
-        return Ok(None);
-    };
+/// The record at the start of `buf`, if a whole one with a matching checksum is there:
+/// its body and its length with the header.
+fn record_at(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let header = buf.get(..RECORD_HEADER)?;
     let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
     let crc = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
-    let end = RECORD_HEADER + len;
-    let Some(body) = buf.get(RECORD_HEADER..end) else {
-        return Ok(None);
-    };
-    if crc32fast::hash(body) != crc || decode(body).is_none() {
-        return Err(());
+    let body = buf.get(RECORD_HEADER..RECORD_HEADER + len)?;
+    (crc32fast::hash(body) == crc && decode(body).is_some()).then_some((body, RECORD_HEADER + len))
+}
+
+/// Visits the records in `buf` with their offsets, stepping over bytes that are not
+/// records, until `visit` says stop. Returns the bytes stepped over before the last whole
+/// record (damage), and where the last whole record ends (bytes after it are a torn
+/// tail).
+fn walk<'a>(buf: &'a [u8], mut visit: impl FnMut(usize, &'a [u8]) -> bool) -> (usize, usize) {
+    let (mut at, mut skipped, mut end) = (0, 0, 0);
+    while at < buf.len() {
+        match record_at(buf.get(at..).unwrap_or_default()) {
+            Some((body, n)) => {
+                if !visit(at, body) {
+                    return (skipped, at);
+                }
+                at += n;
+                end = at;
+            }
+            None => {
+                at += 1;
+                skipped += 1;
+            }
+        }
     }
-    Ok(Some(Scanned { body, end }))
+    (skipped - (buf.len() - end).min(skipped), end)
 }
 
 fn time_of(body: &[u8]) -> u64 {
@@ -147,30 +159,43 @@ fn time_of(body: &[u8]) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// One segment file as the log knows it.
-#[derive(Clone, Copy, Debug)]
+/// The earliest and latest record time in a batch made by [`append`] (walking lengths
+/// only: the batch is this process's own).
+fn span(batch: &[u8]) -> (u64, u64) {
+    let (mut min, mut max, mut at) = (u64::MAX, 0, 0);
+    while let Some(header) = batch.get(at..at + RECORD_HEADER) {
+        let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+        let t = time_of(batch.get(at + RECORD_HEADER..).unwrap_or_default());
+        (min, max) = (min.min(t), max.max(t));
+        at += RECORD_HEADER + len;
+    }
+    (min, max)
+}
+
+/// One segment file as the log knows it; writers update it as they append.
+#[derive(Debug)]
 struct Segment {
     seq: u32,
-    /// Bytes of whole, valid records (with the header): readers stop here.
-    len: u64,
-    /// Earliest and latest record time (`u64::MAX`, 0 while empty).
-    min_ms: u64,
-    max_ms: u64,
+    /// Bytes written (with the header); readers stop here.
+    len: AtomicU64,
+    /// Earliest and latest record time (`u64::MAX` and 0 while empty).
+    min_ms: AtomicU64,
+    max_ms: AtomicU64,
 }
 
 impl Segment {
-    fn new(seq: u32) -> Self {
+    fn new(seq: u32, len: u64) -> Self {
         Self {
             seq,
-            len: HEADER,
-            min_ms: u64::MAX,
-            max_ms: 0,
+            len: AtomicU64::new(len),
+            min_ms: AtomicU64::new(u64::MAX),
+            max_ms: AtomicU64::new(0),
         }
     }
 
-    fn note(&mut self, at_ms: u64) {
-        self.min_ms = self.min_ms.min(at_ms);
-        self.max_ms = self.max_ms.max(at_ms);
+    fn note(&self, min: u64, max: u64) {
+        self.min_ms.fetch_min(min, Ordering::Relaxed);
+        self.max_ms.fetch_max(max, Ordering::Relaxed);
     }
 }
 
@@ -214,114 +239,141 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
-enum Msg {
-    Batch(Bytes, tokio::sync::oneshot::Sender<()>),
-    Flush(tokio::sync::oneshot::Sender<()>),
-    Close(tokio::sync::oneshot::Sender<()>),
+/// The segment being appended to.
+struct Active {
+    file: File,
+    segment: Arc<Segment>,
 }
 
 struct Shared {
-    dir: PathBuf,
-    segments: Mutex<Vec<Segment>>,
+    config: LogConfig,
+    active: ArcSwap<Active>,
+    /// Every segment kept, oldest first; the last is the active one.
+    segments: Mutex<Vec<Arc<Segment>>>,
+    /// Segments replaced since the last sync, still to be synced.
+    retired: Mutex<Vec<Arc<Active>>>,
+    rotating: Mutex<()>,
+    closed: AtomicBool,
 }
 
-impl Shared {
-    fn segments(&self) -> MutexGuard<'_, Vec<Segment>> {
-        // A writer that panicked mid-update leaves lengths that only ever grow: still safe
-        // to read.
-        self.segments.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data whole, so a panic elsewhere changes nothing.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The handle connections and administrators use; clones share one writer.
+/// The handle connections and administrators use; clones share one log.
 #[derive(Clone)]
 pub struct SignInLog {
-    tx: Sender<Msg>,
     shared: Arc<Shared>,
-    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    syncer: Arc<Mutex<Option<Syncer>>>,
 }
+
+/// The sync thread, and the channel that stops it.
+type Syncer = (Sender<()>, JoinHandle<()>);
 
 impl SignInLog {
     /// Opens the log in `config.dir`, recovering what earlier runs wrote (a torn last
-    /// record is cut off), and starts the writer thread.
+    /// record is cut off), begins a new segment, and starts the sync thread.
     pub fn open(config: LogConfig) -> Result<Self, LogError> {
         if config.segment_bytes < 4096 || config.segment_bytes > u64::from(u32::MAX) {
             return Err(LogError::Config(
                 "the segment size must be between 4 KiB and 4 GiB",
             ));
         }
-        if config.queue == 0 {
-            return Err(LogError::Config("the queue must hold at least one batch"));
-        }
-        fs::create_dir_all(&config.dir).map_err(io_error(&config.dir))?;
-        let mut segments = recover(&config.dir)?;
-        let seq = segments.last().map_or(Ok(1), |s| {
-            s.seq.checked_add(1).ok_or(LogError::Config(
-                "segment numbers are exhausted; move the old log away",
-            ))
-        })?;
-        let file = create_segment(&config.dir, seq)?;
-        segments.push(Segment::new(seq));
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let mut segments = recover(&dir)?;
+        let seq = next_seq(segments.last().map(|s| s.seq))?;
+        let active = create_segment(&dir, seq)?;
+        segments.push(active.segment.clone());
         let shared = Arc::new(Shared {
-            dir: config.dir.clone(),
-            segments: Mutex::new(segments),
-        });
-        let (tx, rx) = crossbeam_channel::bounded(config.queue);
-        let mut writer = Appender {
             config,
-            shared: shared.clone(),
-            file,
-            last_sync: Instant::now(),
-            dirty: false,
-        };
-        writer.enforce_retention();
+            active: ArcSwap::from_pointee(active),
+            segments: Mutex::new(segments),
+            retired: Mutex::new(Vec::new()),
+            rotating: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
+        enforce_retention(&shared);
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let syncing = shared.clone();
         let handle = std::thread::Builder::new()
-            .name("portvakt-signin".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(io_error(&shared.dir))?;
+            .name("portvakt-signin-sync".into())
+            .spawn(move || {
+                let mut synced = 0;
+                loop {
+                    let last = match stopped.recv_timeout(syncing.config.sync_every) {
+                        Err(RecvTimeoutError::Timeout) => false,
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+                    };
+                    synced = sync(&syncing, synced);
+                    enforce_retention(&syncing);
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .map_err(io_error(&dir))?;
         Ok(Self {
-            tx,
             shared,
-            writer: Arc::new(Mutex::new(Some(handle))),
+            syncer: Arc::new(Mutex::new(Some((stop, handle)))),
         })
     }
 
-    /// Hands a batch of records (made with [`append`]) to the writer and waits until it
-    /// is written to the file (in the operating system's hands: it survives the process,
-    /// and is synced to disk within the sync interval). When the queue is full this also
-    /// waits, off the async runtime's threads, until there is room.
-    pub async fn submit(&self, batch: Bytes) -> Result<(), LogError> {
-        let (done, written) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Msg::Batch(batch, done)) {
-            Ok(()) => {}
-            Err(TrySendError::Disconnected(_)) => return Err(LogError::Closed),
-            Err(TrySendError::Full(msg)) => {
-                metrics::counter!(crate::metrics::SIGNIN_WAITS).increment(1);
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(msg))
-                    .await
-                    .map_err(|_| LogError::Closed)?
-                    .map_err(|_| LogError::Closed)?;
+    /// Appends a batch of records (made with [`append`]) to the log, and returns once it
+    /// is written to the file: in the operating system's hands, so it outlives the
+    /// process, and synced to disk within the sync interval. A failed write is retried
+    /// until it succeeds; only a closed log makes this fail.
+    pub async fn submit(&self, batch: &[u8]) -> Result<(), LogError> {
+        loop {
+            match self.write(batch) {
+                Ok(()) => return Ok(()),
+                Err(LogError::Closed) => return Err(LogError::Closed),
+                Err(_) => tokio::time::sleep(RETRY).await,
             }
         }
-        written.await.map_err(|_| LogError::Closed)
     }
 
-    /// Waits until every batch submitted before this call is written, so a query sees it
-    /// (submitters wait for their own batches anyway; this covers other connections').
-    pub async fn flush(&self) -> Result<(), LogError> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || tx.send(Msg::Flush(done)))
-            .await
-            .map_err(|_| LogError::Closed)?
-            .map_err(|_| LogError::Closed)?;
-        wait.await.map_err(|_| LogError::Closed)
+    /// One attempt at appending `batch` (blocking: one `write`).
+    pub fn write(&self, batch: &[u8]) -> Result<(), LogError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let active = self.shared.active.load_full();
+        let segment = &active.segment;
+        match (&active.file).write_all(batch) {
+            Ok(()) => {
+                let (min, max) = span(batch);
+                segment.note(min, max);
+                let len = segment.len.fetch_add(batch.len() as u64, Ordering::AcqRel);
+                metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(records(batch));
+                if len + batch.len() as u64 > self.shared.config.segment_bytes {
+                    let _ = rotate(&self.shared, &active);
+                }
+                Ok(())
+            }
+            Err(source) => {
+                let path = segment_path(&self.shared.config.dir, segment.seq);
+                metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
+                crate::warn(format_args!(
+                    "sign-in log {}: {source}; the batch of {} records waits and is written again",
+                    path.display(),
+                    records(batch)
+                ));
+                // Part of the batch may be in the file; the rest of this segment is read
+                // past it, and new batches go to a fresh segment.
+                let _ = rotate(&self.shared, &active);
+                Err(LogError::Io { path, source })
+            }
+        }
     }
 
     /// Reads a page of matching records (blocking: file reads).
     pub fn query(&self, q: &Query) -> Result<Page, LogError> {
-        let segments = self.shared.segments().clone();
+        let segments = lock(&self.shared.segments).clone();
         let limit = q.limit.clamp(1, MAX_SIGN_IN_ROWS);
         let (from_seq, from_offset) = (
             u32::try_from(q.cursor >> 32).unwrap_or(u32::MAX),
@@ -329,86 +381,155 @@ impl SignInLog {
         );
         let mut page = Page::default();
         for seg in segments.iter().filter(|s| s.seq >= from_seq) {
-            if seg.len <= HEADER || seg.max_ms < q.from_ms || seg.min_ms >= q.to_ms {
+            let len = seg.len.load(Ordering::Acquire);
+            let (min, max) = (
+                seg.min_ms.load(Ordering::Relaxed),
+                seg.max_ms.load(Ordering::Relaxed),
+            );
+            if len <= HEADER || max < q.from_ms || min >= q.to_ms {
                 continue;
             }
             let start = if seg.seq == from_seq {
-                from_offset.max(HEADER)
+                from_offset.clamp(HEADER, len)
             } else {
                 HEADER
             };
-            if start >= seg.len {
-                continue;
-            }
-            let path = segment_path(&self.shared.dir, seg.seq);
-            let file = match File::open(&path) {
-                Ok(f) => f,
+            let path = segment_path(&self.shared.config.dir, seg.seq);
+            let bytes = match read_range(&path, start, len) {
+                Ok(b) => b,
                 // Removed by retention since the list was read: its records are gone.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error(&path)(e)),
             };
-            let mut file = file;
-            file.seek(SeekFrom::Start(start)).map_err(io_error(&path))?;
-            let mut reader = BufReader::with_capacity(256 << 10, file).take(seg.len - start);
-            let mut offset = start;
-            let mut body = vec![0u8; usize::from(u16::MAX)];
-            loop {
-                let mut header = [0u8; RECORD_HEADER];
-                if read_all(&mut reader, &mut header).map_err(io_error(&path))? {
-                    break;
-                }
-                let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-                let buf = body.get_mut(..len).unwrap_or_default();
-                if read_all(&mut reader, buf).map_err(io_error(&path))? {
-                    break;
-                }
-                let here = offset;
-                offset += (RECORD_HEADER + len) as u64;
-                // Records inside `len` were checked when written or recovered.
-                let Some(row) = decode(buf) else { continue };
+            let mut next = None;
+            walk(&bytes, |at, body| {
+                let Some(row) = decode(body) else { return true };
                 if !q.matches(&row) {
-                    continue;
+                    return true;
                 }
                 if page.rows.len() == limit {
-                    page.next = Some(u64::from(seg.seq) << 32 | here);
-                    return Ok(page);
+                    next = Some(u64::from(seg.seq) << 32 | (start + at as u64));
+                    return false;
                 }
-                page.rows.push(buf.to_vec());
+                page.rows.push(body.to_vec());
+                true
+            });
+            if next.is_some() {
+                page.next = next;
+                return Ok(page);
             }
         }
         Ok(page)
     }
 
-    /// Writes everything submitted, syncs it to disk, and stops the writer (blocking).
-    /// Later submissions fail with [`LogError::Closed`]; call it once connections are
-    /// closed.
+    /// Syncs what was written to disk and stops the sync thread (blocking). Later
+    /// submissions fail with [`LogError::Closed`]; call it once connections are closed.
     pub fn close(&self) {
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            let (done, _wait) = tokio::sync::oneshot::channel();
-            if self.tx.send(Msg::Close(done)).is_ok() {
-                let _ = handle.join();
-            }
+        self.shared.closed.store(true, Ordering::Release);
+        if let Some((stop, handle)) = lock(&self.syncer).take() {
+            let _ = stop.send(());
+            let _ = handle.join();
         }
     }
 }
 
-/// Reads exactly `buf.len()` bytes; `Ok(true)` if the input ended first.
-fn read_all(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    match r.read_exact(buf) {
-        Ok(()) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
-        Err(e) => Err(e),
+fn records(batch: &[u8]) -> u64 {
+    let (mut n, mut at) = (0, 0);
+    while let Some(header) = batch.get(at..at + 2) {
+        at += RECORD_HEADER + usize::from(u16::from_be_bytes([header[0], header[1]]));
+        n += 1;
+    }
+    n
+}
+
+fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(end.saturating_sub(start))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn next_seq(last: Option<u32>) -> Result<u32, LogError> {
+    last.map_or(Some(1), |s| s.checked_add(1))
+        .ok_or(LogError::Config(
+            "segment numbers are exhausted; move the old log away",
+        ))
+}
+
+/// Begins the segment after `old`, unless another writer did already.
+fn rotate(shared: &Shared, old: &Arc<Active>) -> Result<(), LogError> {
+    let _one = lock(&shared.rotating);
+    if !Arc::ptr_eq(&shared.active.load(), old) {
+        return Ok(());
+    }
+    let fresh = next_seq(Some(old.segment.seq))
+        .and_then(|seq| create_segment(&shared.config.dir, seq))
+        .inspect_err(|e| crate::warn(format_args!("{e}; writing on in the old segment")))?;
+    lock(&shared.segments).push(fresh.segment.clone());
+    lock(&shared.retired).push(shared.active.swap(Arc::new(fresh)));
+    enforce_retention(shared);
+    Ok(())
+}
+
+/// Syncs the segments replaced since the last round and the active one (if it grew past
+/// `synced` bytes); returns the active segment's length synced.
+fn sync(shared: &Shared, synced: u64) -> u64 {
+    let retired = std::mem::take(&mut *lock(&shared.retired));
+    let active = shared.active.load_full();
+    let len = active.segment.len.load(Ordering::Acquire);
+    let files = retired
+        .iter()
+        .chain((len != synced || !retired.is_empty()).then_some(&active));
+    for a in files {
+        if let Err(e) = a.file.sync_data() {
+            metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
+            crate::warn(format_args!(
+                "sign-in log {}: syncing to disk: {e}",
+                segment_path(&shared.config.dir, a.segment.seq).display()
+            ));
+        }
+    }
+    len
+}
+
+/// Removes the oldest segments (never the active one) while the log is over its
+/// retention size.
+fn enforce_retention(shared: &Shared) {
+    let total =
+        |s: &[Arc<Segment>]| -> u64 { s.iter().map(|s| s.len.load(Ordering::Relaxed)).sum() };
+    loop {
+        let oldest = {
+            let mut segments = lock(&shared.segments);
+            metrics::gauge!(crate::metrics::SIGNIN_BYTES).set(total(&segments) as f64);
+            if total(&segments) <= shared.config.retain_bytes || segments.len() < 2 {
+                return;
+            }
+            segments.remove(0)
+        };
+        let path = segment_path(&shared.config.dir, oldest.seq);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::SIGNIN_SEGMENTS_REMOVED).increment(1);
+                crate::warn(format_args!(
+                    "sign-in log: retention removed {} ({} bytes, records up to {} ms)",
+                    path.display(),
+                    oldest.len.load(Ordering::Relaxed),
+                    oldest.max_ms.load(Ordering::Relaxed)
+                ));
+            }
+            Err(e) => crate::warn(format_args!(
+                "sign-in log: removing {}: {e}",
+                path.display()
+            )),
+        }
     }
 }
 
-/// Lists the segments in `dir` and checks every record; a segment whose tail is not
-/// whole records is cut back to its last whole one.
-fn recover(dir: &Path) -> Result<Vec<Segment>, LogError> {
+/// Lists the segments in `dir` and reads every record: damage is stepped over and
+/// reported, and a torn tail of the last segment is cut off.
+fn recover(dir: &Path) -> Result<Vec<Arc<Segment>>, LogError> {
     let mut seqs = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
@@ -423,8 +544,8 @@ fn recover(dir: &Path) -> Result<Vec<Segment>, LogError> {
         }
     }
     seqs.sort_unstable();
-    let mut segments = Vec::with_capacity(seqs.len());
     let last = seqs.last().copied();
+    let mut segments = Vec::with_capacity(seqs.len());
     for seq in seqs {
         let path = segment_path(dir, seq);
         let bytes = fs::read(&path).map_err(io_error(&path))?;
@@ -442,47 +563,41 @@ fn recover(dir: &Path) -> Result<Vec<Segment>, LogError> {
                 ),
             });
         }
-        let mut seg = Segment::new(seq);
-        let mut at = MAGIC.len();
-        let whole = loop {
-            match scan(bytes.get(at..).unwrap_or_default()) {
-                Ok(Some(record)) => {
-                    seg.note(time_of(record.body));
-                    at += record.end;
-                }
-                Ok(None) => break at == bytes.len(),
-                Err(()) => break false,
-            }
-        };
-        seg.len = at as u64;
-        if !whole && Some(seq) != last {
-            // Damage inside an older segment: read up to it, and leave the file as it is
-            // for whoever investigates.
+        let body = bytes.get(MAGIC.len()..).unwrap_or_default();
+        let segment = Segment::new(seq, bytes.len() as u64);
+        let (skipped, end) = walk(body, |_, record| {
+            let t = time_of(record);
+            segment.note(t, t);
+            true
+        });
+        if skipped > 0 {
             crate::warn(format_args!(
-                "sign-in log {}: damaged at byte {at}; the {} bytes after it are not read",
-                path.display(),
-                bytes.len() - at
+                "sign-in log {}: {skipped} damaged bytes stepped over; the records around them are read",
+                path.display()
             ));
-        } else if !whole {
+        }
+        let whole = HEADER + end as u64;
+        if Some(seq) == last && whole < bytes.len() as u64 {
             // A write the process did not finish: the records before it are whole.
             crate::warn(format_args!(
                 "sign-in log {}: {} bytes after the last whole record cut off",
                 path.display(),
-                bytes.len() - at
+                bytes.len() as u64 - whole
             ));
             let file = OpenOptions::new()
                 .write(true)
                 .open(&path)
                 .map_err(io_error(&path))?;
-            file.set_len(seg.len).map_err(io_error(&path))?;
+            file.set_len(whole).map_err(io_error(&path))?;
             file.sync_all().map_err(io_error(&path))?;
+            segment.len.store(whole, Ordering::Relaxed);
         }
-        segments.push(seg);
+        segments.push(Arc::new(segment));
     }
     Ok(segments)
 }
 
-fn create_segment(dir: &Path, seq: u32) -> Result<File, LogError> {
+fn create_segment(dir: &Path, seq: u32) -> Result<Active, LogError> {
     let path = segment_path(dir, seq);
     let mut file = OpenOptions::new()
         .create_new(true)
@@ -495,179 +610,10 @@ fn create_segment(dir: &Path, seq: u32) -> Result<File, LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error(dir))?;
-    Ok(file)
-}
-
-/// The writer thread's state.
-struct Appender {
-    config: LogConfig,
-    shared: Arc<Shared>,
-    file: File,
-    last_sync: Instant,
-    dirty: bool,
-}
-
-/// Batches gathered into one write, at most.
-const GATHER: usize = 1 << 20;
-
-impl Appender {
-    fn run(&mut self, rx: &Receiver<Msg>) {
-        let mut pending = Vec::with_capacity(GATHER);
-        let mut waiters = Vec::new();
-        loop {
-            let first = match rx.recv_timeout(self.config.sync_every) {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut closing = None;
-            let mut next = first;
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Batch(b, done) => {
-                        pending.extend_from_slice(&b);
-                        waiters.push(done);
-                    }
-                    Msg::Flush(done) => waiters.push(done),
-                    Msg::Close(done) => closing = Some(done),
-                }
-                if pending.len() < GATHER {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !pending.is_empty() {
-                self.write(&pending);
-                pending.clear();
-            }
-            for done in waiters.drain(..) {
-                let _ = done.send(());
-            }
-            if let Some(done) = closing {
-                self.sync();
-                let _ = done.send(());
-                return;
-            }
-            if self.dirty && self.last_sync.elapsed() >= self.config.sync_every {
-                self.sync();
-            }
-        }
-        self.sync();
-    }
-
-    /// Appends whole records, retrying until the disk takes them: records are never
-    /// dropped, so a disk that refuses writes makes connections wait (and says so).
-    fn write(&mut self, records: &[u8]) {
-        let (mut min, mut max, mut count) = (u64::MAX, 0, 0u64);
-        let mut at = 0;
-        while let Ok(Some(r)) = scan(records.get(at..).unwrap_or_default()) {
-            let t = time_of(r.body);
-            (min, max, count) = (min.min(t), max.max(t), count + 1);
-            at += r.end;
-        }
-        let mut failures = 0u32;
-        loop {
-            match self.try_write(records, min, max) {
-                Ok(()) => break,
-                Err(e) => {
-                    metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
-                    if failures.is_power_of_two() || failures == 0 {
-                        crate::warn(format_args!(
-                            "{e}; {} records wait, and decisions wait with them",
-                            count
-                        ));
-                    }
-                    failures = failures.saturating_add(1);
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-        metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(count);
-    }
-
-    fn try_write(&mut self, records: &[u8], min: u64, max: u64) -> Result<(), LogError> {
-        let current = self.current();
-        if current.len > HEADER && current.len + records.len() as u64 > self.config.segment_bytes {
-            self.sync();
-            let seq = current.seq.checked_add(1).ok_or(LogError::Config(
-                "segment numbers are exhausted; move the old log away",
-            ))?;
-            self.file = create_segment(&self.shared.dir, seq)?;
-            self.shared.segments().push(Segment::new(seq));
-            self.enforce_retention();
-        }
-        let current = self.current();
-        let path = segment_path(&self.shared.dir, current.seq);
-        if let Err(e) = self.file.write_all(records) {
-            // Take back a partial write, so the retry does not leave half a batch behind.
-            let _ = self.file.set_len(current.len);
-            return Err(io_error(&path)(e));
-        }
-        self.dirty = true;
-        let mut segments = self.shared.segments();
-        if let Some(last) = segments.last_mut() {
-            last.len += records.len() as u64;
-            if min <= max {
-                last.note(min);
-                last.note(max);
-            }
-        }
-        drop(segments);
-        metrics::gauge!(crate::metrics::SIGNIN_BYTES).set(self.total() as f64);
-        Ok(())
-    }
-
-    fn current(&self) -> Segment {
-        self.shared
-            .segments()
-            .last()
-            .copied()
-            .unwrap_or(Segment::new(1))
-    }
-
-    fn total(&self) -> u64 {
-        self.shared.segments().iter().map(|s| s.len).sum()
-    }
-
-    fn sync(&mut self) {
-        if self.dirty {
-            if let Err(e) = self.file.sync_data() {
-                metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
-                crate::warn(format_args!("sign-in log: syncing to disk: {e}"));
-            }
-            self.dirty = false;
-        }
-        self.last_sync = Instant::now();
-    }
-
-    /// Removes the oldest segments (never the one being written) while the log is over
-    /// its retention size.
-    fn enforce_retention(&mut self) {
-        loop {
-            let mut segments = self.shared.segments();
-            let total: u64 = segments.iter().map(|s| s.len).sum();
-            if total <= self.config.retain_bytes || segments.len() < 2 {
-                return;
-            }
-            let oldest = segments.remove(0);
-            drop(segments);
-            let path = segment_path(&self.shared.dir, oldest.seq);
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    metrics::counter!(crate::metrics::SIGNIN_SEGMENTS_REMOVED).increment(1);
-                    crate::warn(format_args!(
-                        "sign-in log: retention removed {} ({} bytes, records up to {} ms)",
-                        path.display(),
-                        oldest.len,
-                        oldest.max_ms
-                    ));
-                }
-                Err(e) => crate::warn(format_args!(
-                    "sign-in log: removing {}: {e}",
-                    path.display()
-                )),
-            }
-        }
-    }
+    Ok(Active {
+        file,
+        segment: Arc::new(Segment::new(seq, HEADER)),
+    })
 }
 
 fn names(row: &SignInRow<'_>) -> (&'static str, &'static str, Option<&'static str>) {

@@ -560,3 +560,77 @@ fn answered_sign_ins_survive_the_server_being_killed() {
     assert!(kari.contains("\"nobody\" 203.0.113.9 sign_in"), "{kari}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn import_checks_the_whole_file_then_adds_users_and_runs_again_safely() {
+    let dir = std::env::temp_dir().join(format!("portvakt-import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_server, addr) = start_in(&dir);
+    let run = |args: &[&str]| {
+        let mut all = vec!["admin", "--server", &addr];
+        all.extend_from_slice(args);
+        portvakt().args(&all).current_dir(&dir).output().unwrap()
+    };
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    // One bad line: nothing is imported, and the line is named.
+    std::fs::write(
+        dir.join("bad.txt"),
+        format!(
+            "otpauth://totp/kommune:per?secret={secret}\notpauth://totp/kommune:pål?secret=XYZ\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["import", "bad.txt"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing imported") && err.contains("line 2:"),
+        "{err}"
+    );
+    let out = run(&["user-info", "--tenant", "kommune", "--user", "per"]);
+    assert!(!out.status.success(), "per was not added");
+
+    std::fs::write(
+        dir.join("users.csv"),
+        format!(
+            "user,groups,secret,type,counter\n\
+             kari@kommune.no,legekontor,{secret},,\n\
+             kari@kommune.no,,{secret},hotp,5\n\
+             ola@kommune.no,,{secret},,\n\
+             pål@kommune.no,,,,\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["import", "users.csv", "--tenant", "kommune"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "imported 3 users with 2 authenticator apps (active) and 1 hardware tokens (pending their first code)"
+    );
+    let info = run(&[
+        "user-info",
+        "--tenant",
+        "kommune",
+        "--user",
+        "kari@kommune.no",
+    ]);
+    let info = String::from_utf8(info.stdout).unwrap();
+    assert!(info.contains("groups: legekontor"), "{info}");
+    assert!(info.contains("authenticator_app, active"), "{info}");
+    assert!(info.contains("hardware_token, pending"), "{info}");
+    // Again: everyone exists, nobody gets a second copy of a secret.
+    let out = run(&["import", "users.csv", "--tenant", "kommune"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("imported 0 users"), "{text}");
+    assert!(
+        text.contains("3 users existed already and were skipped"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
