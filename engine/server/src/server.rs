@@ -151,8 +151,11 @@ async fn serve_stream(
                     }
                     .encode(&mut outbox);
                     // Closing drops undelivered stream data, so let the client read the
-                    // answers and the error first (for a bounded time), then close.
-                    let _ = send.write_all(&outbox).await;
+                    // answers and the error first (for a bounded time), then close. The
+                    // answers' records go first, as always.
+                    if hand_over(&service, &mut records).await {
+                        let _ = send.write_all(&outbox).await;
+                    }
                     let _ = send.finish();
                     let _ = tokio::time::timeout(CLOSE_GRACE, send.stopped()).await;
                     conn.close((code as u32).into(), e.to_string().as_bytes());
