@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
 use portvakt::service::Service;
+use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::{Client, ClientError, Decision};
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
@@ -67,7 +68,10 @@ fn fixture(name: &str) -> Fixture {
     let admins = HashSet::from([fingerprint(&load_certs(&files.admin.0).unwrap()[0])]);
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
     let reader = clock.clone();
-    let service = Service::new(Arc::new(engine), None).with_clock(Box::new(move || reader.now()));
+    let log = SignInLog::open(LogConfig::in_dir(dir.join("sign-ins"))).unwrap();
+    let service = Service::new(Arc::new(engine), None)
+        .with_clock(Box::new(move || reader.now()))
+        .with_sign_in_log(log);
     let (endpoint, _task) = portvakt::server::start(
         "127.0.0.1:0".parse().unwrap(),
         tls,
@@ -407,4 +411,93 @@ async fn pipelined_requests_each_get_their_own_answer() {
         };
         assert_eq!(rule, want, "user{i}");
     }
+}
+
+/// The sign-in log's rows for a user, read by an administrator over QUIC.
+async fn sign_ins(admin: &Client, user: &str) -> Vec<(String, String, String, String)> {
+    let answer = admin
+        .admin(Admin::SignIns {
+            tenant: Str("kommune"),
+            user: Str(user),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 0,
+            limit: 24,
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::SignInsFound { rows, next }) = answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(next, None);
+    rows.0
+        .iter()
+        .map(|r| {
+            (
+                r.user.to_owned(),
+                r.reason.to_owned(),
+                r.location.to_owned(),
+                r.ip.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_decision_is_in_the_sign_in_log_even_before_a_framing_violation() {
+    let f = fixture("log");
+    let (c, admin) = (f.frontend().await, f.admin().await);
+    decide(&c, "kari", OFFICE, None).await;
+    decide(&c, "nobody", HOME, None).await;
+    assert_eq!(
+        sign_ins(&admin, "").await,
+        [
+            (
+                "kari".into(),
+                "single_factor_allowed".into(),
+                "municipal-network".into(),
+                OFFICE.into()
+            ),
+            (
+                "nobody".into(),
+                // Vouched for by the frontend but unknown: told to register.
+                "no_methods".into(),
+                "elsewhere".into(),
+                HOME.into()
+            ),
+        ]
+    );
+    // A decision and an oversized prefix in one write: the decision is answered, the
+    // connection closed, and the answer's record is in the log all the same.
+    let mut b = bytes::BytesMut::new();
+    Frame::Decide(9, attempt("ola", HOME, None))
+        .encode(&mut b)
+        .unwrap();
+    b.extend_from_slice(&[0, 0, 0x40, 0x01, 1]);
+    let answer = c.call_raw(&b).await.unwrap();
+    assert!(matches!(answer.frame().unwrap(), Frame::Decision(9, _)));
+    let ola = sign_ins(&admin, "ola").await;
+    assert_eq!(ola.len(), 1, "{ola:?}");
+    // Frontends may not read the log.
+    let refused = c
+        .admin(Admin::SignIns {
+            tenant: Str("kommune"),
+            user: Str(""),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 0,
+            limit: 1,
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Refused {
+                code: ErrorCode::Forbidden,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 }
