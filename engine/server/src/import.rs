@@ -277,9 +277,10 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Reads an import file. `tenant`, when given, is the tenant of every account (and a CSV
-/// `tenant` column or a URI's issuer must then agree with it or be absent... for URIs the
-/// issuer is only a label, so `tenant` wins).
+/// Reads an import file. `tenant`, when given, is the tenant of every account: a CSV
+/// `tenant` cell must then name the same one or be empty, while a URI's issuer, which is
+/// only a label for the app, gives way to it. Without `tenant`, the cell or the issuer
+/// names the tenant.
 ///
 /// CSV has a header row naming its columns, in any order: `user` (required), `tenant`,
 /// `groups` (separated by `;`), `passwordless` (`true`/`false`), and either `uri` (an

@@ -120,25 +120,31 @@ pub fn decode(body: &[u8]) -> Option<SignInRow<'_>> {
 }
 
 /// The record at the start of `buf`, if a whole one with a matching checksum is there:
-/// its body and its length with the header.
-fn record_at(buf: &[u8]) -> Option<(&[u8], usize)> {
+/// its body, its row, and its length with the header.
+fn record_at(buf: &[u8]) -> Option<(&[u8], SignInRow<'_>, usize)> {
     let header = buf.get(..RECORD_HEADER)?;
     let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
     let crc = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
     let body = buf.get(RECORD_HEADER..RECORD_HEADER + len)?;
-    (crc32fast::hash(body) == crc && decode(body).is_some()).then_some((body, RECORD_HEADER + len))
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    Some((body, decode(body)?, RECORD_HEADER + len))
 }
 
 /// Visits the records in `buf` with their offsets, stepping over bytes that are not
 /// records, until `visit` says stop. Returns the bytes stepped over before the last whole
 /// record (damage), and where the last whole record ends (bytes after it are a torn
 /// tail).
-fn walk<'a>(buf: &'a [u8], mut visit: impl FnMut(usize, &'a [u8]) -> bool) -> (usize, usize) {
+fn walk<'a>(
+    buf: &'a [u8],
+    mut visit: impl FnMut(usize, &'a [u8], SignInRow<'a>) -> bool,
+) -> (usize, usize) {
     let (mut at, mut skipped, mut end) = (0, 0, 0);
     while at < buf.len() {
         match record_at(buf.get(at..).unwrap_or_default()) {
-            Some((body, n)) => {
-                if !visit(at, body) {
+            Some((body, row, n)) => {
+                if !visit(at, body, row) {
                     return (skipped, at);
                 }
                 at += n;
@@ -159,17 +165,17 @@ fn time_of(body: &[u8]) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// The earliest and latest record time in a batch made by [`append`] (walking lengths
-/// only: the batch is this process's own).
-fn span(batch: &[u8]) -> (u64, u64) {
-    let (mut min, mut max, mut at) = (u64::MAX, 0, 0);
+/// The number of records in a batch made by [`append`], and their earliest and latest
+/// time (walking lengths only: the batch is this process's own).
+fn span(batch: &[u8]) -> (u64, u64, u64) {
+    let (mut count, mut min, mut max, mut at) = (0, u64::MAX, 0, 0);
     while let Some(header) = batch.get(at..at + RECORD_HEADER) {
         let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
         let t = time_of(batch.get(at + RECORD_HEADER..).unwrap_or_default());
-        (min, max) = (min.min(t), max.max(t));
+        (count, min, max) = (count + 1, min.min(t), max.max(t));
         at += RECORD_HEADER + len;
     }
-    (min, max)
+    (count, min, max)
 }
 
 /// One segment file as the log knows it; writers update it as they append.
@@ -344,12 +350,12 @@ impl SignInLog {
         }
         let active = self.shared.active.load_full();
         let segment = &active.segment;
+        let (count, min, max) = span(batch);
         match (&active.file).write_all(batch) {
             Ok(()) => {
-                let (min, max) = span(batch);
                 segment.note(min, max);
                 let len = segment.len.fetch_add(batch.len() as u64, Ordering::AcqRel);
-                metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(records(batch));
+                metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(count);
                 if len + batch.len() as u64 > self.shared.config.segment_bytes {
                     let _ = rotate(&self.shared, &active);
                 }
@@ -361,7 +367,7 @@ impl SignInLog {
                 crate::warn(format_args!(
                     "sign-in log {}: {source}; the batch of {} records waits and is written again",
                     path.display(),
-                    records(batch)
+                    count
                 ));
                 // Part of the batch may be in the file; the rest of this segment is read
                 // past it, and new batches go to a fresh segment.
@@ -402,8 +408,7 @@ impl SignInLog {
                 Err(e) => return Err(io_error(&path)(e)),
             };
             let mut next = None;
-            walk(&bytes, |at, body| {
-                let Some(row) = decode(body) else { return true };
+            walk(&bytes, |at, body, row| {
                 if !q.matches(&row) {
                     return true;
                 }
@@ -431,15 +436,6 @@ impl SignInLog {
             let _ = handle.join();
         }
     }
-}
-
-fn records(batch: &[u8]) -> u64 {
-    let (mut n, mut at) = (0, 0);
-    while let Some(header) = batch.get(at..at + 2) {
-        at += RECORD_HEADER + usize::from(u16::from_be_bytes([header[0], header[1]]));
-        n += 1;
-    }
-    n
 }
 
 fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
@@ -565,9 +561,8 @@ fn recover(dir: &Path) -> Result<Vec<Arc<Segment>>, LogError> {
         }
         let body = bytes.get(MAGIC.len()..).unwrap_or_default();
         let segment = Segment::new(seq, bytes.len() as u64);
-        let (skipped, end) = walk(body, |_, record| {
-            let t = time_of(record);
-            segment.note(t, t);
+        let (skipped, end) = walk(body, |_, _, row| {
+            segment.note(row.at_ms, row.at_ms);
             true
         });
         if skipped > 0 {

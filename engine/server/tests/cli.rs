@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 
 struct Server(Child);
 
@@ -24,35 +25,8 @@ fn serve_then_check_json() {
     std::fs::create_dir_all(&dir).unwrap();
     // A metrics port unlikely to be taken by another test run.
     let metrics_addr = format!("127.0.0.1:{}", 20_000 + std::process::id() % 20_000);
-    let mut child = portvakt()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            &metrics_addr,
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    // The first line names the address actually bound; the rest is drained so the server
-    // never writes into a closed pipe.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx.send(l)))
-    });
-    let first = rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("serve printed nothing");
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
-    assert!(first.starts_with("portvakt serving QUIC"), "{first}");
+    let running = serve_in(&dir, &["--metrics", &metrics_addr]);
+    let (server, addr) = (running.server, running.addr);
 
     let out = portvakt()
         .args([
@@ -378,48 +352,19 @@ fn serve_then_check_json() {
 #[cfg(unix)]
 #[test]
 fn sighup_reloads_the_policy_and_a_broken_file_changes_nothing() {
-    use std::sync::mpsc;
     let dir = std::env::temp_dir().join(format!("portvakt-hup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let original = include_str!("../../../examples/kommune.toml");
     std::fs::write(dir.join("policy.toml"), original).unwrap();
-    let mut child = portvakt()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--policy",
-            "policy.toml",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let (out_tx, out_rx) = mpsc::channel::<String>();
-    let (err_tx, err_rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(out_tx.send(l)))
-    });
-    std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(err_tx.send(l)))
-    });
-    let _server = Server(child);
+    let Running {
+        server: _server,
+        addr,
+        pid,
+        out: out_rx,
+        err: err_rx,
+    } = serve_in(&dir, &["--metrics", "off", "--policy", "policy.toml"]);
     let wait = std::time::Duration::from_secs(30);
-    let first = out_rx.recv_timeout(wait).unwrap();
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
     let rule = || {
         let out = portvakt()
             .args([
@@ -481,28 +426,58 @@ fn sighup_reloads_the_policy_and_a_broken_file_changes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts `portvakt serve` in `dir` on a free port; returns it and the address it bound.
-fn start_in(dir: &std::path::Path) -> (Server, String) {
+/// A `portvakt serve` started by a test, with its output lines as they come.
+struct Running {
+    server: Server,
+    /// The address it bound (named on its first line).
+    addr: String,
+    pid: String,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+/// Starts `portvakt serve --listen 127.0.0.1:0 ARGS` in `dir`. Both outputs are drained
+/// into channels, so the server never writes into a full or closed pipe.
+fn serve_in(dir: &std::path::Path, args: &[&str]) -> Running {
     let mut child = portvakt()
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics", "off"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx.send(l)))
-    });
-    let first = rx
+    let drain = |pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            BufReader::new(pipe)
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(tx.send(l)))
+        });
+        rx
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id().to_string();
+    let server = Server(child);
+    let first = out
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("serve printed nothing");
     assert!(first.starts_with("portvakt serving QUIC"), "{first}");
-    (Server(child), first.rsplit(' ').next().unwrap().to_owned())
+    Running {
+        server,
+        addr: first.rsplit(' ').next().unwrap().to_owned(),
+        pid,
+        out,
+        err,
+    }
+}
+
+/// Starts `portvakt serve` in `dir` without metrics; returns it and the address it bound.
+fn start_in(dir: &std::path::Path) -> (Server, String) {
+    let running = serve_in(dir, &["--metrics", "off"]);
+    (running.server, running.addr)
 }
 
 #[test]
