@@ -14,6 +14,7 @@
 #![allow(clippy::disallowed_methods)] // a load generator reads the clock, by its nature
 
 mod echo;
+mod plot;
 mod report;
 mod scenario;
 
@@ -28,12 +29,13 @@ use clap::Parser;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use portvakt::pki::{PkiFiles, client_tls};
-use portvakt_client::{Client, ClientError, Decide, FirstFactor, Frame, Outcome, Proof, Purpose};
+use portvakt_client::{Client, ClientError, Decide, Frame, Outcome, Proof, Purpose};
+use portvakt_core::Reason;
 use portvakt_wire::Admin;
 use portvakt_wire::admin::{Bytes, Str, StrList};
 
 use report::{Report, Tally, percentiles};
-use scenario::{Scenario, TENANT, Users, home_ip, office_ip};
+use scenario::{Scenario, TENANT, Users};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,6 +49,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 enum Cli {
     /// Sends sign-in decisions to a server and reports rates and latency percentiles.
     Run(RunArgs),
+    /// Draws the latency distributions of earlier runs (their `--json` reports) in one SVG
+    /// plot, to compare them.
+    Plot {
+        /// The SVG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// A title; by default one is made from the runs.
+        #[arg(long)]
+        title: Option<String>,
+        /// JSON reports, each optionally labelled as `LABEL=FILE`.
+        #[arg(required = true)]
+        reports: Vec<String>,
+    },
     /// Runs a bare QUIC echo server (same TLS and frame sizes, no engine) as a baseline.
     Echo {
         /// Address to listen on.
@@ -88,6 +103,10 @@ struct RunArgs {
     /// Open loop at this many requests per second (all connections together).
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: requests in flight at most (all connections together). Requests due
+    /// beyond it are not sent and are reported as the generator's saturation.
+    #[arg(long, default_value_t = 100_000)]
+    max_in_flight: usize,
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -106,6 +125,9 @@ struct RunArgs {
     /// No progress lines on standard error.
     #[arg(long)]
     quiet: bool,
+    /// Also draw the latency distribution as an SVG plot in this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +142,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli {
             Cli::Echo { listen, data } => echo::serve(listen, &data).await,
+            Cli::Plot {
+                out,
+                title,
+                reports,
+            } => plot::from_reports(&out, title, &reports),
             Cli::Run(args) => run(args).await,
         }
     });
@@ -135,8 +162,19 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
-    if args.users == 0 || args.connections == 0 || args.streams == 0 || args.depth == 0 {
-        return Err("--users, --connections, --streams and --depth must be at least 1".into());
+    if [
+        args.users,
+        args.connections,
+        args.streams,
+        args.depth,
+        args.max_in_flight,
+    ]
+    .contains(&0)
+    {
+        return Err(
+            "--users, --connections, --streams, --depth and --max-in-flight must be at least 1"
+                .into(),
+        );
     }
     if !(args.duration > 0.0 && args.warmup >= 0.0) {
         return Err("--duration must be positive and --warmup not negative".into());
@@ -183,7 +221,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     });
     let tallies = match args.rate {
         None => closed_loop(&clients, &ctx, args.streams * args.depth).await,
-        Some(rate) => open_loop(&clients, &ctx, rate, args.streams).await,
+        Some(rate) => open_loop(&clients, &ctx, rate, args.streams, args.max_in_flight).await,
     };
     let mut tally = Tally::new();
     for t in tallies {
@@ -207,6 +245,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let measured_s = args.duration;
     let per_request = |cpu_s: f64| cpu_s * 1e6 / answers.max(1) as f64;
     let marks = cpu.read();
+    let saturated = tally.errors.get(SATURATED).copied().unwrap_or(0);
     let report = Report {
         scenario: args.scenario,
         mode: if args.rate.is_some() {
@@ -225,12 +264,26 @@ async fn run(args: RunArgs) -> Result<(), String> {
         answers,
         latency_us: percentiles(&tally.latency),
         outcomes: tally.outcomes,
+        reasons: tally.reasons,
         errors: tally.errors,
         requests_per_datagram_sent: sent_total / tx.max(1) as f64,
         answers_per_datagram_received: sent_total / rx.max(1) as f64,
         client_cpu_us_per_request: per_request(marks.client),
         server_cpu_us_per_request: args.server_pid.map(|_| per_request(marks.server)),
+        generator_saturated: saturated,
+        distribution: report::distribution(&tally.latency),
     };
+    if report.generator_saturated > 0 {
+        eprintln!(
+            "portvakt-load: {}",
+            report::saturation_warning(report.generator_saturated)
+        );
+    }
+    if let Some(path) = &args.plot {
+        let series = [plot::Series::of(&report, None)];
+        std::fs::write(path, plot::svg(&series, &plot::title(&series)))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     if args.json {
         println!(
             "{}",
@@ -255,7 +308,7 @@ struct Context {
 
 impl Context {
     /// Records one answered (or failed) request that was due at `due`.
-    fn record(&self, tally: &mut Tally, due: Instant, result: Result<Outcome, ClientError>) {
+    fn record(&self, tally: &mut Tally, due: Instant, result: Result<Answered, ClientError>) {
         if due < self.measure_from || due >= self.end {
             return;
         }
@@ -264,8 +317,18 @@ impl Context {
         tally.latency.saturating_record(ns.max(1_000));
         self.answered.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok(outcome) => *tally.outcomes.entry(outcome.as_str()).or_default() += 1,
+            Ok(answer) => {
+                *tally.outcomes.entry(answer.outcome.as_str()).or_default() += 1;
+                *tally.reasons.entry(answer.reason).or_default() += 1;
+            }
             Err(e) => *tally.errors.entry(error_kind(&e)).or_default() += 1,
+        }
+    }
+
+    /// Counts a request due at `due` that the generator could not send.
+    fn unsent(&self, tally: &mut Tally, due: Instant) {
+        if due >= self.measure_from && due < self.end {
+            *tally.errors.entry(SATURATED.to_owned()).or_default() += 1;
         }
     }
 }
@@ -286,42 +349,48 @@ fn unix_secs() -> u64 {
 }
 
 /// Sends request number `n` of the run and returns the decision's outcome.
-async fn one(client: &Client, ctx: &Context, n: u64) -> Result<Outcome, ClientError> {
-    let i = (n % ctx.users.len() as u64) as usize;
-    let code;
-    let (ip, proof) = match ctx.scenario {
-        Scenario::Office => (office_ip(i), None),
-        Scenario::Code => {
-            code = format!("{:06}", ctx.users.code(i, unix_secs()));
-            (home_ip(i), Some(Proof::Totp(&code)))
-        }
-        Scenario::Wrong => {
-            // A different wrong code on each round of the users (a repeated wrong code
-            // counts as one failure, so a guesser varies them).
-            let offset = 1 + (n / ctx.users.len() as u64 % 999_999) as u32;
-            code = format!(
-                "{:06}",
-                (ctx.users.code(i, unix_secs()) + offset) % 1_000_000
-            );
-            (home_ip(i), Some(Proof::Totp(&code)))
-        }
-    };
+async fn one(client: &Client, ctx: &Context, n: u64) -> Result<Answered, ClientError> {
+    let attempt = ctx.users.attempt(ctx.scenario, n, unix_secs());
+    let digits = attempt.code.map(six_digits);
     let request = Decide {
         tenant: TENANT,
-        user: ctx.users.name(i),
-        ip,
+        user: attempt.user,
+        ip: attempt.ip,
         purpose: Purpose::SignIn,
-        first_factor: FirstFactor::Ok,
-        proof,
+        first_factor: attempt.first_factor,
+        proof: digits
+            .as_ref()
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .map(Proof::Totp),
         device_token: None,
         remember_device: false,
     };
     ctx.sent.fetch_add(1, Ordering::Relaxed);
     let answer = client.call(&Frame::Decide(0, request)).await?;
     match answer.frame()? {
-        Frame::Decision(_, d) => Ok(d.outcome),
+        Frame::Decision(_, d) => Ok(Answered {
+            outcome: d.outcome,
+            reason: Reason::from_code(d.reason).map_or("(unknown reason)", Reason::as_str),
+        }),
         _ => Err(ClientError::Unexpected("not a decision".into())),
     }
+}
+
+/// What a decision said, for the tally.
+struct Answered {
+    outcome: Outcome,
+    reason: &'static str,
+}
+
+/// A code as the six ASCII digits a user types.
+fn six_digits(code: u32) -> [u8; 6] {
+    let mut d = [b'0'; 6];
+    let mut c = code % 1_000_000;
+    for b in d.iter_mut().rev() {
+        *b = b'0' + (c % 10) as u8;
+        c /= 10;
+    }
+    d
 }
 
 /// Every connection runs `workers` loops, each sending its next request when the last
@@ -362,16 +431,24 @@ async fn closed_loop(clients: &[Client], ctx: &Arc<Context>, workers: usize) -> 
 /// each task sends what it is given at once and records each answer's latency from the
 /// time the request was due. Several tasks per connection let the generator use every
 /// core, so it does not fall behind the schedule itself.
+///
+/// Nothing grows without bound: a task holds at most `max_in_flight / tasks` requests in
+/// flight, and the pacer hands over at most [`LANE_BATCHES`] batches a task has not taken
+/// yet. A request due when either is full is not sent; it is counted under
+/// [`SATURATED`], and the report says the run measured the generator, not the server.
 async fn open_loop(
     clients: &[Client],
     ctx: &Arc<Context>,
     rate: f64,
     senders: usize,
+    max_in_flight: usize,
 ) -> Vec<Tally> {
+    let lanes_total = clients.len() * senders;
+    let cap = (max_in_flight / lanes_total).max(1);
     let mut lanes = Vec::new();
     let mut tasks = Vec::new();
     for client in clients.iter().flat_map(|c| std::iter::repeat_n(c, senders)) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(u64, Instant)>>();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, Instant)>>(LANE_BATCHES);
         lanes.push(tx);
         let (client, ctx) = (client.clone(), ctx.clone());
         tasks.push(tokio::spawn(async move {
@@ -386,6 +463,10 @@ async fn open_loop(
                     batch = rx.recv(), if open => match batch {
                         Some(batch) => {
                             for (n, due) in batch {
+                                if in_flight.len() >= cap {
+                                    ctx.unsent(&mut tally, due);
+                                    continue;
+                                }
                                 let (client, ctx) = (client.clone(), ctx.clone());
                                 in_flight.push(async move { (due, one(&client, &ctx, n).await) });
                             }
@@ -397,37 +478,48 @@ async fn open_loop(
             tally
         }));
     }
-    let (start, end) = (Instant::now(), ctx.end);
-    let pacer = std::thread::spawn(move || pace(lanes, rate, start, end));
+    let (start, ctx_pacer) = (Instant::now(), ctx.clone());
+    let pacer = std::thread::spawn(move || pace(lanes, rate, start, &ctx_pacer));
     let mut tallies = Vec::new();
     for t in tasks {
         if let Ok(t) = t.await {
             tallies.push(t);
         }
     }
-    let _ = pacer.join();
+    if let Ok(t) = pacer.join() {
+        tallies.push(t);
+    }
     tallies
 }
 
-/// Releases request `n` at `start + n / rate` until `end`, waking at most every 100 us.
+/// Batches of requests the pacer may queue for one sender task before it counts them as
+/// not sent.
+const LANE_BATCHES: usize = 1024;
+
+/// The error under which requests the generator could not send on time are counted.
+const SATURATED: &str = "not sent: generator saturated";
+
+/// Releases request `n` at `start + n / rate` until the end, waking at most every 100 us.
+/// Returns the requests it could not hand over.
 fn pace(
-    lanes: Vec<tokio::sync::mpsc::UnboundedSender<Vec<(u64, Instant)>>>,
+    lanes: Vec<tokio::sync::mpsc::Sender<Vec<(u64, Instant)>>>,
     rate: f64,
     start: Instant,
-    end: Instant,
-) {
+    ctx: &Context,
+) -> Tally {
+    let mut unsent = Tally::new();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut n: u64 = 0;
     let mut lane = 0;
     loop {
         let now = Instant::now();
-        if now >= end {
-            return;
+        if now >= ctx.end {
+            return unsent;
         }
         let mut batches: Vec<Vec<(u64, Instant)>> = vec![Vec::new(); lanes.len()];
         loop {
             let due = start + interval.mul_f64(n as f64);
-            if due > now || due >= end {
+            if due > now || due >= ctx.end {
                 break;
             }
             if let Some(b) = batches.get_mut(lane) {
@@ -437,8 +529,17 @@ fn pace(
             n += 1;
         }
         for (tx, batch) in lanes.iter().zip(batches) {
-            if !batch.is_empty() && tx.send(batch).is_err() {
-                return;
+            if batch.is_empty() {
+                continue;
+            }
+            match tx.try_send(batch) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
+                    for (_, due) in batch {
+                        ctx.unsent(&mut unsent, due);
+                    }
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return unsent,
             }
         }
         let next = start + interval.mul_f64(n as f64);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies are recorded in nanoseconds, with three significant figures, up to an hour.
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -15,6 +15,7 @@ pub(crate) fn histogram() -> Histogram<u64> {
 pub(crate) struct Tally {
     pub(crate) latency: Histogram<u64>,
     pub(crate) outcomes: BTreeMap<&'static str, u64>,
+    pub(crate) reasons: BTreeMap<&'static str, u64>,
     pub(crate) errors: BTreeMap<String, u64>,
 }
 
@@ -23,6 +24,7 @@ impl Tally {
         Self {
             latency: histogram(),
             outcomes: BTreeMap::new(),
+            reasons: BTreeMap::new(),
             errors: BTreeMap::new(),
         }
     }
@@ -31,6 +33,9 @@ impl Tally {
         let _ = self.latency.add(&other.latency);
         for (k, v) in other.outcomes {
             *self.outcomes.entry(k).or_default() += v;
+        }
+        for (k, v) in other.reasons {
+            *self.reasons.entry(k).or_default() += v;
         }
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -65,11 +70,51 @@ pub(crate) struct Report {
     pub(crate) answers: u64,
     pub(crate) latency_us: Percentiles,
     pub(crate) outcomes: BTreeMap<&'static str, u64>,
+    pub(crate) reasons: BTreeMap<&'static str, u64>,
     pub(crate) errors: BTreeMap<String, u64>,
     pub(crate) requests_per_datagram_sent: f64,
     pub(crate) answers_per_datagram_received: f64,
     pub(crate) client_cpu_us_per_request: f64,
     pub(crate) server_cpu_us_per_request: Option<f64>,
+    /// Requests the generator could not send on schedule (open loop). Non-zero means the
+    /// run measured the generator's limit, not the server's.
+    pub(crate) generator_saturated: u64,
+    /// The latency distribution, for plots: latency at each percentile.
+    pub(crate) distribution: Vec<Point>,
+}
+
+/// The latency at one percentile.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Point {
+    pub(crate) percentile: f64,
+    pub(crate) latency_us: f64,
+}
+
+/// The latency at percentiles spaced evenly in "nines" (90 %, 99 %, 99.9 %, ...), ten
+/// steps to each nine, as far as the number of samples supports, then the maximum.
+pub(crate) fn distribution(h: &Histogram<u64>) -> Vec<Point> {
+    let mut points = Vec::new();
+    if h.is_empty() {
+        return points;
+    }
+    let samples = h.len() as f64;
+    for step in 0..=60 {
+        let nines = f64::from(step) / 10.0;
+        let tail = 10f64.powf(-nines);
+        if tail * samples < 1.0 {
+            break;
+        }
+        let q = 1.0 - tail;
+        points.push(Point {
+            percentile: q * 100.0,
+            latency_us: h.value_at_quantile(q) as f64 / 1_000.0,
+        });
+    }
+    points.push(Point {
+        percentile: 100.0 * (1.0 - 1.0 / samples),
+        latency_us: h.max() as f64 / 1_000.0,
+    });
+    points
 }
 
 pub(crate) fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -118,6 +163,12 @@ impl Report {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!("outcomes: {}", outcomes.join(", "));
+        let reasons: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("reasons: {}", reasons.join(", "));
         if self.errors.is_empty() {
             println!("errors: none");
         } else {
@@ -137,5 +188,16 @@ impl Report {
             Some(s) => println!(", server {s:.2} us"),
             None => println!(" (pass --server-pid for the server's)"),
         }
+        if self.generator_saturated > 0 {
+            println!("{}", saturation_warning(self.generator_saturated));
+        }
     }
+}
+
+/// What a saturated run must say loudly.
+pub(crate) fn saturation_warning(unsent: u64) -> String {
+    format!(
+        "WARNING: the generator could not send {unsent} requests on schedule; this run \
+         measured the generator, not the server. Offer less, or raise --max-in-flight."
+    )
 }
