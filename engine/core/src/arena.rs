@@ -8,10 +8,14 @@
 
 use std::sync::OnceLock;
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, fuzzing)))]
 const SEGMENT_BITS: u32 = 14;
 #[cfg(loom)]
 const SEGMENT_BITS: u32 = 2;
+// Small segments under fuzzing: an engine per input stays cheap, and users cross segment
+// boundaries after a few adds.
+#[cfg(all(fuzzing, not(loom)))]
+const SEGMENT_BITS: u32 = 4;
 const SEGMENT: usize = 1 << SEGMENT_BITS;
 #[cfg(not(loom))]
 const SEGMENTS: usize = 1 << 12;

@@ -562,6 +562,92 @@ impl Directory {
     pub fn shrink_to_fit(&self) {
         self.index.shrink_to_fit();
     }
+
+    /// Checks the directory's internal consistency, for fuzzing: every index entry points
+    /// at an occupied slot holding a user of that key and id, no occupied slot is missing
+    /// from the index, and every user is consistent with itself. Ids are below `ids`. Not
+    /// for concurrent use (it takes locks in an order the engine does not).
+    #[cfg(fuzzing)]
+    pub fn check_invariants(&self, ids: u32) -> Result<(), String> {
+        for entry in self.index.iter() {
+            let (key, id) = (*entry.key(), *entry.value());
+            let slot = self
+                .slots
+                .get(id)
+                .ok_or_else(|| format!("the index points at slot {id}, which does not exist"))?;
+            let guard = slot.read();
+            let user = guard
+                .as_ref()
+                .ok_or_else(|| format!("the index points at slot {id}, which is empty"))?;
+            if user.id.0 != id {
+                return Err(format!("slot {id} holds user {}", user.id.0));
+            }
+            if id >= ids {
+                return Err(format!(
+                    "user {id} has an id never handed out (next is {ids})"
+                ));
+            }
+            if self.key(user.tenant.as_str(), &user.name) != Some(key) {
+                return Err(format!(
+                    "{:?} is indexed under another name's key",
+                    user.name
+                ));
+            }
+            user.check_invariants()?;
+        }
+        let occupied = (0..ids)
+            .filter_map(|i| self.slots.get(i))
+            .filter(|s| s.read().is_some())
+            .count();
+        if occupied != self.index.len() {
+            return Err(format!(
+                "{occupied} occupied slots but {} index entries",
+                self.index.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(fuzzing)]
+impl User {
+    fn check_invariants(&self) -> Result<(), String> {
+        let name = &self.name;
+        let groups = self.extras.as_deref().map_or(0, |e| e.groups.len());
+        if self.has_groups != (groups > 0) {
+            return Err(format!(
+                "{name}: has_groups is {} with {groups} groups",
+                self.has_groups
+            ));
+        }
+        let mut ids: Vec<u32> = self.methods.iter().map(|m| m.id.0).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("{name}: two methods share an id: {ids:?}"));
+        }
+        if let Some(d) = self.default_method {
+            let method = self
+                .method(d)
+                .ok_or_else(|| format!("{name}: the default method {} does not exist", d.0))?;
+            if !method.active && self.active_methods() > 0 {
+                return Err(format!(
+                    "{name}: the default method is pending, another is active"
+                ));
+            }
+        }
+        if let Some(e) = self.extras.as_deref() {
+            let mut ids: Vec<u32> = e.app_passwords.iter().map(|a| a.id).collect();
+            ids.extend(e.devices.iter().map(|d| d.id));
+            ids.sort_unstable();
+            if ids.windows(2).any(|w| w[0] == w[1]) || ids.last().is_some_and(|&l| l > e.next_id) {
+                return Err(format!(
+                    "{name}: app password and device ids {ids:?} repeat or exceed the last issued {}",
+                    e.next_id
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Normalises a phone number to E.164 (`+` and 8-15 digits; spaces, dashes and dots

@@ -136,6 +136,14 @@ impl<S: StateStore> Engine<S> {
         &self.directory
     }
 
+    /// Checks the engine's internal consistency, for fuzzing (see
+    /// [`Directory::check_invariants`]).
+    #[cfg(fuzzing)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let ids = self.next_user.load(std::sync::atomic::Ordering::Relaxed);
+        self.directory.check_invariants(ids)
+    }
+
     /// The state store.
     pub fn store(&self) -> &S {
         &self.store

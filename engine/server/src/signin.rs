@@ -159,6 +159,38 @@ fn walk<'a>(
     (skipped - (buf.len() - end).min(skipped), end)
 }
 
+/// Fuzzing hooks: the reader's walk and the record framing, which are private.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::{RECORD_HEADER, SignInRow, walk};
+
+    /// A record a walk found: where it starts, its length with the header, its row.
+    pub type Found<'a> = (usize, usize, SignInRow<'a>);
+
+    /// Walks `buf` as readers and recovery do: the records found, the bytes stepped over
+    /// as damage, and where the last whole record ends.
+    pub fn walk_segment(buf: &[u8]) -> (Vec<Found<'_>>, usize, usize) {
+        let mut rows = Vec::new();
+        let (skipped, end) = walk(buf, |at, body, row| {
+            rows.push((at, RECORD_HEADER + body.len(), row));
+            true
+        });
+        (rows, skipped, end)
+    }
+
+    /// Frames `body` as a record (length and checksum), as if a writer had written it.
+    pub fn frame_record(body: &[u8], out: &mut Vec<u8>) -> bool {
+        let Ok(len) = u16::try_from(body.len()) else {
+            return false;
+        };
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
+        debug_assert_eq!(RECORD_HEADER, 6);
+        out.extend_from_slice(body);
+        true
+    }
+}
+
 fn time_of(body: &[u8]) -> u64 {
     body.get(..8)
         .and_then(|b| b.try_into().ok())

@@ -369,19 +369,13 @@ impl<'a> Frame<'a> {
 
     /// Decodes one whole frame, length prefix included; nothing may follow it.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(buf);
-        let len = r.u32("frame")? as usize;
-        if len > MAX_FRAME {
-            return Err(DecodeError::TooLong {
-                field: "frame",
-                len,
-                max: MAX_FRAME,
-            });
+        // The same framing rules a stream reader applies with `frame_len`, so the two
+        // never disagree about a frame's bounds.
+        let end = frame_len(buf)?.ok_or(DecodeError::Truncated { field: "frame" })?;
+        if buf.len() != end {
+            return Err(DecodeError::Trailing(buf.len() - end));
         }
-        let mut r = Reader::new(r.take(len, "frame")?);
-        if buf.len() != 4 + len {
-            return Err(DecodeError::Trailing(buf.len() - 4 - len));
-        }
+        let mut r = Reader::new(buf.get(4..).unwrap_or_default());
         let kind = r.u8("kind")?;
         let id = r.u32("id")?;
         let frame = match kind {

@@ -9,9 +9,12 @@ use portvakt_wire::admin::{
 use portvakt_wire::*;
 use proptest::prelude::*;
 
+mod common;
+
 fn round_trip(f: Frame<'_>) {
     let mut b = BytesMut::new();
     f.encode(&mut b).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    common::seed(&b);
     assert_eq!(frame_len(&b), Ok(Some(b.len())));
     assert_eq!(Frame::decode(&b), Ok(f.clone()));
     for cut in 0..b.len() {

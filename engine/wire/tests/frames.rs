@@ -6,6 +6,8 @@ use bytes::BytesMut;
 use portvakt_wire::*;
 use proptest::prelude::*;
 
+mod common;
+
 fn encode(f: &Frame<'_>) -> BytesMut {
     let mut b = BytesMut::new();
     f.encode(&mut b).unwrap();
@@ -177,6 +179,7 @@ proptest! {
     fn every_frame_round_trips(o in owned()) {
         let f = frame(&o);
         let bytes = encode(&f);
+        common::seed(&bytes);
         prop_assert_eq!(frame_len(&bytes), Ok(Some(bytes.len())));
         prop_assert_eq!(Frame::decode(&bytes), Ok(f));
     }
@@ -218,6 +221,22 @@ proptest! {
         if let Ok(f) = Frame::decode(&bytes) {
             prop_assert_eq!(encode(&f).to_vec(), bytes);
         }
+    }
+}
+
+/// Found by the `wire_decode` fuzz target: a length prefix too short to hold a kind and an
+/// id was a framing error to `frame_len` but "trailing bytes" to `decode`. Both now refuse
+/// it as a truncated frame, whatever follows.
+#[test]
+fn a_length_too_short_for_kind_and_id_is_a_framing_error_to_both() {
+    let crash = b"\0\0\0\0\0\x02\x01\x01\0\0\0\x03\x03\0\x01\x07Outlook\x02";
+    for len in 0u32..5 {
+        let mut buf = len.to_be_bytes().to_vec();
+        buf.extend_from_slice(&crash[4..]);
+        let want = DecodeError::Truncated { field: "frame" };
+        assert_eq!(frame_len(&buf), Err(want.clone()));
+        assert_eq!(Frame::decode(&buf), Err(want.clone()));
+        assert_eq!(Frame::decode(&buf[..4 + len as usize]), Err(want));
     }
 }
 
