@@ -22,17 +22,12 @@ for tool in perf inferno-collapse-perf inferno-flamegraph; do
     command -v "$tool" > /dev/null || { echo "record.sh: $tool is not installed" >&2; exit 1; }
 done
 
-cargo build --release --locked -p portvakt -p portvakt-bench --bin portvakt --bin portvakt-load
-bin="$root/target/release"
+. bench/server.sh
+build_release
 commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- engine bench || commit="$commit-dirty"
-work=$(mktemp -d)
-server=
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+start_server 24533
 cd "$work"
-"$bin/portvakt" serve --listen 127.0.0.1:24533 --metrics off > serve.log 2>&1 &
-server=$!
-for _ in $(seq 1 100); do grep -q serving serve.log 2>/dev/null && break; sleep 0.1; done
 load() { "$bin/portvakt-load" run --server 127.0.0.1:24533 --users "$users" --quiet "$@"; }
 load --enroll --duration 1 --warmup 0 > /dev/null
 

@@ -108,7 +108,7 @@ pub(crate) fn title(series: &[Series]) -> String {
 const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 500.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 24.0;
+const RIGHT: f64 = 56.0;
 const TOP: f64 = 48.0;
 const BOTTOM: f64 = 56.0;
 const COLOURS: [&str; 8] = [
