@@ -38,10 +38,11 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 l = r["latency_us"]
 n = lambda v: f"{v:,.0f}"
+cpu = lambda v: "n/a" if v is None else f"{v:.1f}"
 sat = f" ({r['generator_saturated']:,} not sent)" if r["generator_saturated"] else ""
 print(f"| {n(r['offered_per_s'])}/s | {n(r['achieved_per_s'])}/s{sat} | {n(l['p50'])} | {n(l['p90'])} "
       f"| {n(l['p99'])} | {n(l['p99_9'])} | {n(l['max'])} "
-      f"| {r['client_cpu_us_per_request']:.1f} / {r['server_cpu_us_per_request']:.1f} µs |")
+      f"| {cpu(r['client_cpu_us_per_request'])} / {cpu(r['server_cpu_us_per_request'])} µs |")
 PY
     reports+=("$json")
 done

@@ -159,11 +159,20 @@ impl Users {
     }
 
     /// A wrong code for user `i`, a different one on each `round` (a repeated wrong code
-    /// counts as one failure, so a guesser varies them).
+    /// counts as one failure, so a guesser varies them). Wrong for every step the server
+    /// could accept (two either side, as far as learned drift reaches), not only the
+    /// current one: otherwise about one guess in 200,000 is a right code by chance.
     fn wrong_code(&self, i: usize, round: u64, unix_secs: u64) -> Attempt<'_> {
-        let offset = 1 + (round % 999_999) as u32;
+        let step = unix_secs / 30;
+        let shown: Vec<u32> = (step.saturating_sub(2)..=step + 2)
+            .map(|s| self.code(i, s * 30))
+            .collect();
+        let mut code = (self.code(i, unix_secs) + 1 + (round % 999_999) as u32) % 1_000_000;
+        while shown.contains(&code) {
+            code = (code + 1) % 1_000_000;
+        }
         Attempt {
-            code: Some((self.code(i, unix_secs) + offset) % 1_000_000),
+            code: Some(code),
             ..self.right_code(i, unix_secs)
         }
     }
@@ -262,7 +271,9 @@ mod tests {
             let i: usize = a.user["load-".len()..a.user.find('@').unwrap()]
                 .parse()
                 .unwrap();
-            assert_ne!(a.code, Some(users.code(i, 1_700_000_000)));
+            for t in (1_700_000_000 - 60..=1_700_000_000 + 60).step_by(30) {
+                assert_ne!(a.code, Some(users.code(i, t)));
+            }
         }
     }
 }
