@@ -226,14 +226,11 @@ fn check_shape(d: &Decision, sent: bool) {
     }
 }
 
-/// An app's code was accepted (by a sign-in or a confirmation): it must be one an app
-/// could show now and has not spent, and that step is spent from now on.
-fn spend(apps: &mut [App], code: &str, centre: u64, active_only: bool) {
+/// A sign-in accepted an app's code: it must be one an active app could show now and has
+/// not spent, and that step is spent from now on.
+fn spend(apps: &mut [App], code: &str, centre: u64) {
     let mut candidates = Vec::new();
-    for (i, app) in apps.iter().enumerate() {
-        if active_only && !app.active {
-            continue;
-        }
+    for (i, app) in apps.iter().enumerate().filter(|(_, a)| a.active) {
         for s in steps_showing(&app.key, code, centre, WINDOW) {
             if app.spent.is_none_or(|spent| s > spent) {
                 candidates.push((i, s));
@@ -472,7 +469,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     if let Some(i) = followed {
                         let step = m.step();
                         let apps = m.users[i].as_mut().expect("an allowed user exists");
-                        spend(apps, c, step, true);
+                        spend(apps, c, step);
                     }
                 }
                 if let Some(token) = &d.device_token {
