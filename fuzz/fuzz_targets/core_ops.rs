@@ -10,6 +10,9 @@
 //!   within the window (one step either side, plus up to two steps of learned drift);
 //! - a code is never accepted for a step at or before one already spent on that app
 //!   (replay), whether spent by a sign-in or by confirming the app;
+//! - a user locked for too many failures is not let in by the same kind of request (same
+//!   address, purpose, password outcome, kind of proof) before the wait is over, unless
+//!   an administrator unlocked them or they were let in some other way meanwhile;
 //! - the directory holds exactly the users added and not removed.
 #![no_main]
 
@@ -124,6 +127,15 @@ enum Op {
         remember: bool,
         last_device: bool,
     },
+    /// A burst of different wrong app codes for one user from one place, as a guesser
+    /// sends them (the way to a lock), and then, maybe, the user's own right code from
+    /// the same place.
+    Guesses {
+        user: u8,
+        at: Place,
+        count: u8,
+        then_right_code: bool,
+    },
     SendCode {
         who: Who,
         at: Place,
@@ -154,6 +166,18 @@ struct Model {
     last_sent: Option<(String, String)>,
     last_app_password: Option<String>,
     last_device: Option<String>,
+    /// The followed users' last lock for too many failures, with the request that met it.
+    locks: [Option<Lock>; 4],
+}
+
+/// A request's shape: what decides which failure counter it meets (address, purpose,
+/// the password's outcome, the kind of proof, whether a device token came along).
+type Shape = (IpAddr, Purpose, u8, u8, bool);
+
+struct Lock {
+    shape: Shape,
+    /// Until when, in milliseconds (a second early: a wait is rounded up to whole seconds).
+    until_ms: u64,
 }
 
 impl Model {
@@ -250,6 +274,50 @@ fn spend(apps: &mut [App], code: &str, centre: u64) {
     }
 }
 
+/// Checks a decision for followed user `i` against the lock the model knows of, and
+/// updates it.
+fn observe_lock(m: &mut Model, i: usize, shape: Shape, d: &Decision) {
+    let now_ms = m.now * 1000;
+    if let Some(lock) = &m.locks[i]
+        && lock.shape == shape
+        && now_ms < lock.until_ms
+    {
+        assert_ne!(
+            d.outcome,
+            Outcome::Allow,
+            "{} let in {} ms before the lock ends: {d:?}",
+            USERS[i],
+            lock.until_ms - now_ms
+        );
+    }
+    if d.outcome == Outcome::Allow {
+        m.locks[i] = None;
+    } else if d.reason == Reason::TooManyFailures {
+        let wait = d.retry_after.map_or(0, |w| w.as_millis());
+        m.locks[i] = Some(Lock {
+            shape,
+            until_ms: now_ms + wait.saturating_sub(1000),
+        });
+    }
+}
+
+/// A code none of user `i`'s apps shows within reach of now (the `n`th such guess).
+fn wrong_code(m: &Model, i: usize, n: u32) -> String {
+    let step = m.step();
+    let shown: Vec<String> = m.users[i]
+        .iter()
+        .flatten()
+        .flat_map(|app| {
+            (step.saturating_sub(WINDOW)..=step + WINDOW).map(move |s| code(&app.key, s))
+        })
+        .collect();
+    let mut guess = 123_457u32.wrapping_mul(n + 1) % 1_000_000;
+    while shown.contains(&format!("{guess:06}")) {
+        guess = (guess + 1) % 1_000_000;
+    }
+    format!("{guess:06}")
+}
+
 /// Adds an authenticator app with a secret of its own to user `u`, and to the model.
 fn import_app(engine: &Engine, m: &mut Model, u: u8, active: bool) {
     m.apps_made += 1;
@@ -336,6 +404,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 if let Some(i) = followed {
                     assert_eq!(removed, m.users[i].take().is_some(), "{name}");
+                    m.locks[i] = None;
                 }
             }
             Op::ImportApp { user: u, active } => import_app(&engine, &mut m, *u, *active),
@@ -394,7 +463,12 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
             }
             Op::Unlock { who } => {
-                let _ = engine.unlock(TENANT, &name(who).0);
+                let (name, followed) = name(who);
+                if engine.unlock(TENANT, &name).is_ok()
+                    && let Some(i) = followed
+                {
+                    m.locks[i] = None;
+                }
             }
             Op::CreateAppPassword { user: u, label } => {
                 if let Ok((_, password)) = engine.create_app_password(TENANT, user(*u), label, now)
@@ -414,6 +488,22 @@ fuzz_target!(|ops: Vec<Op>| {
                 let (name, followed) = name(who);
                 let app_code;
                 let answers: Vec<&str>;
+                let proof_kind = match proof {
+                    ProofChoice::None => 0,
+                    ProofChoice::App { .. } | ProofChoice::Totp(_) => 1,
+                    ProofChoice::Hotp(_) => 2,
+                    ProofChoice::Sent(_) => 3,
+                    ProofChoice::AppPassword(_) => 4,
+                    ProofChoice::Answers(_) => 5,
+                };
+                // Owned copies, so the model can change while the request is alive.
+                let (last_sent, last_app_password) =
+                    (m.last_sent.clone(), m.last_app_password.clone());
+                let device = if *last_device {
+                    m.last_device.clone()
+                } else {
+                    None
+                };
                 let proof = match proof {
                     ProofChoice::None => None,
                     ProofChoice::App { app, skew } => {
@@ -431,14 +521,14 @@ fuzz_target!(|ops: Vec<Op>| {
                         next: None,
                     }),
                     ProofChoice::Sent(c) => {
-                        m.last_sent.as_ref().map(|(challenge, sent)| Proof::Sent {
+                        last_sent.as_ref().map(|(challenge, sent)| Proof::Sent {
                             challenge,
                             code: c.as_deref().unwrap_or(sent),
                         })
                     }
                     ProofChoice::AppPassword(p) => p
                         .as_deref()
-                        .or(m.last_app_password.as_deref())
+                        .or(last_app_password.as_deref())
                         .map(Proof::AppPassword),
                     ProofChoice::Answers(a) => {
                         answers = a.iter().map(String::as_str).collect();
@@ -453,15 +543,21 @@ fuzz_target!(|ops: Vec<Op>| {
                     first_factor: [FirstFactor::Ok, FirstFactor::Failed, FirstFactor::None]
                         [usize::from(*first_factor) % 3],
                     proof,
-                    device_token: if *last_device {
-                        m.last_device.as_deref()
-                    } else {
-                        None
-                    },
+                    device_token: device.as_deref(),
                     remember_device: *remember,
                 };
                 let d = engine.decide(&request, now);
                 check_shape(&d, false);
+                if let Some(i) = followed {
+                    let shape = (
+                        request.ip,
+                        request.purpose,
+                        *first_factor % 3,
+                        proof_kind,
+                        request.device_token.is_some(),
+                    );
+                    observe_lock(&mut m, i, shape, &d);
+                }
                 if d.outcome == Outcome::Allow && d.method == Some(MethodKind::AuthenticatorApp) {
                     let Some(Proof::Totp(c)) = request.proof else {
                         panic!("an app proved the user without an app code: {d:?}");
@@ -474,6 +570,49 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 if let Some(token) = &d.device_token {
                     m.last_device = Some(token.token.expose().to_owned());
+                }
+            }
+            Op::Guesses {
+                user: u,
+                at,
+                count,
+                then_right_code,
+            } => {
+                let i = usize::from(*u) % USERS.len();
+                let right = m.users[i]
+                    .as_ref()
+                    .and_then(|apps| apps.iter().find(|a| a.active))
+                    .map(|app| code(&app.key, m.step()));
+                let guesses =
+                    (0..u32::from(*count % 16) + 1).map(|n| (wrong_code(&m, i, n), false));
+                let codes: Vec<(String, bool)> = guesses
+                    .chain(right.filter(|_| *then_right_code).map(|c| (c, true)))
+                    .collect();
+                for (c, is_right) in &codes {
+                    let request = Request {
+                        tenant: TENANT,
+                        user: USERS[i],
+                        ip: ip(at),
+                        purpose: Purpose::SignIn,
+                        first_factor: FirstFactor::Ok,
+                        proof: Some(Proof::Totp(c)),
+                        device_token: None,
+                        remember_device: false,
+                    };
+                    let d = engine.decide(&request, now);
+                    check_shape(&d, false);
+                    let proved = d.method == Some(MethodKind::AuthenticatorApp);
+                    // (From the office a password is enough, and the code is not looked at.)
+                    assert!(
+                        *is_right || !proved,
+                        "a wrong code proved {}: {d:?}",
+                        USERS[i]
+                    );
+                    observe_lock(&mut m, i, (request.ip, Purpose::SignIn, 0, 1, false), &d);
+                    let step = m.step();
+                    if proved && let Some(apps) = m.users[i].as_mut() {
+                        spend(apps, c, step);
+                    }
                 }
             }
             Op::SendCode {
