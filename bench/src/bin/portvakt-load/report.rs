@@ -157,18 +157,8 @@ impl Report {
             "             {:>7.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>7.0}",
             l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
         );
-        let outcomes: Vec<String> = self
-            .outcomes
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!("outcomes: {}", outcomes.join(", "));
-        let reasons: Vec<String> = self
-            .reasons
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!("reasons: {}", reasons.join(", "));
+        println!("outcomes: {}", counts(&self.outcomes));
+        println!("reasons: {}", counts(&self.reasons));
         if self.errors.is_empty() {
             println!("errors: none");
         } else {
@@ -192,6 +182,12 @@ impl Report {
             println!("{}", saturation_warning(self.generator_saturated));
         }
     }
+}
+
+/// `name count, name count, ...`
+fn counts(tally: &BTreeMap<&str, u64>) -> String {
+    let items: Vec<String> = tally.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    items.join(", ")
 }
 
 /// What a saturated run must say loudly.
