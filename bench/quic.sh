@@ -10,16 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-3}
 users=${2:-100000}
-cargo build --release --locked -p portvakt -p portvakt-bench --bin portvakt --bin portvakt-load
-bin="$PWD/target/release"
-work=$(mktemp -d)
+. bench/server.sh
+build_release
+start_server 24433
+echo=
 trap 'kill $server $echo 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
-"$bin/portvakt" serve --listen 127.0.0.1:24433 --metrics off > serve.log 2>&1 &
-server=$!
-echo=
 # The echo server uses the certificates the server makes, so it starts second.
-for _ in $(seq 1 100); do grep -q serving serve.log 2>/dev/null && break; sleep 0.1; done
 "$bin/portvakt-load" echo --listen 127.0.0.1:24434 > echo.log 2>&1 &
 echo=$!
 for _ in $(seq 1 100); do grep -q serving echo.log 2>/dev/null && break; sleep 0.1; done

@@ -1,5 +1,5 @@
-# Sourced by the measurement scripts (bench/open-loop.sh, flamegraphs/record.sh), from
-# the repository's root.
+# Sourced by the measurement scripts (bench/quic.sh, bench/open-loop.sh,
+# flamegraphs/record.sh), from the repository's root.
 
 # Builds the release server and load generator; sets $bin to where they are.
 build_release() {

@@ -123,18 +123,16 @@ fn serve_then_check_json() {
     let added = admin(&[&["add-phone", "--number", "+4791234567"][..], &who].concat());
     let phone = added.split_whitespace().nth(1).unwrap().to_owned();
     let sent = admin(&[&["send-confirmation", "--method", &phone][..], &who].concat());
-    let sms_code = sent
-        .lines()
-        .find_map(|l| l.strip_prefix("deliver code "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    let challenge = sent
-        .lines()
-        .find_map(|l| l.strip_prefix("challenge: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    // The first word after `prefix` on the line that starts with it.
+    let word_after = |prefix: &str| {
+        sent.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_owned()
+    };
+    let sms_code = word_after("deliver code ");
+    let challenge = word_after("challenge: ");
     assert_eq!(challenge.len(), 32, "{sent}");
     let confirm_sent = |code: &str| {
         let args = [

@@ -164,9 +164,8 @@ impl Users {
     /// current one: otherwise about one guess in 200,000 is a right code by chance.
     fn wrong_code(&self, i: usize, round: u64, unix_secs: u64) -> Attempt<'_> {
         let step = unix_secs / 30;
-        let shown: Vec<u32> = (step.saturating_sub(2)..=step + 2)
-            .map(|s| self.code(i, s * 30))
-            .collect();
+        let shown: [u32; 5] =
+            std::array::from_fn(|k| self.code(i, (step + k as u64).saturating_sub(2) * 30));
         let mut code = (self.code(i, unix_secs) + 1 + (round % 999_999) as u32) % 1_000_000;
         while shown.contains(&code) {
             code = (code + 1) % 1_000_000;
