@@ -463,6 +463,14 @@ impl MemoryStore {
         }
     }
 
+    fn refund_phone_user(&self, subject: Subject, now: Timestamp) {
+        self.with_user(subject, now, |u| {
+            if let Some(p) = u.phone.as_deref_mut() {
+                p.sends.remove(1);
+            }
+        });
+    }
+
     /// Drops idle entries from every table (run now and then by the server).
     pub fn sweep(&self, now: Timestamp) -> usize {
         self.unknown.sweep(now)
@@ -542,34 +550,51 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         s: &PhoneSettings,
     ) -> Result<(), Duration> {
-        self.with_user(keys.subject, now, |u| {
-            let p = u.phone.get_or_insert_with(Box::default);
-            p.sends.try_add(now, s.per_user, 1)
-        })?;
-        let refund_user = |store: &Self| {
-            store.with_user(keys.subject, now, |u| {
-                if let Some(p) = u.phone.as_deref_mut() {
-                    p.sends.remove(1);
-                }
+        let taken = self
+            .with_user(keys.subject, now, |u| {
+                let p = u.phone.get_or_insert_with(Box::default);
+                p.sends.try_add(now, s.per_user, 1)
             })
-        };
-        if let Err(wait) = self
-            .numbers
-            .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1))
-        {
-            refund_user(self);
-            return Err(wait);
+            .is_ok()
+            && {
+                let number = self
+                    .numbers
+                    .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1));
+                if number.is_err() {
+                    self.refund_phone_user(keys.subject, now);
+                }
+                number.is_ok()
+            }
+            && {
+                let tenant = self
+                    .tenants
+                    .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1));
+                if tenant.is_err() {
+                    self.refund_phone_user(keys.subject, now);
+                    self.numbers
+                        .update_existing(&keys.number, now, |c| c.0.remove(1));
+                }
+                tenant.is_ok()
+            };
+        if taken {
+            return Ok(());
         }
-        if let Err(wait) = self
-            .tenants
-            .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1))
-        {
-            refund_user(self);
-            self.numbers
-                .update_existing(&keys.number, now, |c| c.0.remove(1));
-            return Err(wait);
-        }
-        Ok(())
+        // Refused: the wait is the longest of the budgets, so a send after it fits all
+        // three (unless others spend them first).
+        let user = self.read_user(keys.subject, |u| {
+            u.and_then(|u| u.phone.as_deref())
+                .and_then(|p| p.sends.wait(now, s.per_user, 1))
+        });
+        let number = self.numbers.read(&keys.number, |c| {
+            c.and_then(|c| c.0.wait(now, s.per_number, 1))
+        });
+        let tenant = self.tenants.read(&keys.tenant, |c| {
+            c.and_then(|c| c.0.wait(now, s.per_tenant, 1))
+        });
+        Err(user
+            .max(number)
+            .max(tenant)
+            .unwrap_or(Duration::from_secs(1)))
     }
 
     fn phone_blocked(&self, subject: Subject, now: Timestamp) -> Option<Timestamp> {

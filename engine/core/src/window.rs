@@ -1,9 +1,18 @@
 //! Sliding-window counters for rate limits.
 //!
-//! A window keeps two fixed buckets, the current and the previous one, and estimates the
-//! count over the last `len` as `current + previous × (unexpired share of the previous
-//! bucket)`. That costs sixteen bytes per key and never under-counts a burst at a bucket
-//! boundary by more than the previous bucket's decay.
+//! A limit says: at most `max` events in any span of length `per`. Keeping every event's
+//! time would be exact but costs `max` timestamps per key, and the keys (source addresses,
+//! phone numbers) are chosen by whoever sends the requests. A [`SlidingWindow`] instead
+//! splits time into quanta of `per / QUANTA` (rounded up) and keeps one slot per quantum
+//! that still holds events: a count and the time of the *latest* event in it. At most
+//! `QUANTA + 1` quanta can hold events of the last `per`, so that many slots suffice.
+//!
+//! Every event in a slot happened at or before the slot's latest time, so the window
+//! treats the slot's events as leaving when the latest one does. That makes the count an
+//! upper bound of the true count: the limit is conservative, never generous. An event is
+//! held at most one quantum longer than an exact log would hold it, and never longer than
+//! `per` after the newest event, so a wait it reports is never longer than the window.
+//! `tests/window_model.rs` checks these bounds against an exact log.
 
 use crate::time::{Duration, Timestamp};
 
@@ -16,71 +25,148 @@ pub struct Rate {
     pub per: Duration,
 }
 
-/// A two-bucket sliding window.
+/// Quanta per window: an event is held at most `per / QUANTA` too long.
+pub const QUANTA: u64 = 4;
+
+/// Slots: one per quantum that can hold events of the last `per`.
+const SLOTS: usize = QUANTA as usize + 1;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Slot {
+    /// The latest event's time, in milliseconds.
+    latest: u64,
+    /// Events held (0: the slot is free).
+    count: u32,
+}
+
+/// A sliding window of `QUANTA + 1` slots; see the module docs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlidingWindow {
-    bucket_start: Timestamp,
-    current: u32,
-    previous: u32,
+    /// Oldest first; free slots (count 0) only at the end.
+    slots: [Slot; SLOTS],
 }
 
 impl SlidingWindow {
-    fn roll(&mut self, now: Timestamp, len: Duration) {
-        let len_ms = len.as_millis().max(1);
-        let elapsed = now.since(self.bucket_start).as_millis();
-        if elapsed >= 2 * len_ms {
-            self.previous = 0;
-            self.current = 0;
-            self.bucket_start = Timestamp::from_millis(now.as_millis() - now.as_millis() % len_ms);
-        } else if elapsed >= len_ms {
-            self.previous = self.current;
-            self.current = 0;
-            self.bucket_start = self.bucket_start + len;
+    /// Drops slots whose latest event left the window `(now - len, now]`.
+    fn expire(&mut self, now: Timestamp, len: Duration) {
+        let len = len.as_millis();
+        let live = self
+            .slots
+            .iter()
+            .position(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
+            .unwrap_or(SLOTS);
+        self.slots.rotate_left(live);
+        for s in self.slots.iter_mut().rev().take(live) {
+            *s = Slot::default();
         }
     }
 
-    /// The estimated number of events in the `len` before `now`.
+    /// Events counted in the `len` before `now` (an upper bound of the true count).
     pub fn estimate(&self, now: Timestamp, len: Duration) -> u64 {
-        let mut w = *self;
-        w.roll(now, len);
-        let len_ms = len.as_millis().max(1);
-        let into = now.since(w.bucket_start).as_millis().min(len_ms);
-        let carried = u64::from(w.previous) * (len_ms - into) / len_ms;
-        u64::from(w.current) + carried
+        let len = len.as_millis();
+        self.slots
+            .iter()
+            .filter(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
+            .map(|s| u64::from(s.count))
+            .sum()
     }
 
-    /// Adds `n` events at `now` if that keeps the estimate within `rate`; otherwise leaves
-    /// the window as it is and says how long until one more event would fit.
-    pub fn try_add(&mut self, now: Timestamp, rate: Rate, n: u32) -> Result<(), Duration> {
-        self.roll(now, rate.per);
-        if self.estimate(now, rate.per) + u64::from(n) > u64::from(rate.max) {
-            return Err(self.retry_after(now, rate));
+    /// How long until `n` more events fit within `rate`; `None` if they fit now.
+    ///
+    /// The wait is exact with respect to what the window keeps: once it has passed (and
+    /// nothing else was added), [`try_add`](Self::try_add) of `n` succeeds. It is never
+    /// longer than `rate.per`. `None` too when `n` alone exceeds `rate.max`: such a batch
+    /// never fits, and waiting would not help; [`try_add`](Self::try_add) refuses it.
+    pub fn wait(&self, now: Timestamp, rate: Rate, n: u32) -> Option<Duration> {
+        let len = rate.per.as_millis();
+        let mut count = self.estimate(now, rate.per);
+        let max = u64::from(rate.max);
+        if count + u64::from(n) <= max || u64::from(n) > max {
+            return None;
         }
-        self.current = self.current.saturating_add(n);
+        for s in self
+            .slots
+            .iter()
+            .filter(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
+        {
+            count -= u64::from(s.count);
+            if count + u64::from(n) <= max {
+                let leaves = s.latest.saturating_add(len);
+                return Some(Duration::from_millis(leaves - now.as_millis()));
+            }
+        }
+        // Unreachable: once every slot has left, the count is zero and `n <= max`.
+        Some(rate.per)
+    }
+
+    /// Adds `n` events at `now` if that keeps the count within `rate`; otherwise leaves
+    /// the window as it is and says how long until they would fit.
+    pub fn try_add(&mut self, now: Timestamp, rate: Rate, n: u32) -> Result<(), Duration> {
+        if n > rate.max {
+            return Err(rate.per);
+        }
+        if let Some(wait) = self.wait(now, rate, n) {
+            return Err(wait);
+        }
+        self.add(now, rate.per, n);
         Ok(())
     }
 
     /// Adds `n` events unconditionally (for counting failures).
     pub fn add(&mut self, now: Timestamp, len: Duration, n: u32) {
-        self.roll(now, len);
-        self.current = self.current.saturating_add(n);
-    }
-
-    /// Takes back `n` events added by a [`try_add`](Self::try_add) that was not used.
-    pub fn remove(&mut self, n: u32) {
-        self.current = self.current.saturating_sub(n);
-    }
-
-    /// A conservative wait before the estimate drops below `rate.max`: the end of the
-    /// current bucket, plus a whole window when the current bucket alone is full.
-    pub fn retry_after(&self, now: Timestamp, rate: Rate) -> Duration {
-        let end = self.bucket_start + rate.per;
-        let wait = end.since(now);
-        if u64::from(self.current) >= u64::from(rate.max) {
-            wait + rate.per
-        } else {
-            wait.max(Duration::from_secs(1))
+        if n == 0 {
+            return;
         }
+        self.expire(now, len);
+        let quantum = len.as_millis().div_ceil(QUANTA).max(1);
+        let t = now.as_millis();
+        let used = self.slots.iter().take_while(|s| s.count > 0).count();
+        // INVARIANT: used <= SLOTS; the newest slot is at used - 1.
+        if let Some(newest) = used.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
+            // An event no later than the newest (a clock that stepped back) or in the same
+            // quantum joins the newest slot; its latest time only moves forward.
+            if t <= newest.latest || t / quantum == newest.latest / quantum {
+                newest.count = newest.count.saturating_add(n);
+                newest.latest = newest.latest.max(t);
+                return;
+            }
+        }
+        let at = if used == SLOTS {
+            // Full. Unreachable while time moves forward (`QUANTA + 1` quanta hold all the
+            // window's events), kept so that no input can lose a count: merge the two
+            // oldest into one slot that leaves when the later does.
+            let [a, b, ..] = &mut self.slots;
+            b.count = b.count.saturating_add(a.count);
+            self.slots.rotate_left(1);
+            SLOTS - 1
+        } else {
+            used
+        };
+        if let Some(s) = self.slots.get_mut(at) {
+            *s = Slot {
+                latest: t,
+                count: n,
+            };
+        }
+    }
+
+    /// Takes back `n` events added by a [`try_add`](Self::try_add) that was not used,
+    /// newest first.
+    pub fn remove(&mut self, mut n: u32) {
+        for s in self.slots.iter_mut().rev() {
+            let take = s.count.min(n);
+            s.count -= take;
+            n -= take;
+        }
+        // Keep free slots at the end: a slot emptied in the middle is dropped.
+        let mut kept = [Slot::default(); SLOTS];
+        for (k, s) in kept
+            .iter_mut()
+            .zip(self.slots.iter().filter(|s| s.count > 0))
+        {
+            *k = *s;
+        }
+        self.slots = kept;
     }
 
     /// Whether the window has forgotten everything by `now`.
@@ -93,35 +179,46 @@ impl SlidingWindow {
 mod tests {
     use super::*;
 
+    fn rate(max: u32, secs: u64) -> Rate {
+        Rate {
+            max,
+            per: Duration::from_secs(secs),
+        }
+    }
+
     #[test]
-    fn limits_within_and_across_buckets() {
-        let rate = Rate {
-            max: 3,
-            per: Duration::from_secs(60),
-        };
+    fn limits_within_and_across_quanta() {
+        let rate = rate(3, 60);
         let mut w = SlidingWindow::default();
         let t = |s: u64| Timestamp::from_secs(6_000 + s);
         assert!(w.try_add(t(0), rate, 1).is_ok());
         assert!(w.try_add(t(1), rate, 1).is_ok());
         assert!(w.try_add(t(2), rate, 1).is_ok());
-        let wait = w.try_add(t(3), rate, 1).unwrap_err();
-        assert!(wait >= Duration::from_secs(57), "{wait:?}");
-        // Half-way into the next bucket, half of the previous three still count.
-        assert_eq!(w.estimate(t(90), rate.per), 1);
-        assert!(w.try_add(t(90), rate, 1).is_ok());
-        assert!(w.try_add(t(90), rate, 1).is_ok());
-        assert!(w.try_add(t(90), rate, 1).is_err());
-        // Long after, everything is forgotten.
+        // The three share a quantum (15 s) and leave with the latest, at 62.
+        assert_eq!(w.try_add(t(3), rate, 1), Err(Duration::from_secs(59)));
+        assert_eq!(w.estimate(t(59), rate.per), 3);
+        assert_eq!(w.estimate(t(62), rate.per), 0);
+        assert!(w.try_add(t(62), rate, 3).is_ok());
         assert!(w.is_idle(t(1000), rate.per));
-        assert!(w.try_add(t(1000), rate, 3).is_ok());
+    }
+
+    #[test]
+    fn the_boundary_burst_is_refused() {
+        // Three codes in the last second before a quantum boundary, a fourth just after.
+        let rate = rate(3, 900);
+        let mut w = SlidingWindow::default();
+        let base = 900_000 * 10;
+        for ms in [base - 900, base - 500, base - 1] {
+            assert!(w.try_add(Timestamp::from_millis(ms), rate, 1).is_ok());
+        }
+        let wait = w.try_add(Timestamp::from_millis(base + 1), rate, 1);
+        // The first one left at base - 900 + 900 s; the slot's latest leaves at base - 1 + 900 s.
+        assert_eq!(wait, Err(Duration::from_millis(900_000 - 2)));
     }
 
     #[test]
     fn refused_adds_change_nothing_and_remove_refunds() {
-        let rate = Rate {
-            max: 1,
-            per: Duration::from_secs(10),
-        };
+        let rate = rate(1, 10);
         let mut w = SlidingWindow::default();
         let t = Timestamp::from_secs(100);
         w.try_add(t, rate, 1).unwrap();
@@ -129,6 +226,28 @@ mod tests {
         assert!(w.try_add(t, rate, 1).is_err());
         assert_eq!(w, before);
         w.remove(1);
+        assert_eq!(w, SlidingWindow::default());
         assert!(w.try_add(t, rate, 1).is_ok());
+        // A batch larger than the limit never fits.
+        assert_eq!(SlidingWindow::default().try_add(t, rate, 2), Err(rate.per));
+    }
+
+    #[test]
+    fn every_quantum_of_the_window_has_its_slot() {
+        let rate = rate(100, 100);
+        let mut w = SlidingWindow::default();
+        // One event in each of five quanta of 25 s, all within 100 s.
+        for s in [1_024, 1_030, 1_060, 1_090, 1_110] {
+            w.add(Timestamp::from_secs(s), rate.per, 1);
+        }
+        assert_eq!(w.estimate(Timestamp::from_secs(1_110), rate.per), 5);
+        assert_eq!(w.estimate(Timestamp::from_secs(1_124), rate.per), 4);
+        assert_eq!(w.estimate(Timestamp::from_secs(1_130), rate.per), 3);
+        // Events in one quantum leave with its latest: 1_201 and 1_210 together.
+        let mut w = SlidingWindow::default();
+        w.add(Timestamp::from_secs(1_201), rate.per, 1);
+        w.add(Timestamp::from_secs(1_210), rate.per, 1);
+        assert_eq!(w.estimate(Timestamp::from_secs(1_305), rate.per), 2);
+        assert_eq!(w.estimate(Timestamp::from_secs(1_310), rate.per), 0);
     }
 }
