@@ -256,7 +256,11 @@ impl<S: StateStore> Engine<S> {
         {
             return Err(DirectoryError::TooManyOtpDevices);
         }
-        let id = MethodId(self.next_method.fetch_add(1, Ordering::Relaxed));
+        let id = MethodId(u.next_method);
+        u.next_method = u
+            .next_method
+            .checked_add(1)
+            .ok_or(DirectoryError::TooManyMethods)?;
         // Exact capacity: a growing Vec would reserve four methods for the first one.
         u.methods.reserve_exact(1);
         u.methods.push(Method {

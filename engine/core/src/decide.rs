@@ -231,6 +231,16 @@ reasons! {
     PhoneBlocked = "phone_blocked",
 }
 
+impl MethodInfo {
+    pub(crate) fn of(m: &Method) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            hint: m.hint(),
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -308,11 +318,15 @@ pub(crate) struct Attempt<'e, S: StateStore> {
     pub(crate) location: Name,
     pub(crate) familiar: bool,
     pub(crate) subject: Subject,
-    /// `None` for an unknown user (decided as the phantom).
-    pub(crate) user: Option<&'e User>,
+    /// The user's record, or for an unknown name its phantom (see `phantom.rs`).
+    pub(crate) user: &'e User,
+    /// Whether `user` is a real user; a phantom is never let in by a secret.
+    pub(crate) known: bool,
     pub(crate) now: Timestamp,
     /// Set when a failure was counted against the user (and so against the source).
     pub(crate) counted_failure: bool,
+    /// The sign-in came without a password: decided as a passwordless one would be.
+    pub(crate) no_password: bool,
 }
 
 impl<S: StateStore> Attempt<'_, S> {
@@ -401,26 +415,24 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     /// What the rule requires of this user: a user's own opt-out of two-step verification
-    /// counts only where the tenant does not require it; passwordless users always prove a
-    /// method, since they have no password.
+    /// counts only where the tenant does not require it; a sign-in without a password
+    /// (a passwordless account's, or anyone's who gave none) always proves a method.
     fn requirement(&self) -> Requirement {
         let user = self.user;
+        let no_password = user.passwordless || self.no_password;
         match self.rule.require {
             Requirement::SecondFactor
-                if !self.tenant.require_mfa
-                    && user.is_some_and(|u| u.mfa_opt_out && !u.passwordless) =>
+                if !self.tenant.require_mfa && user.mfa_opt_out && !no_password =>
             {
                 Requirement::SingleFactor
             }
-            Requirement::SingleFactor if user.is_some_and(|u| u.passwordless) => {
-                Requirement::SecondFactor
-            }
+            Requirement::SingleFactor if no_password => Requirement::SecondFactor,
             r => r,
         }
     }
 
     fn registration_missing(&self) -> Option<Reason> {
-        let user = self.user?;
+        let user = self.user;
         let active = user.active_methods();
         let required = usize::from(self.tenant.required_methods);
         if active == 0 && (required > 0 || self.requirement() == Requirement::SecondFactor) {
@@ -433,23 +445,26 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     fn sign_in(&mut self, req: &Request<'_>) -> Decision {
-        let passwordless = self.user.is_some_and(|u| u.passwordless);
-        match (passwordless, req.first_factor) {
-            (true, FirstFactor::Ok | FirstFactor::Failed) => {
-                return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
-            }
-            (false, FirstFactor::Failed) => {
+        match (self.user.passwordless, req.first_factor) {
+            // A failed password is a failed password, for a passwordless account too: to
+            // answer otherwise would tell anyone without a credential that the name exists
+            // and is passwordless. (Only a password the frontend accepted says more.)
+            (_, FirstFactor::Failed) => {
                 return self.fail(Factor::First, 0, Reason::FirstFactorFailed);
             }
-            (false, FirstFactor::None) => {
-                return self.decision(Outcome::Deny, Reason::FirstFactorRequired);
+            (true, FirstFactor::Ok) => {
+                return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
             }
-            _ => {}
+            // Without a password, everyone goes the passwordless way up to the proof, so a
+            // request without any credential cannot tell account kinds apart; only a proved
+            // method then learns that a password account needs its password.
+            (_, FirstFactor::None) => self.no_password = true,
+            (false, FirstFactor::Ok) => {}
         }
         // Nobody of this name is known, yet the frontend vouches for the password: whoever
         // it is has registered no security info here. (With a proof, the phantom answers
         // instead, exactly as a wrong code does.)
-        if self.user.is_none() && req.proof.is_none() {
+        if !self.known && !self.no_password && req.proof.is_none() {
             if let Some(locked) = self.check(Factor::Second) {
                 return locked;
             }
@@ -461,49 +476,52 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             return self.decision(Outcome::Register, reason);
         }
-        match self.requirement() {
+        let d = match self.requirement() {
             Requirement::SingleFactor => {
                 self.succeed(Factor::First, Reason::SingleFactorAllowed, None)
             }
             Requirement::SecondFactor => self.second_factor(req, Purpose::SignIn),
             Requirement::Block => self.decision(Outcome::Deny, Reason::PolicyBlock),
+        };
+        if d.outcome == Outcome::Allow && self.no_password && !self.user.passwordless {
+            return self.decision(Outcome::Deny, Reason::FirstFactorRequired);
         }
+        d
     }
 
     fn password_reset(&mut self, req: &Request<'_>) -> Decision {
-        if self.user.is_some_and(|u| u.passwordless) {
-            return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
-        }
-        if self
-            .user
-            .is_some_and(|u| u.eligible(Purpose::PasswordReset).next().is_none())
-        {
+        if self.user.eligible(Purpose::PasswordReset).next().is_none() {
             if let Some(locked) = self.check(Factor::Second) {
                 return locked;
             }
             return self.decision(Outcome::Deny, Reason::NoEligibleMethod);
         }
-        self.second_factor(req, Purpose::PasswordReset)
+        let d = self.second_factor(req, Purpose::PasswordReset);
+        // A passwordless account has no password to reset. Only someone who proved one of
+        // its methods learns that; everyone else sees the flow anyone sees.
+        if d.outcome == Outcome::Allow && self.user.passwordless {
+            return self.decision(Outcome::Deny, Reason::PasswordNotAllowed);
+        }
+        d
     }
 
     fn legacy(&mut self, req: &Request<'_>) -> Decision {
         match req.proof {
             Some(Proof::AppPassword(secret)) => self.app_password(secret),
             Some(_) => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
-            None => {
-                let passwordless = self.user.is_some_and(|u| u.passwordless);
-                match req.first_factor {
-                    _ if passwordless => self.decision(Outcome::Deny, Reason::PasswordNotAllowed),
-                    FirstFactor::Failed => self.fail(Factor::First, 0, Reason::FirstFactorFailed),
-                    FirstFactor::None => self.decision(Outcome::Deny, Reason::FirstFactorRequired),
-                    FirstFactor::Ok => match self.requirement() {
-                        Requirement::SingleFactor => {
-                            self.succeed(Factor::First, Reason::SingleFactorAllowed, None)
-                        }
-                        _ => self.decision(Outcome::Deny, Reason::AppPasswordRequired),
-                    },
+            None => match req.first_factor {
+                FirstFactor::Failed => self.fail(Factor::First, 0, Reason::FirstFactorFailed),
+                FirstFactor::None => self.decision(Outcome::Deny, Reason::FirstFactorRequired),
+                _ if self.user.passwordless => {
+                    self.decision(Outcome::Deny, Reason::PasswordNotAllowed)
                 }
-            }
+                FirstFactor::Ok => match self.requirement() {
+                    Requirement::SingleFactor => {
+                        self.succeed(Factor::First, Reason::SingleFactorAllowed, None)
+                    }
+                    _ => self.decision(Outcome::Deny, Reason::AppPasswordRequired),
+                },
+            },
         }
     }
 
@@ -516,10 +534,9 @@ impl<S: StateStore> Attempt<'_, S> {
             .filter(|c| *c != ' ')
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        let id = self.user.map_or(0, |u| u.id.0);
-        let digest = self.engine.app_password_digest(id, &normalised);
+        let digest = self.engine.app_password_digest(self.user.id.0, &normalised);
         let mut matched = false;
-        if let Some(extras) = self.user.and_then(|u| u.extras.as_deref()) {
+        if let Some(extras) = self.user.extras.as_deref() {
             for a in &extras.app_passwords {
                 // Compare with every one, without stopping early.
                 matched |= a.digest.ct_eq(&digest);
@@ -549,17 +566,7 @@ impl<S: StateStore> Attempt<'_, S> {
                 return locked;
             }
             let mut d = self.decision(Outcome::Challenge, Reason::SecondFactorRequired);
-            d.methods = match self.user {
-                Some(u) => u
-                    .eligible(purpose)
-                    .map(|m| MethodInfo {
-                        id: m.id,
-                        kind: m.kind,
-                        hint: m.hint(),
-                    })
-                    .collect(),
-                None => vec![self.engine.phantom_method()],
-            };
+            d.methods = self.user.eligible(purpose).map(MethodInfo::of).collect();
             return d;
         };
         match proof {
@@ -576,7 +583,7 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     fn device_trusted(&self, req: &Request<'_>) -> bool {
-        let (Some(token), Some(user)) = (req.device_token, self.user) else {
+        let (Some(token), user) = (req.device_token, self.user) else {
             return false;
         };
         if !self.rule.trusted_devices || self.tenant.trusted_device_ttl == Duration::ZERO {
@@ -611,15 +618,10 @@ impl<S: StateStore> Attempt<'_, S> {
         // check (the commit checks the lock atomically). Only when the centre misses is the
         // lock looked at, so guessing against a lock costs one HMAC, not a window of them.
         // The phantom takes the same steps.
-        let centre = match self.user {
-            Some(user) if kind == MethodKind::AuthenticatorApp => {
-                self.totp_at_centre(user, parsed, purpose)
-            }
-            Some(_) => None,
-            None => {
-                self.phantom_verify(parsed, self.centre_window(0));
-                None
-            }
+        let user = self.user;
+        let centre = match kind {
+            MethodKind::AuthenticatorApp => self.totp_at_centre(user, parsed, purpose),
+            _ => None,
         };
         let found = match centre {
             Some(hit) => Some(hit),
@@ -627,19 +629,11 @@ impl<S: StateStore> Attempt<'_, S> {
                 if let Some(locked) = self.check(Factor::Second) {
                     return locked;
                 }
-                match self.user {
-                    Some(user) => self.find_otp(user, parsed, next, purpose, kind),
-                    None => {
-                        // A wrong code for a user with one authenticator app: the window's
-                        // HMACs and a read of the store's drift.
-                        self.phantom_verify(parsed, self.window(None, 0));
-                        let _ = self.engine.store.otp_state(self.subject, MethodId(0));
-                        None
-                    }
-                }
+                self.find_otp(user, parsed, next, purpose, kind)
             }
         };
-        match found {
+        // A phantom's code is nobody's: a match is a lucky guess, and counts as wrong.
+        match found.filter(|_| self.known) {
             Some((method, value, offset)) => {
                 let effect = Effect::Otp {
                     method: method.id,
@@ -663,12 +657,6 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             None => self.fail(Factor::Second, fp, Reason::InvalidCode),
         }
-    }
-
-    /// The phantom's HMACs: `code` against its never-matching key over `window`.
-    fn phantom_verify(&self, code: Code, window: TotpWindow) {
-        let params = otp::TotpParams::default();
-        let _ = otp::verify_totp(&self.engine.phantom, &params, code, self.now, window);
     }
 
     /// Only the centre step (`now + drift`), within the usual bound.
@@ -746,8 +734,12 @@ impl<S: StateStore> Attempt<'_, S> {
                 Material::Hotp { key, digits } => {
                     let s = self.settings;
                     let state = self.engine.store.otp_state(self.subject, m.id);
-                    if let Some(c) =
-                        otp::verify_hotp(key, *digits, code, state.next, s.hotp_look_ahead)
+                    // The search also looks as far behind the counter as ahead of it, so a
+                    // replayed token code is found, refused by the store and answered
+                    // `replayed_code`, as a replayed app code is.
+                    let behind = u64::from(s.hotp_look_ahead).min(state.next);
+                    let span = s.hotp_look_ahead.saturating_mul(2);
+                    if let Some(c) = otp::verify_hotp(key, *digits, code, state.next - behind, span)
                     {
                         return Some((m, c, 0));
                     }
@@ -774,22 +766,22 @@ impl<S: StateStore> Attempt<'_, S> {
             return locked;
         }
         if let Some(until) = self.engine.store.phone_blocked(self.subject, self.now) {
-            return self.throttled(Reason::PhoneBlocked, until.since(self.now));
+            return self.throttled(Reason::PhoneBlocked, until.since(self.now), purpose);
         }
         let digest = code_digest(&self.engine.pepper, &id, parsed);
         let fp = self.fingerprint(b"sent", &digest.to_bytes());
-        match self
+        let redeemed = self
             .engine
             .store
-            .redeem_challenge(id, self.subject, &digest, self.now)
-        {
+            .redeem_challenge(id, self.subject, &digest, self.now);
+        match redeemed {
             Redeem::Redeemed {
                 method,
                 purpose: issued_for,
-            } => {
+            } if self.known => {
                 let method = self
                     .user
-                    .and_then(|u| u.method(method))
+                    .method(method)
                     .filter(|m| m.active && m.kind.serves(purpose));
                 match method {
                     Some(m) if issued_for == purpose => {
@@ -799,7 +791,8 @@ impl<S: StateStore> Attempt<'_, S> {
                     _ => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
                 }
             }
-            Redeem::Wrong { .. } => {
+            // A phantom's code is never sent: a match is a lucky guess, and counts as wrong.
+            Redeem::Wrong { .. } | Redeem::Redeemed { .. } => {
                 let blocked =
                     self.engine
                         .store
@@ -807,7 +800,7 @@ impl<S: StateStore> Attempt<'_, S> {
                 let d = self.fail(Factor::Second, fp, Reason::InvalidCode);
                 match blocked {
                     Some(until) if d.outcome == Outcome::Deny => {
-                        self.throttled(Reason::PhoneBlocked, until.since(self.now))
+                        self.throttled(Reason::PhoneBlocked, until.since(self.now), purpose)
                     }
                     _ => d,
                 }
@@ -817,15 +810,15 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     fn answers(&mut self, answers: &[&str]) -> Decision {
-        let id = self.user.map_or(0, |u| u.id.0);
+        let id = self.user.id.0;
         let given: Vec<_> = answers
             .iter()
             .map(|a| self.engine.answer_digest(id, a))
             .collect();
-        let method = self.user.and_then(|u| {
-            u.eligible(Purpose::PasswordReset)
-                .find(|m| m.kind == MethodKind::SecurityQuestions)
-        });
+        let method = self
+            .user
+            .eligible(Purpose::PasswordReset)
+            .find(|m| m.kind == MethodKind::SecurityQuestions);
         let right = match method.map(|m| &m.material) {
             Some(Material::Questions { answers: stored }) => {
                 stored.len() == given.len()
@@ -849,9 +842,17 @@ impl<S: StateStore> Attempt<'_, S> {
         }
     }
 
-    pub(crate) fn throttled(&self, reason: Reason, wait: Duration) -> Decision {
+    /// Codes cannot be sent (or checked) now: the answer says when, and offers the
+    /// methods that need no sent code.
+    pub(crate) fn throttled(&self, reason: Reason, wait: Duration, purpose: Purpose) -> Decision {
         let mut d = self.decision(Outcome::Throttled, reason);
         d.retry_after = Some(wait.max(Duration::from_secs(1)));
+        d.methods = self
+            .user
+            .eligible(purpose)
+            .filter(|m| !m.kind.is_sent())
+            .map(MethodInfo::of)
+            .collect();
         d
     }
 }

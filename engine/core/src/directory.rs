@@ -195,6 +195,9 @@ pub struct User {
     pub mfa_opt_out: bool,
     /// The method offered first.
     pub default_method: Option<MethodId>,
+    /// The id the next registered method gets: ids are numbered per user from 1 and never
+    /// reused, so `1` is a user's first method wherever the user is looked at.
+    pub(crate) next_method: u32,
     pub(crate) methods: SmallVec<[Method; 1]>,
     pub(crate) extras: Option<Box<Extras>>,
 }
@@ -209,6 +212,7 @@ impl User {
             passwordless,
             mfa_opt_out: false,
             default_method: None,
+            next_method: 1,
             methods: SmallVec::new(),
             extras: None,
         };

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use data_encoding::BASE64URL_NOPAD;
 
-use crate::decide::{Attempt, Decision, MethodInfo, Outcome, Reason, Request, no_rule, nowhere};
+use crate::decide::{Attempt, Decision, Outcome, Reason, Request, no_rule, nowhere};
 use crate::directory::{Device, Directory, Material, MethodKind, User};
 use crate::id::{ChallengeId, MethodId, Subject, UserId};
 use crate::lockout::Factor;
 use crate::net::source_key;
-use crate::otp::{Algorithm, Code, OtpKey};
+use crate::otp::Code;
 use crate::policy::{Policy, Purpose, Requirement};
 use crate::secret::{Entropy, Pepper, SecretDigest, SecretString};
 use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateStore};
@@ -26,11 +26,27 @@ pub struct Engine<S: StateStore = MemoryStore> {
     pub(crate) pepper: Pepper,
     pub(crate) fingerprints: crate::secret::Fingerprinter,
     pub(crate) entropy: Box<dyn Entropy>,
-    /// The key the phantom (unknown user) is checked against.
-    pub(crate) phantom: OtpKey,
+    /// The records unknown names are decided as.
+    pub(crate) phantoms: crate::phantom::Phantoms,
     subjects: ahash::RandomState,
     pub(crate) next_user: std::sync::atomic::AtomicU32,
-    pub(crate) next_method: std::sync::atomic::AtomicU32,
+}
+
+/// The user record an attempt is decided on: the user's own, or the name's phantom, each
+/// held under its slot's read lock while the attempt runs.
+enum Record<'a> {
+    Known(crate::directory::UserRef<'a>),
+    Phantom(parking_lot::RwLockReadGuard<'a, User>),
+}
+
+impl std::ops::Deref for Record<'_> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        match self {
+            Self::Known(u) => u,
+            Self::Phantom(p) => p,
+        }
+    }
 }
 
 /// A code to deliver by SMS, voice call or email.
@@ -105,19 +121,16 @@ impl<S: StateStore> Engine<S> {
             entropy.fill(&mut b);
             *w = u64::from_le_bytes(b);
         }
-        let mut phantom_key = [0u8; 20];
-        entropy.fill(&mut phantom_key);
         Self {
             policy: ArcSwap::from_pointee(policy),
             directory: Directory::new(dir_seed, users),
             store,
             fingerprints: pepper.fingerprinter(),
+            phantoms: crate::phantom::Phantoms::new(&pepper),
             pepper,
             entropy,
-            phantom: OtpKey::new(Algorithm::Sha1, &phantom_key),
             subjects,
             next_user: 1.into(),
-            next_method: 1.into(),
         }
     }
 
@@ -149,19 +162,12 @@ impl<S: StateStore> Engine<S> {
         &self.store
     }
 
-    pub(crate) fn unknown_subject(&self, tenant: &str, user: &str) -> Subject {
+    /// The keyed hash an unknown name is counted and phantomed under.
+    fn unknown_hash(&self, tenant: &str, user: &str) -> u64 {
         let mut buf = [0u8; crate::name::MAX_NAME_LEN];
         // Names too long to exist are hashed as given; they are unknown either way.
         let folded = crate::directory::fold(user, &mut buf).unwrap_or(user.as_bytes());
-        Subject::Unknown(self.subjects.hash_one((tenant.as_bytes(), folded)))
-    }
-
-    pub(crate) fn phantom_method(&self) -> MethodInfo {
-        MethodInfo {
-            id: MethodId(0),
-            kind: MethodKind::AuthenticatorApp,
-            hint: None,
-        }
+        self.subjects.hash_one((tenant.as_bytes(), folded))
     }
 
     pub(crate) fn app_password_digest(&self, user: u32, normalised: &str) -> SecretDigest {
@@ -228,22 +234,26 @@ impl<S: StateStore> Engine<S> {
         let policy = self.policy.load();
         let tenant_policy = policy.tenant(tenant)?;
         let place = tenant_policy.place(ip);
-        let found = self.directory.get(tenant, user);
-        let (subject, groups) = match found.as_deref() {
-            Some(u) => (Subject::Known(u.id), u.groups()),
-            None => (self.unknown_subject(tenant, user), &[][..]),
+        let (subject, record) = match self.directory.get(tenant, user) {
+            Some(u) => (Subject::Known(u.id), Record::Known(u)),
+            None => {
+                let h = self.unknown_hash(tenant, user);
+                (Subject::Unknown(h), Record::Phantom(self.phantoms.get(h)))
+            }
         };
         let mut attempt = Attempt {
             engine: self,
             settings: &policy.settings,
             tenant: tenant_policy,
-            rule: tenant_policy.rule_for(groups, place, purpose),
+            rule: tenant_policy.rule_for(record.groups(), place, purpose),
             location: tenant_policy.place_name(place),
             familiar: tenant_policy.is_familiar(place),
             subject,
-            user: found.as_deref(),
+            user: &record,
+            known: matches!(record, Record::Known(_)),
             now,
             counted_failure: false,
+            no_password: false,
         };
         Some(f(&mut attempt))
     }
@@ -336,32 +346,28 @@ impl<S: StateStore> Engine<S> {
             if let Some(locked) = a.check(Factor::Second) {
                 return none(locked);
             }
-            let (channel, method, destination) = match a.user {
-                Some(u) => {
-                    let method = match req.method {
-                        Some(id) => u.method(id).filter(|m| m.active),
-                        None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
-                    };
-                    let Some(method) =
-                        method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
-                    else {
-                        return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
-                    };
-                    let destination = match &method.material {
-                        Material::Phone { number } => number.to_string(),
-                        Material::Email { address } => address.to_string(),
-                        _ => return none(a.decision(Outcome::Deny, Reason::InternalError)),
-                    };
-                    (method.kind, method.id, destination)
-                }
-                // The phantom's code is made, stored and budgeted like a real one, so a wrong
-                // code, a spent challenge and throttling all answer alike; it is never sent.
-                None => (
-                    MethodKind::Sms,
-                    MethodId(0),
-                    format!("phantom:{:?}", a.subject),
-                ),
+            // The phantom picks its method exactly as a user does, so an unknown name is
+            // refused where a user without that method is, and "sent" where a user with it
+            // is sent a code.
+            let u = a.user;
+            let method = match req.method {
+                Some(id) => u.method(id).filter(|m| m.active),
+                None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
             };
+            let Some(method) = method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
+            else {
+                return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
+            };
+            let destination = match &method.material {
+                // The phantom's code is made, stored and budgeted like a real one, so a wrong
+                // code, a spent challenge and throttling all answer alike; it is never sent,
+                // and its number budget is its own.
+                _ if !a.known => format!("phantom:{:?}", a.subject),
+                Material::Phone { number } => number.to_string(),
+                Material::Email { address } => address.to_string(),
+                _ => return none(a.decision(Outcome::Deny, Reason::InternalError)),
+            };
+            let (channel, method) = (method.kind, method.id);
             match self.issue(
                 a.tenant,
                 a.subject,
@@ -377,14 +383,10 @@ impl<S: StateStore> Engine<S> {
                     Sent {
                         decision: d,
                         challenge: Some(id),
-                        delivery: a.user.is_some().then_some(delivery),
+                        delivery: a.known.then_some(delivery),
                     }
                 }
-                Err((reason, wait)) => {
-                    let mut d = a.decision(Outcome::Throttled, reason);
-                    d.retry_after = Some(wait.max(crate::time::Duration::from_secs(1)));
-                    none(d)
-                }
+                Err((reason, wait)) => none(a.throttled(reason, wait, req.purpose)),
             }
         });
         sent.unwrap_or_else(|| {

@@ -6,7 +6,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub u32);
 
-/// A registered method (authenticator, phone, token, ...), unique within the engine.
+/// A registered method (authenticator, phone, token, ...), unique within its user: a
+/// user's methods are numbered from 1, in the order they were registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MethodId(pub u32);
 

@@ -63,6 +63,7 @@ pub mod lockout;
 pub mod name;
 pub mod net;
 pub mod otp;
+mod phantom;
 pub mod policy;
 pub mod secret;
 pub mod state;

@@ -200,6 +200,17 @@ impl Lock {
         }
     }
 
+    /// How much forgetting this lock would change: a lock in force weighs most (the later
+    /// it ends, the more), then a higher level and more counted failures. Bounded tables
+    /// evict the lightest entries first.
+    pub fn weight(&self, now: Timestamp) -> u64 {
+        let pending = (u64::from(self.level) << 8) | u64::from(self.failures);
+        match self.locked_until(now) {
+            Some(until) => (1 << 62) | until.as_millis().min((1 << 62) - 1),
+            None => pending,
+        }
+    }
+
     /// An administrator's unlock: back to open.
     pub fn unlock(&mut self) {
         *self = Self::default();

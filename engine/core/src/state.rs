@@ -353,6 +353,15 @@ fn idle_locks(locks: &[Lock; 4], now: Timestamp) -> bool {
 }
 
 impl Idle for UserState {
+    fn weight(&self, now: Timestamp) -> u64 {
+        let locks = self
+            .locks
+            .as_deref()
+            .map_or(0, |l| l.iter().map(|l| l.weight(now)).max().unwrap_or(0));
+        let blocked = self.phone.as_deref().is_some_and(|p| p.blocked_until > now);
+        locks.max(if blocked { 1 << 62 } else { 0 })
+    }
+
     fn is_idle(&self, now: Timestamp) -> bool {
         self.otp_first.is_none()
             && self.locks.as_deref().is_none_or(|l| idle_locks(l, now))

@@ -20,6 +20,12 @@ const SHARDS: usize = 64;
 pub(crate) trait Idle {
     /// Whether the entry could be dropped at `now` without changing any future answer.
     fn is_idle(&self, now: Timestamp) -> bool;
+
+    /// How much dropping the entry at `now` would change: when a full shard must evict
+    /// live entries, the lightest go first.
+    fn weight(&self, _now: Timestamp) -> u64 {
+        0
+    }
 }
 
 type Shard<K, V> = CachePadded<Mutex<HashMap<K, V, ahash::RandomState>>>;
@@ -71,9 +77,16 @@ impl<K: Hash + Eq, V: Idle + Default> Table<K, V> {
             let before = shard.len();
             shard.retain(|_, v| !v.is_idle(now));
             if shard.len() >= self.shard_cap {
-                let mut drop = (self.shard_cap / 4).max(1);
-                shard.retain(|_, _| {
-                    if drop > 0 {
+                // A quarter of the shard goes, lightest first: a flood of names that each
+                // failed once pushes out other such names, not a lock in force.
+                let quota = (self.shard_cap / 4).max(1);
+                let mut weights: Vec<u64> = shard.values().map(|v| v.weight(now)).collect();
+                let nth = quota.min(weights.len()).saturating_sub(1);
+                let (_, cut, _) = weights.select_nth_unstable(nth);
+                let cut = *cut;
+                let mut drop = quota;
+                shard.retain(|_, v| {
+                    if drop > 0 && v.weight(now) <= cut {
                         drop -= 1;
                         false
                     } else {
