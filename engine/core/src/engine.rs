@@ -238,7 +238,10 @@ impl<S: StateStore> Engine<S> {
             Some(u) => (Subject::Known(u.id), Record::Known(u)),
             None => {
                 let h = self.unknown_hash(tenant, user);
-                (Subject::Unknown(h), Record::Phantom(self.phantoms.get(h)))
+                (
+                    Subject::Unknown(h),
+                    Record::Phantom(self.phantoms.get(h, tenant_policy.required_methods)),
+                )
             }
         };
         let mut attempt = Attempt {

@@ -27,17 +27,20 @@ use crate::id::{MethodId, UserId};
 use crate::otp::{Algorithm, OtpKey, TotpParams};
 use crate::secret::Pepper;
 
-/// Phantoms in the pool. Large enough that the pool does not sit in a cache the way one
-/// shared record would; small enough to cost little (records are built on first use).
+/// Phantoms in the pool of each tier. Large enough that the pool does not sit in a cache
+/// the way one shared record would; small enough to cost little (records are built on
+/// first use, and an unused slot is one pointer).
 #[cfg(not(fuzzing))]
-pub(crate) const POOL: usize = 1 << 16;
+pub(crate) const POOL: usize = 1 << 14;
 #[cfg(fuzzing)]
 pub(crate) const POOL: usize = 1 << 6;
 
-/// The method shapes a phantom can have, by sixteenths: most users have an authenticator
-/// app; some add a phone, as default or not; a few have registered nothing.
-const PROFILES: [&[MethodKind]; 16] = {
-    use MethodKind::{AuthenticatorApp as App, Sms, Voice};
+use MethodKind::{AuthenticatorApp as App, Sms, Voice};
+
+/// The method shapes a phantom can have, by sixteenths, for each tier of the tenant's
+/// required number of methods (at most one, two, three or more): most users register what
+/// their organisation asks for, as default an app or a phone; a few have not finished.
+const PROFILES: [[&[MethodKind]; 16]; 3] = [
     [
         &[App],
         &[App],
@@ -55,41 +58,84 @@ const PROFILES: [&[MethodKind]; 16] = {
         &[App, Sms, Voice],
         &[Sms],
         &[],
-    ]
-};
+    ],
+    [
+        &[App, Sms],
+        &[App, Sms],
+        &[App, Sms],
+        &[App, Sms],
+        &[App, Sms],
+        &[App, Sms],
+        &[Sms, App],
+        &[Sms, App],
+        &[Sms, App],
+        &[Sms, App],
+        &[App, Voice],
+        &[App, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App],
+        &[],
+    ],
+    [
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[App, Sms, Voice],
+        &[Sms, App, Voice],
+        &[Sms, App, Voice],
+        &[Sms, App, Voice],
+        &[Sms, App, Voice],
+        &[App, Voice, Sms],
+        &[App, Voice, Sms],
+        &[App, Sms],
+        &[],
+    ],
+];
 
 pub(crate) struct Phantoms {
-    slots: Box<[OnceLock<RwLock<User>>]>,
+    /// `PROFILES.len()` tiers of `POOL` slots each.
+    slots: Box<[OnceLock<Box<RwLock<User>>>]>,
     pepper: Pepper,
 }
 
 impl Phantoms {
     pub(crate) fn new(pepper: &Pepper) -> Self {
         Self {
-            slots: (0..POOL).map(|_| OnceLock::new()).collect(),
+            slots: (0..POOL * PROFILES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
             pepper: pepper.clone(),
         }
     }
 
-    /// The phantom for the unknown name whose keyed hash is `hash`, read-locked.
-    pub(crate) fn get(&self, hash: u64) -> RwLockReadGuard<'_, User> {
+    /// The phantom for the unknown name whose keyed hash is `hash`, in a tenant that asks
+    /// for `required` methods, read-locked.
+    pub(crate) fn get(&self, hash: u64, required: u8) -> RwLockReadGuard<'_, User> {
+        let tier = usize::from(required.clamp(1, 3) - 1);
         // The high bits: the low ones also pick the store's shard.
-        let i = (hash >> 40) as usize % POOL;
+        let i = tier * POOL + (hash >> 40) as usize % POOL;
         let slot = match self.slots.get(i) {
             Some(s) => s,
             None => unreachable!("the index is reduced modulo the pool's length"),
         };
-        slot.get_or_init(|| RwLock::new(self.build(i))).read()
+        slot.get_or_init(|| Box::new(RwLock::new(self.build(tier, i))))
+            .read()
     }
 
-    fn build(&self, i: usize) -> User {
+    fn build(&self, tier: usize, i: usize) -> User {
         let seed = self
             .pepper
             .digest(b"phantom", &(i as u64).to_le_bytes())
             .to_bytes();
         let [profile, d0, d1, ..] = seed;
         let kinds = PROFILES
-            .get(usize::from(profile) % PROFILES.len())
+            .get(tier)
+            .and_then(|t| t.get(usize::from(profile) % t.len()))
             .copied()
             .unwrap_or(&[]);
         let mut methods = SmallVec::new();
@@ -135,7 +181,7 @@ mod tests {
         let a = Phantoms::new(&Pepper::new([1; 32]));
         let b = Phantoms::new(&Pepper::new([1; 32]));
         let shape = |p: &Phantoms, h: u64| {
-            let u = p.get(h);
+            let u = p.get(h, 2);
             u.methods()
                 .iter()
                 .map(|m| (m.id, m.kind, m.hint()))
