@@ -486,15 +486,30 @@ fn main() -> ExitCode {
                     device_token: device_token.as_deref(),
                     remember_device: remember,
                 };
-                check(server, &data, request, json).await
+                return check(server, &data, request, json).await.map(check_exit);
             }
             Command::Admin { server, data, op } => admin(server, &data, op).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => fail(&e),
     }
+}
+
+/// `check`'s exit status by outcome, for scripts: 0 allow, 1 an error (no answer),
+/// 2 deny, 3 challenge, 4 locked, 5 register, 6 throttled.
+fn check_exit(outcome: portvakt_wire::Outcome) -> ExitCode {
+    use portvakt_wire::Outcome;
+    ExitCode::from(match outcome {
+        Outcome::Allow => 0,
+        Outcome::Deny => 2,
+        Outcome::Challenge => 3,
+        Outcome::Locked => 4,
+        Outcome::Register => 5,
+        Outcome::Throttled => 6,
+    })
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -547,6 +562,7 @@ async fn serve(
         None => format!("embedded policy: {e}"),
     })?;
     let tenants: Vec<&str> = policy.tenants().iter().map(|t| t.name.as_str()).collect();
+    let first_tenant = tenants.first().copied().unwrap_or("kommune").to_owned();
     let tenants = tenants.join(", ");
     let engine = Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy));
     let tls = server_tls(&files.ca, &files.server.0, &files.server.1).map_err(|e| e.to_string())?;
@@ -615,8 +631,18 @@ async fn serve(
     );
     say!("  users are held in memory only in this version: a restart forgets them");
     say!("try, from another terminal:");
+    // The address a client on this machine reaches the server at.
+    let reach = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    };
     say!(
-        "  portvakt check --tenant kommune --user kari@kommune.no --ip 203.0.113.9 --json --data {}",
+        "  portvakt check --server {reach} --tenant {first_tenant} --user someone@example.org --ip 203.0.113.9 --json --data {}",
         data.display()
     );
     tokio::signal::ctrl_c()
@@ -692,7 +718,7 @@ async fn check(
     data: &Path,
     request: Decide<'_>,
     json: bool,
-) -> Result<(), String> {
+) -> Result<portvakt_wire::Outcome, String> {
     let files = PkiFiles::in_dir(&data.join("certs"));
     let tls =
         client_tls(&files.ca, &files.frontend.0, &files.frontend.1).map_err(|e| e.to_string())?;
@@ -717,6 +743,7 @@ async fn check(
             "location": d.location,
             "methods": methods,
             "retry_after_s": d.retry_after.map(|r| r.as_secs()),
+            "method": d.method.map(|m| m.as_str()),
         });
         if let Some(t) = &d.device_token {
             object["device_token"] =
@@ -740,7 +767,7 @@ async fn check(
         }
         println!("{line}");
     }
-    Ok(())
+    Ok(d.outcome)
 }
 
 async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), String> {

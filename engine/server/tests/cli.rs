@@ -44,8 +44,10 @@ fn serve_then_check_json() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
+    // check exits by outcome: 5 for register.
+    assert_eq!(
+        out.status.code(),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -227,12 +229,24 @@ fn serve_then_check_json() {
             args.extend_from_slice(&["--code", c]);
         }
         let out = portvakt().args(&args).current_dir(&dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "check failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        let v = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "check failed ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        // The exit status follows the outcome.
+        let expected = match v["outcome"].as_str().unwrap() {
+            "allow" => 0,
+            "deny" => 2,
+            "challenge" => 3,
+            "locked" => 4,
+            "register" => 5,
+            "throttled" => 6,
+            other => panic!("outcome {other}"),
+        };
+        assert_eq!(out.status.code(), Some(expected), "{v}");
+        v
     };
     assert_eq!(
         check("10.20.3.4", None)["outcome"],
@@ -497,7 +511,9 @@ fn answered_sign_ins_survive_the_server_being_killed() {
         let check = [
             "check", "--tenant", "kommune", "--user", user, "--ip", ip, "--server", &addr,
         ];
-        run(&check);
+        // Both unknown, with a vouched-for password and no code: register, exit 5.
+        let out = portvakt().args(check).current_dir(&dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(5), "{check:?}");
     }
     let sign_ins = |addr: &str| {
         run(&[
