@@ -30,6 +30,10 @@ pub enum NameError {
     /// Holds a control character, or white space at either end.
     #[error("name {0:?} has control characters or surrounding white space")]
     Unprintable(String),
+    /// Holds an invisible formatting character (zero-width, direction-changing), which
+    /// would let two names look alike.
+    #[error("name {0:?} has invisible formatting characters (zero-width or direction marks)")]
+    Invisible(String),
 }
 
 fn table() -> &'static Mutex<HashSet<&'static str>> {
@@ -48,7 +52,30 @@ pub fn validate(s: &str) -> Result<(), NameError> {
     if s.chars().any(char::is_control) || s.trim() != s {
         return Err(NameError::Unprintable(s.to_owned()));
     }
+    if s.chars().any(is_invisible) {
+        return Err(NameError::Invisible(s.to_owned()));
+    }
     Ok(())
+}
+
+/// Invisible formatting characters (Unicode's default-ignorable format characters that
+/// change no glyph): zero-width spaces and joiners, direction marks, embeddings, overrides
+/// and isolates, word joiners and invisible operators, the byte-order mark, soft hyphen,
+/// the Arabic letter mark, the Mongolian vowel separator, and tags.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 impl Name {
@@ -112,6 +139,24 @@ impl fmt::Display for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_names_are_refused() {
+        for s in [
+            "ka\u{200B}ri",
+            "\u{202E}irak",
+            "kari\u{200D}",
+            "\u{FEFF}kari",
+            "ka\u{00AD}ri",
+            "kari\u{2066}x\u{2069}",
+        ] {
+            assert!(matches!(validate(s), Err(NameError::Invisible(_))), "{s:?}");
+        }
+        // Letters of any script are names.
+        for s in ["kari", "Åse Øvrebø", "أحمد", "李雷", "kari@kommune.no"] {
+            assert_eq!(validate(s), Ok(()), "{s:?}");
+        }
+    }
 
     #[test]
     fn interning_dedupes_and_compares_by_identity() {
