@@ -583,13 +583,13 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     fn device_trusted(&self, req: &Request<'_>) -> bool {
-        let (Some(token), user) = (req.device_token, self.user) else {
+        let Some(token) = req.device_token else {
             return false;
         };
         if !self.rule.trusted_devices || self.tenant.trusted_device_ttl == Duration::ZERO {
             return false;
         }
-        self.engine.device_valid(user, token, self.now)
+        self.engine.device_valid(self.user, token, self.now)
     }
 
     fn malformed(&mut self) -> Decision {

@@ -26,6 +26,7 @@ use crate::directory::{Material, Method, MethodKind, User};
 use crate::id::{MethodId, UserId};
 use crate::otp::{Algorithm, OtpKey, TotpParams};
 use crate::secret::Pepper;
+use MethodKind::{AuthenticatorApp as App, Sms, Voice};
 
 /// Phantoms in the pool of each tier. Large enough that the pool does not sit in a cache
 /// the way one shared record would; small enough to cost little (records are built on
@@ -34,8 +35,6 @@ use crate::secret::Pepper;
 pub(crate) const POOL: usize = 1 << 14;
 #[cfg(fuzzing)]
 pub(crate) const POOL: usize = 1 << 6;
-
-use MethodKind::{AuthenticatorApp as App, Sms, Voice};
 
 /// The method shapes a phantom can have, by sixteenths, for each tier of the tenant's
 /// required number of methods (at most one, two, three or more): most users register what

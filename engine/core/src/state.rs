@@ -472,14 +472,6 @@ impl MemoryStore {
         }
     }
 
-    fn refund_phone_user(&self, subject: Subject, now: Timestamp) {
-        self.with_user(subject, now, |u| {
-            if let Some(p) = u.phone.as_deref_mut() {
-                p.sends.remove(1);
-            }
-        });
-    }
-
     /// Drops idle entries from every table (run now and then by the server).
     pub fn sweep(&self, now: Timestamp) -> usize {
         self.unknown.sweep(now)
@@ -559,34 +551,36 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         s: &PhoneSettings,
     ) -> Result<(), Duration> {
-        let taken = self
+        let user = self
             .with_user(keys.subject, now, |u| {
                 let p = u.phone.get_or_insert_with(Box::default);
                 p.sends.try_add(now, s.per_user, 1)
             })
-            .is_ok()
-            && {
-                let number = self
-                    .numbers
-                    .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1));
-                if number.is_err() {
-                    self.refund_phone_user(keys.subject, now);
-                }
-                number.is_ok()
-            }
-            && {
-                let tenant = self
-                    .tenants
-                    .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1));
-                if tenant.is_err() {
-                    self.refund_phone_user(keys.subject, now);
-                    self.numbers
-                        .update_existing(&keys.number, now, |c| c.0.remove(1));
-                }
-                tenant.is_ok()
-            };
-        if taken {
+            .is_ok();
+        let number = user
+            && self
+                .numbers
+                .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1))
+                .is_ok();
+        let tenant = number
+            && self
+                .tenants
+                .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1))
+                .is_ok();
+        if tenant {
             return Ok(());
+        }
+        // All or none: give back what was drawn.
+        if user {
+            self.with_user(keys.subject, now, |u| {
+                if let Some(p) = u.phone.as_deref_mut() {
+                    p.sends.remove(1);
+                }
+            });
+        }
+        if number {
+            self.numbers
+                .update_existing(&keys.number, now, |c| c.0.remove(1));
         }
         // Refused: the wait is the longest of the budgets, so a send after it fits all
         // three (unless others spend them first).

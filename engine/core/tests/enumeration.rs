@@ -535,7 +535,7 @@ fn a_flood_does_not_erase_an_unknown_names_lock() {
         e.decide(&r, at(locked_at + 1));
     }
     // Names whose phantom has fewer methods than kommune asks for are told to register
-    // and count nothing; the rest (about seven in sixteen) overflow the table.
+    // and count nothing; the rest (fourteen in sixteen) overflow the table.
     assert!(
         e.store().sizes().evictions > 5_000,
         "{:?}",
