@@ -10,6 +10,13 @@
 //! half of the users, and the time reported is the slower thread's divided by all the
 //! decisions of the pair. The same group measures the `totp-rs` crate's `check` of a right
 //! code as a baseline, so ratios compare figures taken minutes apart on the same machine.
+//!
+//! `wrong_code_unknown` asks with a wrong code for names nobody has, each a phantom with
+//! one authenticator app as every loaded user has, so beside `wrong_code` it measures what
+//! an unknown name's answer costs against a known user's (no user enumeration by timing,
+//! in process). There are [`GHOSTS`] such names, fewer than the store counts unknown names
+//! at once, as for someone probing names one by one; a flood of more names than that
+//! makes the bounded table evict, which costs more (`docs/benchmarks.md`).
 #![allow(clippy::disallowed_methods)] // a bench measures with the clock
 
 use std::hint::black_box;
@@ -19,7 +26,27 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portvakt_bench::{Fixture, T0, at};
-use portvakt_core::{Outcome, Proof};
+use portvakt_core::directory::MethodKind;
+use portvakt_core::{FirstFactor, Outcome, Proof, Purpose, Request};
+
+/// `n` names nobody has whose phantoms have exactly one authenticator app, as every loaded
+/// user does.
+fn ghosts(f: &Fixture, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("ghost{i:07}@kommune.no"))
+        .filter(|g| {
+            let probe = Request {
+                user: g,
+                purpose: Purpose::PasswordReset,
+                first_factor: FirstFactor::None,
+                ..f.request(0, None)
+            };
+            let offered = f.engine.decide(&probe, at(T0)).methods;
+            offered.len() == 1 && offered[0].kind == MethodKind::AuthenticatorApp
+        })
+        .take(n)
+        .collect()
+}
 
 fn users() -> usize {
     std::env::var("PORTVAKT_BENCH_USERS")
@@ -32,15 +59,25 @@ fn users() -> usize {
 enum Path {
     Allow,
     Wrong,
+    WrongUnknown,
     Locked,
 }
 
 const LOCKED_USERS: usize = 10_000;
+/// Unknown names asked for: below the store's 200,000 counted at once.
+const GHOSTS: usize = 100_000;
 const T_LOCK: u64 = T0 + 9_000_000 * 30;
 
 /// `iters` decisions over `users`, in passes; `pass` numbers the first pass (so that runs
 /// never reuse a pass, and with it a code).
-fn run(f: &Fixture, path: Path, iters: u64, users: Range<usize>, pass: u64) -> Duration {
+fn run(
+    f: &Fixture,
+    ghosts: &[String],
+    path: Path,
+    iters: u64,
+    users: Range<usize>,
+    pass: u64,
+) -> Duration {
     let n = users.len() as u64;
     let codes: Vec<String> = match path {
         Path::Allow => (0..=iters / n)
@@ -60,6 +97,13 @@ fn run(f: &Fixture, path: Path, iters: u64, users: Range<usize>, pass: u64) -> D
                 &f.request(u, Some(Proof::Totp("000000"))),
                 at(T0 + (pass + p) * 3_601),
             ),
+            Path::WrongUnknown => f.engine.decide(
+                &Request {
+                    user: &ghosts[u],
+                    ..f.request(u, Some(Proof::Totp("000000")))
+                },
+                at(T0 + (pass + p) * 3_601),
+            ),
             Path::Locked => f
                 .engine
                 .decide(&f.request(u, Some(Proof::Totp("999999"))), at(T_LOCK + 1)),
@@ -77,6 +121,7 @@ fn bench(c: &mut Criterion) {
         f.load_time,
         f.loaded_bytes / n as u64
     );
+    let ghosts = Arc::new(ghosts(&f, n.min(GHOSTS)));
     let locked = n.min(LOCKED_USERS);
     for u in 0..locked {
         for k in 0..10 {
@@ -103,6 +148,14 @@ fn bench(c: &mut Criterion) {
         .engine
         .decide(&f.request(0, Some(Proof::Totp("999999"))), at(T_LOCK + 1));
     assert_eq!(lock.outcome, Outcome::Locked, "{lock:?}");
+    let ghost = f.engine.decide(
+        &Request {
+            user: &ghosts[ghosts.len() - 1],
+            ..f.request(last, Some(Proof::Totp("000000")))
+        },
+        at(T0 + 1_000_000_001 * 30),
+    );
+    assert_eq!((ghost.outcome, ghost.reason), (wrong.outcome, wrong.reason));
 
     let mut g = c.benchmark_group("decide");
     g.sample_size(30);
@@ -126,11 +179,12 @@ fn bench(c: &mut Criterion) {
     for (name, path, range) in [
         ("allow", Path::Allow, 0..n),
         ("wrong_code", Path::Wrong, 0..n),
+        ("wrong_code_unknown", Path::WrongUnknown, 0..n.min(GHOSTS)),
         ("locked", Path::Locked, 0..locked),
     ] {
         g.bench_function(format!("{name}/1_thread"), |b| {
             b.iter_custom(|iters| {
-                let d = run(&f, path, iters, range.clone(), next_pass);
+                let d = run(&f, &ghosts, path, iters, range.clone(), next_pass);
                 next_pass += iters / range.len() as u64 + 1;
                 d
             })
@@ -145,8 +199,8 @@ fn bench(c: &mut Criterion) {
                 ]
                 .into_iter()
                 .map(|r| {
-                    let f = f.clone();
-                    std::thread::spawn(move || run(&f, path, iters / 2, r, first))
+                    let (f, ghosts) = (f.clone(), ghosts.clone());
+                    std::thread::spawn(move || run(&f, &ghosts, path, iters / 2, r, first))
                 })
                 .collect();
                 next_pass += iters / 2 / half as u64 + 1;

@@ -256,11 +256,7 @@ impl<S: StateStore> Engine<S> {
         {
             return Err(DirectoryError::TooManyOtpDevices);
         }
-        let id = MethodId(u.next_method);
-        u.next_method = u
-            .next_method
-            .checked_add(1)
-            .ok_or(DirectoryError::TooManyMethods)?;
+        let id = u.next_method_id().ok_or(DirectoryError::TooManyMethods)?;
         // Exact capacity: a growing Vec would reserve four methods for the first one.
         u.methods.reserve_exact(1);
         u.methods.push(Method {
@@ -573,6 +569,7 @@ impl<S: StateStore> Engine<S> {
         if u.methods.len() == before {
             return Err(DirectoryError::UnknownMethod);
         }
+        u.retire_method(method);
         u.fix_default();
         self.store.forget(Subject::Known(u.id), Some(method));
         Ok(())
@@ -583,6 +580,9 @@ impl<S: StateStore> Engine<S> {
     pub fn remove_all_methods(&self, tenant: &str, user: &str) -> Result<usize, DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
         let removed: Vec<MethodId> = u.methods.drain(..).map(|m| m.id).collect();
+        if let Some(&last) = removed.iter().max() {
+            u.retire_method(last);
+        }
         u.default_method = None;
         if let Some(e) = u.extras.as_deref_mut() {
             e.devices.clear();

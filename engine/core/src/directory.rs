@@ -175,6 +175,8 @@ pub(crate) struct Extras {
     pub(crate) app_passwords: Vec<AppPassword>,
     pub(crate) devices: Vec<Device>,
     pub(crate) next_id: u32,
+    /// The highest id of a method this user has had removed (0: none).
+    pub(crate) retired_method: u32,
 }
 
 /// A user.
@@ -195,9 +197,6 @@ pub struct User {
     pub mfa_opt_out: bool,
     /// The method offered first.
     pub default_method: Option<MethodId>,
-    /// The id the next registered method gets: ids are numbered per user from 1 and never
-    /// reused, so `1` is a user's first method wherever the user is looked at.
-    pub(crate) next_method: u32,
     pub(crate) methods: SmallVec<[Method; 1]>,
     pub(crate) extras: Option<Box<Extras>>,
 }
@@ -212,7 +211,6 @@ impl User {
             passwordless,
             mfa_opt_out: false,
             default_method: None,
-            next_method: 1,
             methods: SmallVec::new(),
             extras: None,
         };
@@ -257,6 +255,22 @@ impl User {
     /// How many methods are active.
     pub fn active_methods(&self) -> usize {
         self.methods.iter().filter(|m| m.active).count()
+    }
+
+    /// The id a newly registered method gets. Ids are numbered per user from 1 and never
+    /// reused (a challenge sent through a removed method must not prove its successor), so
+    /// the next is one past both the registered ones and the highest ever removed, which
+    /// is kept in the cold `extras` box: the hot record stays as small as it was.
+    pub(crate) fn next_method_id(&self) -> Option<MethodId> {
+        let registered = self.methods.iter().map(|m| m.id.0).max().unwrap_or(0);
+        let retired = self.extras.as_deref().map_or(0, |e| e.retired_method);
+        registered.max(retired).checked_add(1).map(MethodId)
+    }
+
+    /// Records that `id` was removed, so that it is never given out again.
+    pub(crate) fn retire_method(&mut self, id: MethodId) {
+        let e = self.extras_mut();
+        e.retired_method = e.retired_method.max(id.0);
     }
 
     pub(crate) fn method(&self, id: MethodId) -> Option<&Method> {

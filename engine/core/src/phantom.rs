@@ -165,7 +165,6 @@ impl Phantoms {
         }
         let mut user = User::new(UserId(0), Box::default(), false);
         user.default_method = methods.first().map(|m: &Method| m.id);
-        user.next_method = u32::try_from(methods.len()).unwrap_or(0) + 1;
         user.methods = methods;
         user
     }

@@ -33,42 +33,76 @@ const SLOTS: usize = QUANTA as usize + 1;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Slot {
-    /// The latest event's time, in milliseconds.
-    latest: u64,
+    /// The latest event's time, in milliseconds after the window's `base`.
+    offset: u32,
     /// Events held (0: the slot is free).
     count: u32,
 }
 
 /// A sliding window of `QUANTA + 1` slots; see the module docs.
+///
+/// Slot times are kept as 32-bit offsets from one 64-bit base, which holds the window to
+/// 48 bytes: the per-source table has an entry per address, and its size showed in the
+/// decision's time. Live slots lie within one window of each other, and windows are at
+/// most 31 days (`config`), so an offset always fits; should one not, the window folds
+/// everything into one slot at the newest time, which only ever counts more.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlidingWindow {
+    /// Milliseconds; the oldest slot's latest time while any slot is used.
+    base: u64,
     /// Oldest first; free slots (count 0) only at the end.
     slots: [Slot; SLOTS],
 }
 
 impl SlidingWindow {
-    /// Drops slots whose latest event left the window `(now - len, now]`.
-    fn expire(&mut self, now: Timestamp, len: Duration) {
-        let len = len.as_millis();
-        let live = self
-            .slots
+    /// The used slots as (latest time, count), oldest first.
+    fn used(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.slots
             .iter()
-            .position(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
-            .unwrap_or(SLOTS);
-        self.slots.rotate_left(live);
-        for s in self.slots.iter_mut().rev().take(live) {
+            .take_while(|s| s.count > 0)
+            .map(|s| (self.base + u64::from(s.offset), s.count))
+    }
+
+    /// The used slots still in the window `(now - len, now]`.
+    fn live(&self, now: Timestamp, len: Duration) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let (now, len) = (now.as_millis(), len.as_millis());
+        self.used()
+            .filter(move |(latest, _)| latest.saturating_add(len) > now)
+    }
+
+    /// Drops slots whose latest event left the window, and rebases on the oldest left.
+    fn expire(&mut self, now: Timestamp, len: Duration) {
+        let (t, len) = (now.as_millis(), len.as_millis());
+        let gone = self
+            .used()
+            .take_while(|(latest, _)| latest.saturating_add(len) <= t)
+            .count();
+        if gone == 0 {
+            return;
+        }
+        self.slots.rotate_left(gone);
+        for s in self.slots.iter_mut().rev().take(gone) {
             *s = Slot::default();
+        }
+        self.rebase();
+    }
+
+    /// Moves the base to the oldest slot's latest time.
+    fn rebase(&mut self) {
+        let [first, ..] = self.slots;
+        if first.count == 0 {
+            *self = Self::default();
+            return;
+        }
+        self.base += u64::from(first.offset);
+        for s in self.slots.iter_mut().take_while(|s| s.count > 0) {
+            s.offset -= first.offset;
         }
     }
 
     /// Events counted in the `len` before `now` (an upper bound of the true count).
     pub fn estimate(&self, now: Timestamp, len: Duration) -> u64 {
-        let len = len.as_millis();
-        self.slots
-            .iter()
-            .filter(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
-            .map(|s| u64::from(s.count))
-            .sum()
+        self.live(now, len).map(|(_, c)| u64::from(c)).sum()
     }
 
     /// How long until `n` more events fit within `rate`; `None` if they fit now.
@@ -84,14 +118,10 @@ impl SlidingWindow {
         if count + u64::from(n) <= max || u64::from(n) > max {
             return None;
         }
-        for s in self
-            .slots
-            .iter()
-            .filter(|s| s.count > 0 && s.latest.saturating_add(len) > now.as_millis())
-        {
-            count -= u64::from(s.count);
+        for (latest, c) in self.live(now, rate.per) {
+            count -= u64::from(c);
             if count + u64::from(n) <= max {
-                let leaves = s.latest.saturating_add(len);
+                let leaves = latest.saturating_add(len);
                 return Some(Duration::from_millis(leaves - now.as_millis()));
             }
         }
@@ -104,6 +134,15 @@ impl SlidingWindow {
     pub fn try_add(&mut self, now: Timestamp, rate: Rate, n: u32) -> Result<(), Duration> {
         if n > rate.max {
             return Err(rate.per);
+        }
+        // The common case, a key with nothing counted: no arithmetic at all.
+        if self.slots[0].count == 0 {
+            self.base = now.as_millis();
+            self.slots[0] = Slot {
+                offset: 0,
+                count: n,
+            };
+            return Ok(());
         }
         if let Some(wait) = self.wait(now, rate, n) {
             return Err(wait);
@@ -118,55 +157,71 @@ impl SlidingWindow {
             return;
         }
         self.expire(now, len);
-        let quantum = len.as_millis().div_ceil(QUANTA).max(1);
         let t = now.as_millis();
         let used = self.slots.iter().take_while(|s| s.count > 0).count();
-        // INVARIANT: used <= SLOTS; the newest slot is at used - 1.
-        if let Some(newest) = used.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
-            // An event no later than the newest (a clock that stepped back) or in the same
-            // quantum joins the newest slot; its latest time only moves forward.
-            if t <= newest.latest || t / quantum == newest.latest / quantum {
-                newest.count = newest.count.saturating_add(n);
-                newest.latest = newest.latest.max(t);
-                return;
+        let Some(newest) = used.checked_sub(1) else {
+            self.base = t;
+            self.slots[0] = Slot {
+                offset: 0,
+                count: n,
+            };
+            return;
+        };
+        let latest = self.used().last().map_or(t, |(latest, _)| latest);
+        let quantum = len.as_millis().div_ceil(QUANTA).max(1);
+        let Ok(offset) = u32::try_from(t.saturating_sub(self.base)) else {
+            // Beyond any configurable window: fold everything into one slot at `now`.
+            let total = self.used().fold(n, |sum, (_, c)| sum.saturating_add(c));
+            *self = Self::default();
+            self.base = t;
+            self.slots[0] = Slot {
+                offset: 0,
+                count: total,
+            };
+            return;
+        };
+        // An event no later than the newest (a clock that stepped back) or in the same
+        // quantum joins the newest slot; its latest time only moves forward.
+        if t <= latest || t / quantum == latest / quantum {
+            if let Some(s) = self.slots.get_mut(newest) {
+                s.count = s.count.saturating_add(n);
+                s.offset = s.offset.max(offset);
             }
+            return;
         }
-        let at = if used == SLOTS {
+        let (at, offset) = if used == SLOTS {
             // Full. Unreachable while time moves forward (`QUANTA + 1` quanta hold all the
             // window's events), kept so that no input can lose a count: merge the two
             // oldest into one slot that leaves when the later does.
             let [a, b, ..] = &mut self.slots;
             b.count = b.count.saturating_add(a.count);
             self.slots.rotate_left(1);
-            SLOTS - 1
+            self.slots[SLOTS - 1] = Slot::default();
+            let shift = self.slots[0].offset;
+            self.rebase();
+            (SLOTS - 1, offset - shift)
         } else {
-            used
+            (used, offset)
         };
         if let Some(s) = self.slots.get_mut(at) {
-            *s = Slot {
-                latest: t,
-                count: n,
-            };
+            *s = Slot { offset, count: n };
         }
     }
 
     /// Takes back `n` events added by a [`try_add`](Self::try_add) that was not used,
-    /// newest first.
+    /// newest first. (Slots empty from the newest back, so free ones stay at the end.)
     pub fn remove(&mut self, mut n: u32) {
         for s in self.slots.iter_mut().rev() {
             let take = s.count.min(n);
             s.count -= take;
             n -= take;
+            if s.count == 0 {
+                *s = Slot::default();
+            }
         }
-        // Keep free slots at the end: a slot emptied in the middle is dropped.
-        let mut kept = [Slot::default(); SLOTS];
-        for (k, s) in kept
-            .iter_mut()
-            .zip(self.slots.iter().filter(|s| s.count > 0))
-        {
-            *k = *s;
+        if self.slots[0].count == 0 {
+            *self = Self::default();
         }
-        self.slots = kept;
     }
 
     /// Whether the window has forgotten everything by `now`.

@@ -6,7 +6,9 @@ use common::*;
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
-use portvakt_core::{Duration, FirstFactor, Outcome, Proof, Purpose, Reason, SendRequest, config};
+use portvakt_core::{
+    Duration, FirstFactor, MethodId, Outcome, Proof, Purpose, Reason, SendRequest, config,
+};
 
 #[test]
 fn office_network_needs_no_second_factor() {
@@ -1205,4 +1207,21 @@ fn bad_input_gets_a_precise_answer() {
     assert!(!shown.contains("314159"), "{shown}");
     assert!(!shown.contains("c2VjcmV0"), "{shown}");
     assert!(shown.contains("kari"), "{shown}");
+}
+
+#[test]
+fn method_ids_are_per_user_and_never_reused() {
+    let e = kommune();
+    e.add_user("kommune", "a", &[], false).unwrap();
+    e.add_user("kommune", "b", &[], false).unwrap();
+    let key = |u| e.add_security_key("kommune", u).unwrap();
+    assert_eq!(
+        (key("a"), key("a"), key("b")),
+        (MethodId(1), MethodId(2), MethodId(1))
+    );
+    // A removed id is not given out again, not even after every method is gone.
+    e.remove_method("kommune", "a", MethodId(2)).unwrap();
+    assert_eq!(key("a"), MethodId(3));
+    e.remove_all_methods("kommune", "a").unwrap();
+    assert_eq!(key("a"), MethodId(4));
 }
