@@ -121,7 +121,10 @@ fn bench(c: &mut Criterion) {
         f.load_time,
         f.loaded_bytes / n as u64
     );
-    let ghosts = Arc::new(ghosts(&f, n.min(GHOSTS)));
+    // The unknown names are found (by asking for each) only before their own path runs:
+    // done up front, that work and its allocations slowed the allow path measured after
+    // it by 10-30 %.
+    let mut ghost_names = Arc::new(Vec::new());
     let locked = n.min(LOCKED_USERS);
     for u in 0..locked {
         for k in 0..10 {
@@ -148,14 +151,6 @@ fn bench(c: &mut Criterion) {
         .engine
         .decide(&f.request(0, Some(Proof::Totp("999999"))), at(T_LOCK + 1));
     assert_eq!(lock.outcome, Outcome::Locked, "{lock:?}");
-    let ghost = f.engine.decide(
-        &Request {
-            user: &ghosts[ghosts.len() - 1],
-            ..f.request(last, Some(Proof::Totp("000000")))
-        },
-        at(T0 + 1_000_000_001 * 30),
-    );
-    assert_eq!((ghost.outcome, ghost.reason), (wrong.outcome, wrong.reason));
 
     let mut g = c.benchmark_group("decide");
     g.sample_size(30);
@@ -182,6 +177,18 @@ fn bench(c: &mut Criterion) {
         ("wrong_code_unknown", Path::WrongUnknown, 0..n.min(GHOSTS)),
         ("locked", Path::Locked, 0..locked),
     ] {
+        if let Path::WrongUnknown = path {
+            ghost_names = Arc::new(ghosts(&f, range.len()));
+            let ghost = f.engine.decide(
+                &Request {
+                    user: &ghost_names[range.len() - 1],
+                    ..f.request(last, Some(Proof::Totp("000000")))
+                },
+                at(T0 + 1_000_000_001 * 30),
+            );
+            assert_eq!((ghost.outcome, ghost.reason), (wrong.outcome, wrong.reason));
+        }
+        let ghosts = ghost_names.clone();
         g.bench_function(format!("{name}/1_thread"), |b| {
             b.iter_custom(|iters| {
                 let d = run(&f, &ghosts, path, iters, range.clone(), next_pass);
