@@ -309,6 +309,15 @@ async fn roles_come_from_the_client_certificate() {
             "served without a certificate"
         ),
     }
+    // Nor is the server's own certificate, though the CA signed it.
+    let own = client_tls(&f.files.ca, &f.files.server.0, &f.files.server.1).unwrap();
+    match Client::builder(f.addr, own).connect().await {
+        Err(_) => {}
+        Ok(c) => assert!(
+            c.decide(attempt("kari", OFFICE, None)).await.is_err(),
+            "served the server's own certificate"
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 pub use portvakt_client::tls::{TlsError, load_certs, load_key};
 use portvakt_client::tls::{provider, roots};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
@@ -38,6 +39,9 @@ pub enum PkiError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// A client's certificate was refused.
+    #[error("client certificate refused: {0}")]
+    Refused(String),
 }
 
 /// The files of a PKI.
@@ -116,7 +120,9 @@ pub fn ensure_dev_pki(dir: &Path) -> Result<(PkiFiles, bool), PkiError> {
     ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
     write(&files.ca, &ca.pem(), false)?;
-    for (pair, sans, cn) in [
+    let server = ExtendedKeyUsagePurpose::ServerAuth;
+    let client = ExtendedKeyUsagePurpose::ClientAuth;
+    for (pair, sans, cn, usage) in [
         (
             &files.server,
             vec![
@@ -125,20 +131,24 @@ pub fn ensure_dev_pki(dir: &Path) -> Result<(PkiFiles, bool), PkiError> {
                 "::1".to_owned(),
             ],
             "portvakt server",
+            server,
         ),
         (
             &files.frontend,
             vec!["frontend".to_owned()],
             "portvakt frontend",
+            client.clone(),
         ),
         (
             &files.admin,
             vec!["admin".to_owned()],
             "portvakt administrator",
+            client,
         ),
     ] {
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca)?;
         write(&pair.0, &cert.pem(), false)?;
@@ -156,20 +166,102 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 /// The server's TLS configuration: TLS 1.3 only, the protocol's ALPN, and a client
-/// certificate from `ca` required.
+/// certificate from `ca` required, one made for client authentication and not the
+/// server's own.
 pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, PkiError> {
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots(ca)?),
-        provider(),
-    )
-    .build()
-    .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+    let roots = Arc::new(roots(ca)?);
+    let inner =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+    let own = load_certs(cert)?;
+    let verifier = Arc::new(ClientsOnly {
+        inner,
+        roots,
+        own: own.first().map(|c| c.clone().into_owned()),
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+        .with_single_cert(own, load_key(key)?)?;
     config.alpn_protocols = vec![portvakt_wire::ALPN.to_vec()];
     Ok(config)
+}
+
+/// The extended key usage `id-kp-clientAuth` (RFC 5280 §4.2.1.12), DER-encoded.
+const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// Accepts what rustls's own verifier accepts, and only then a certificate that names the
+/// client-authentication usage and is not the server's own. (rustls checks the usage only
+/// where a certificate lists usages at all, so a certificate made for nothing in
+/// particular, such as a server certificate without usages, would pass as a frontend.)
+#[derive(Debug)]
+struct ClientsOnly {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    roots: Arc<rustls::RootCertStore>,
+    own: Option<CertificateDer<'static>>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientsOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let refused = |why: &str| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(PkiError::Refused(why.to_owned())),
+            )))
+        };
+        if self.own.as_ref().is_some_and(|own| own == end_entity) {
+            return Err(refused(
+                "the server's own certificate cannot act as a client",
+            ));
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| refused("the certificate cannot be parsed"))?;
+        cert.verify_for_usage(
+            provider().signature_verification_algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(CLIENT_AUTH),
+            None,
+            None,
+        )
+        .map_err(|_| refused("the certificate is not made for client authentication"))?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A client's TLS configuration: trusting `ca` and presenting `cert`.
@@ -180,6 +272,55 @@ pub fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientCo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::server::danger::ClientCertVerifier;
+
+    #[test]
+    fn only_certificates_made_for_clients_act_as_clients() {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let make = |usages: Vec<ExtendedKeyUsagePurpose>| {
+            let mut p = CertificateParams::new(vec!["x".to_owned()]).unwrap();
+            p.extended_key_usages = usages;
+            p.signed_by(&KeyPair::generate().unwrap(), &ca)
+                .unwrap()
+                .der()
+                .clone()
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let roots = Arc::new(roots);
+        let inner =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .unwrap();
+        // The server's own certificate, made (wrongly) for clients as well.
+        let own = make(vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]);
+        let v = ClientsOnly {
+            inner,
+            roots,
+            own: Some(own.clone()),
+        };
+        let now = rustls::pki_types::UnixTime::now();
+        let verdict = |cert: &CertificateDer<'_>| v.verify_client_cert(cert, &[], now).map(|_| ());
+        assert!(verdict(&make(vec![ExtendedKeyUsagePurpose::ClientAuth])).is_ok());
+        for (cert, expected) in [
+            // Passes rustls's own check, refused by the required usage.
+            (make(vec![]), "not made for client authentication"),
+            // Refused by rustls's own check already.
+            (make(vec![ExtendedKeyUsagePurpose::ServerAuth]), "Purpose"),
+            (own, "the server's own certificate"),
+        ] {
+            let err = format!("{:?}", verdict(&cert).unwrap_err());
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
 
     #[test]
     fn dev_pki_is_made_once_and_loads() {
