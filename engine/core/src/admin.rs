@@ -247,6 +247,23 @@ impl<S: StateStore> Engine<S> {
         material: Material,
     ) -> Result<MethodId, DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
+        // A second method with the same key would make the same codes under its own replay
+        // watermark, so a code spent on one could be spent again on the other.
+        fn key_of(m: &Material) -> Option<&OtpKey> {
+            match m {
+                Material::Totp { key, .. } | Material::Hotp { key, .. } => Some(key),
+                _ => None,
+            }
+        }
+        if let Some(new) = key_of(&material)
+            && u.methods
+                .iter()
+                .filter(|m| m.kind == kind)
+                .filter_map(|m| key_of(&m.material))
+                .any(|old| old.same_key(new))
+        {
+            return Err(DirectoryError::DuplicateSecret);
+        }
         if u.methods.len() >= directory::MAX_METHODS {
             return Err(DirectoryError::TooManyMethods);
         }

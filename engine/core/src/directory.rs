@@ -390,6 +390,9 @@ pub enum DirectoryError {
     /// An email address is malformed.
     #[error("email address is malformed")]
     InvalidEmail,
+    /// The user has an authenticator app or token of this kind with the same secret.
+    #[error("this secret is registered for the user already")]
+    DuplicateSecret,
     /// An OTP secret or parameter is unusable.
     #[error("invalid secret: {0}")]
     InvalidSecret(String),

@@ -153,6 +153,19 @@ impl OtpKey {
         }
     }
 
+    /// Whether `other` is the same key under the same hash (so it makes the same codes),
+    /// compared in constant time.
+    pub fn same_key(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        match (&self.0, &other.0) {
+            (KeyState::Sha1(a), KeyState::Sha1(b)) => a.as_flattened().ct_eq(b.as_flattened()),
+            (KeyState::Sha256(a), KeyState::Sha256(b)) => a.as_flattened().ct_eq(b.as_flattened()),
+            (KeyState::Sha512(a), KeyState::Sha512(b)) => a.as_flattened().ct_eq(b.as_flattened()),
+            _ => return false,
+        }
+        .into()
+    }
+
     /// The hash this key was prepared for.
     pub fn algorithm(&self) -> Algorithm {
         match self.0 {

@@ -225,6 +225,62 @@ fn at_most_five_authenticator_apps_or_tokens() {
 }
 
 #[test]
+fn a_secret_is_registered_once_per_kind() {
+    // Two apps with one secret would make the same codes under two replay watermarks: a
+    // code spent on one could be spent again on the other.
+    let e = kommune();
+    e.add_user("kommune", "twice", &[], false).unwrap();
+    let secret = secret_for("twice");
+    e.import_totp("kommune", "twice", &secret, TotpSpec::default(), true)
+        .unwrap();
+    for spec in [
+        TotpSpec::default(),
+        TotpSpec {
+            period: 60,
+            ..TotpSpec::default()
+        },
+    ] {
+        assert_eq!(
+            e.import_totp("kommune", "twice", &secret, spec, true),
+            Err(DirectoryError::DuplicateSecret)
+        );
+    }
+    // Another secret, and the same one under another hash, are other keys.
+    e.import_totp(
+        "kommune",
+        "twice",
+        &secret_for("other"),
+        TotpSpec::default(),
+        true,
+    )
+    .unwrap();
+    e.import_totp(
+        "kommune",
+        "twice",
+        &secret,
+        TotpSpec {
+            algorithm: Algorithm::Sha256,
+            ..TotpSpec::default()
+        },
+        true,
+    )
+    .unwrap();
+    // A hardware token counts steps of its own, not time: the same secret there is allowed
+    // once, and only once.
+    e.add_hotp("kommune", "twice", &secret, Digits::SIX, 0)
+        .unwrap();
+    assert_eq!(
+        e.add_hotp("kommune", "twice", &secret, Digits::EIGHT, 0),
+        Err(DirectoryError::DuplicateSecret)
+    );
+    // Another user may have the same secret (an import of shared tokens is the
+    // organisation's choice, and each user's codes are replay-checked on their own).
+    e.add_user("kommune", "other", &[], false).unwrap();
+    e.import_totp("kommune", "other", &secret, TotpSpec::default(), true)
+        .unwrap();
+}
+
+#[test]
 fn lockout_grows_and_a_right_code_while_locked_is_still_locked() {
     let e = kommune();
     let (_, key) = user_with_app(&e, "kari", &[]);
