@@ -302,22 +302,34 @@ async fn roles_come_from_the_client_certificate() {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    match Client::builder(f.addr, anon).connect().await {
-        Err(_) => {}
-        Ok(c) => assert!(
-            c.decide(attempt("kari", OFFICE, None)).await.is_err(),
-            "served without a certificate"
-        ),
-    }
+    // The refusal is told as one, naming what was presented.
+    let refused = |e: ClientError| match e {
+        ClientError::CertificateRefused { presented, why } => (presented, why),
+        other => panic!("a refused certificate told as {other:?}"),
+    };
+    let (presented, why) = match Client::builder(f.addr, anon).connect().await {
+        Err(e) => refused(e),
+        Ok(c) => refused(c.decide(attempt("kari", OFFICE, None)).await.unwrap_err()),
+    };
+    assert_eq!(presented, "no client certificate");
+    assert!(why.contains("requires a client certificate"), "{why}");
     // Nor is the server's own certificate, though the CA signed it.
     let own = client_tls(&f.files.ca, &f.files.server.0, &f.files.server.1).unwrap();
-    match Client::builder(f.addr, own).connect().await {
-        Err(_) => {}
-        Ok(c) => assert!(
-            c.decide(attempt("kari", OFFICE, None)).await.is_err(),
-            "served the server's own certificate"
-        ),
-    }
+    let error = match Client::builder(f.addr, own).connect().await {
+        Err(e) => e,
+        Ok(c) => c.decide(attempt("kari", OFFICE, None)).await.unwrap_err(),
+    };
+    let text = error.to_string();
+    let (presented, _) = refused(error);
+    let own = fingerprint(&load_certs(&f.files.server.0).unwrap()[0]);
+    assert!(
+        presented.to_lowercase().replace(':', "").ends_with(&own),
+        "{presented}"
+    );
+    assert!(
+        text.starts_with("the server refused the certificate with SHA-256 fingerprint"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

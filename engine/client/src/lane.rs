@@ -6,6 +6,8 @@
 //! reader pairs answers with slots in order, checking the ids as it goes. Anything out of
 //! order is a broken server: the connection is closed and every waiting request fails.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use portvakt_wire::frame_len;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -51,11 +53,12 @@ impl Lane {
         conn: quinn::Connection,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
+        presented: Arc<str>,
     ) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         let (waiting, answered) = mpsc::unbounded_channel();
-        tokio::spawn(write(conn.clone(), send, queue, waiting));
-        tokio::spawn(read(conn, recv, answered));
+        tokio::spawn(write(conn.clone(), send, queue, waiting, presented.clone()));
+        tokio::spawn(read(conn, recv, answered, presented));
         Self { jobs }
     }
 
@@ -72,6 +75,7 @@ async fn write(
     mut send: quinn::SendStream,
     mut queue: mpsc::UnboundedReceiver<Job>,
     waiting: mpsc::UnboundedSender<Waiting>,
+    presented: Arc<str>,
 ) {
     let mut batch = BytesMut::with_capacity(BATCH);
     // Queues a job's bytes for the write and its reply slot for the reader.
@@ -85,9 +89,7 @@ async fn write(
             Ok(()) => batch.extend_from_slice(&job.bytes),
             // The reader has stopped: the stream is broken.
             Err(mpsc::error::SendError(slot)) => {
-                let _ = slot
-                    .reply
-                    .send(Err(ClientError::Closed(crate::closed_reason(&conn))));
+                let _ = slot.reply.send(Err(crate::lost(&conn, &presented)));
             }
         }
     };
@@ -106,8 +108,11 @@ async fn write(
         }
         if send.write_all(&batch).await.is_err() {
             // Closing fails every request waiting on the connection's streams, and the
-            // next request connects again.
-            conn.close(STREAM_BROKEN.into(), b"a stream broke");
+            // next request connects again. A connection that is closed already keeps its
+            // reason (closing again would overwrite it with "closed").
+            if conn.close_reason().is_none() {
+                conn.close(STREAM_BROKEN.into(), b"a stream broke");
+            }
             return;
         }
         batch.clear();
@@ -120,6 +125,7 @@ async fn read(
     conn: quinn::Connection,
     mut recv: quinn::RecvStream,
     mut waiting: mpsc::UnboundedReceiver<Waiting>,
+    presented: Arc<str>,
 ) {
     let mut inbox = BytesMut::with_capacity(16 * 1024);
     let failure = loop {
@@ -133,13 +139,15 @@ async fn read(
         match recv.read_chunk(usize::MAX, true).await {
             Ok(Some(chunk)) => inbox.extend_from_slice(&chunk.bytes),
             Ok(None) => break ClientError::Closed("the server finished the stream".into()),
+            // The stream broke because the connection did: say why the connection ended.
+            Err(quinn::ReadError::ConnectionLost(_)) => break crate::lost(&conn, &presented),
             Err(e) => break ClientError::Closed(e.to_string()),
         }
     };
     // Nothing more will be answered on this stream: fail what waits, and what comes.
     waiting.close();
     while let Some(w) = waiting.recv().await {
-        let _ = w.reply.send(Err(ClientError::Closed(failure.to_string())));
+        let _ = w.reply.send(Err(failure.for_another()));
     }
 }
 

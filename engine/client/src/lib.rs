@@ -98,6 +98,15 @@ pub enum ClientError {
     /// on the request.
     #[error("connection lost: {0}")]
     Closed(String),
+    /// The server refused the client's certificate (or wanted one and got none), so it
+    /// acted on nothing.
+    #[error("the server refused {presented}: {why}")]
+    CertificateRefused {
+        /// The certificate presented, by its SHA-256 fingerprint, or that none was.
+        presented: String,
+        /// The TLS alert the server sent, in words.
+        why: String,
+    },
     /// No answer within the request timeout; the server may or may not have acted on it.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -118,6 +127,20 @@ pub enum ClientError {
     /// The server answered with a frame of the wrong kind.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+}
+
+impl ClientError {
+    /// The same failure, for another request that waited on the stream that failed.
+    pub(crate) fn for_another(&self) -> Self {
+        match self {
+            Self::CertificateRefused { presented, why } => Self::CertificateRefused {
+                presented: presented.clone(),
+                why: why.clone(),
+            },
+            Self::Closed(why) => Self::Closed(why.clone()),
+            other => Self::Closed(other.to_string()),
+        }
+    }
 }
 
 /// Settings for a [`Client`]; made by [`Client::builder`].
@@ -173,6 +196,7 @@ impl Builder {
         if tls.alpn_protocols.is_empty() {
             tls.alpn_protocols = vec![portvakt_wire::ALPN.to_vec()];
         }
+        let presented: Arc<str> = presented(&tls).into();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let bind = if self.addr.is_ipv6() {
@@ -199,6 +223,7 @@ impl Builder {
                 session: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
                 next_id: AtomicU32::new(1),
+                presented,
             }),
         };
         client.session().await?;
@@ -227,6 +252,8 @@ struct Shared {
     /// waiting request.
     connecting: tokio::sync::Mutex<()>,
     next_id: AtomicU32,
+    /// The client certificate, described for errors.
+    presented: Arc<str>,
 }
 
 /// One connection and its streams.
@@ -353,7 +380,7 @@ impl Client {
         if let Some(lane) = session.lanes.get(lane) {
             lane.submit(job)?;
         }
-        let lost = |_| ClientError::Closed(closed_reason(&session.conn));
+        let lost = |_| lost(&session.conn, &self.shared.presented);
         match self.shared.request_timeout {
             None => answer.await.map_err(lost)?,
             Some(limit) => tokio::time::timeout(limit, answer)
@@ -390,11 +417,20 @@ impl Client {
         let conn = tokio::time::timeout(shared.connect_timeout, connecting)
             .await
             .map_err(|_| error(format!("no handshake within {:?}", shared.connect_timeout)))?
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| {
+                certificate_refused(&e, &shared.presented).unwrap_or(error(e.to_string()))
+            })?;
         let mut lanes = Vec::with_capacity(shared.streams);
         for _ in 0..shared.streams {
-            let (send, recv) = conn.open_bi().await.map_err(|e| error(e.to_string()))?;
-            lanes.push(Lane::start(conn.clone(), send, recv));
+            let (send, recv) = conn.open_bi().await.map_err(|e| {
+                certificate_refused(&e, &shared.presented).unwrap_or(error(e.to_string()))
+            })?;
+            lanes.push(Lane::start(
+                conn.clone(),
+                send,
+                recv,
+                shared.presented.clone(),
+            ));
         }
         Ok(Session {
             conn,
@@ -431,9 +467,81 @@ impl Client {
     }
 }
 
-fn closed_reason(conn: &quinn::Connection) -> String {
-    conn.close_reason()
-        .map_or_else(|| "the stream broke".to_owned(), |r| r.to_string())
+/// Why a request on `conn` can have no answer: the connection's close reason, told as a
+/// refused certificate where it is one.
+fn lost(conn: &quinn::Connection, presented: &str) -> ClientError {
+    match conn.close_reason() {
+        Some(e) => certificate_refused(&e, presented)
+            .unwrap_or_else(|| ClientError::Closed(describe_close(&e))),
+        None => ClientError::Closed("the stream broke".into()),
+    }
+}
+
+/// The connection's end in words, with the peer's reason where it gave one (quinn's own
+/// wording of a lost connection says only that it was lost).
+fn describe_close(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) if !c.reason.is_empty() => format!(
+            "the server closed the connection (code {}): {}",
+            c.error_code,
+            String::from_utf8_lossy(&c.reason)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// TLS alerts a server sends when it refuses a client certificate, and what each says.
+const CERTIFICATE_ALERTS: &[(u8, &str)] = &[
+    (42, "bad certificate"),
+    (43, "the certificate is not made for this use"),
+    (44, "the certificate is revoked"),
+    (45, "the certificate has expired or is not valid yet"),
+    (46, "the certificate was not accepted"),
+    (
+        48,
+        "the certificate is not signed by a CA the server trusts",
+    ),
+    (49, "access denied"),
+    (116, "the server requires a client certificate"),
+];
+
+/// A connection closed during or right after the handshake by one of the certificate
+/// alerts (QUIC carries a TLS alert as the transport error 0x100 + alert).
+fn certificate_refused(e: &quinn::ConnectionError, presented: &str) -> Option<ClientError> {
+    let code = match e {
+        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
+        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
+        _ => return None,
+    };
+    let alert = u8::try_from(code.checked_sub(0x100)?).ok()?;
+    let (_, why) = CERTIFICATE_ALERTS.iter().find(|(a, _)| *a == alert)?;
+    Some(ClientError::CertificateRefused {
+        presented: presented.to_owned(),
+        why: (*why).to_owned(),
+    })
+}
+
+/// The client certificate a configuration presents, by the SHA-256 fingerprint of its
+/// DER encoding (as `openssl x509 -noout -fingerprint -sha256` prints it).
+fn presented(tls: &rustls::ClientConfig) -> String {
+    use rustls::SignatureScheme as S;
+    use sha2::Digest as _;
+    let schemes = [
+        S::ECDSA_NISTP256_SHA256,
+        S::ECDSA_NISTP384_SHA384,
+        S::ED25519,
+        S::RSA_PSS_SHA256,
+        S::RSA_PKCS1_SHA256,
+    ];
+    let Some(key) = tls.client_auth_cert_resolver.resolve(&[], &schemes) else {
+        return "no client certificate".into();
+    };
+    let Some(cert) = key.cert.first() else {
+        return "no client certificate".into();
+    };
+    let digest = sha2::Sha256::digest(cert.as_ref());
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    format!("the certificate with SHA-256 fingerprint {}", hex.join(":"))
 }
 
 /// The error for an answer that is not the one the request wanted: the server's refusal
