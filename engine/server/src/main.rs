@@ -15,7 +15,7 @@ use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
 use portvakt_core::{Engine, MemoryStore, config};
-use portvakt_wire::{Decide, Frame};
+use portvakt_wire::{Decide, Frame, Proof, SendCode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -76,7 +76,9 @@ enum Command {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         sign_in_sync_ms: u64,
     },
-    /// Ask for one decision, as a frontend does.
+    /// Ask for one decision, as a frontend does (or, with --send-code, for a code to be
+    /// sent). Exits by outcome: 0 allow, 2 deny, 3 challenge, 4 locked, 5 register,
+    /// 6 throttled, 1 no answer.
     Check {
         /// Organisation.
         #[arg(long)]
@@ -94,16 +96,25 @@ enum Command {
         #[arg(long, value_enum, default_value = "ok")]
         first_factor: FirstFactorArg,
         /// An authenticator app's code.
-        #[arg(long, conflicts_with_all = ["hotp", "app_password"])]
+        #[arg(long, group = "proof")]
         code: Option<String>,
         /// A hardware token's code.
-        #[arg(long, conflicts_with = "app_password")]
+        #[arg(long, group = "proof")]
         hotp: Option<String>,
         /// The token's next code, to resynchronise it.
         #[arg(long, requires = "hotp")]
         next: Option<String>,
+        /// A code that was sent by SMS, voice or email (with --challenge).
+        #[arg(long, group = "proof", requires = "challenge")]
+        sent_code: Option<String>,
+        /// The challenge the sent code answers, as --send-code printed it (32 hex digits).
+        #[arg(long, requires = "sent_code")]
+        challenge: Option<String>,
+        /// An answer to a security question (repeat, in the questions' order).
+        #[arg(long = "answer", group = "proof")]
+        answers: Vec<String>,
         /// An app password (legacy protocols).
-        #[arg(long)]
+        #[arg(long, group = "proof")]
         app_password: Option<String>,
         /// A remembered-device token.
         #[arg(long)]
@@ -111,6 +122,14 @@ enum Command {
         /// Remember this device after a successful second factor.
         #[arg(long)]
         remember: bool,
+        /// Ask for an SMS, voice or email code instead of a decision; prints what to
+        /// deliver and the challenge to answer it with.
+        #[arg(long, group = "proof", conflicts_with_all = ["first_factor", "device_token", "remember"])]
+        send_code: bool,
+        /// With --send-code: the method to send through (its id from a challenge);
+        /// without it, the default phone or email.
+        #[arg(long, requires = "send_code")]
+        method: Option<u32>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -129,6 +148,9 @@ enum Command {
         /// Data directory holding the CA and the administrator certificate.
         #[arg(long, default_value = "portvakt-data", global = true)]
         data: PathBuf,
+        /// Print the answer as JSON (one object; for sign-ins, one per line).
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         op: AdminOp,
     },
@@ -354,8 +376,9 @@ enum AdminOp {
     ReloadPolicy,
     /// Import users and their authenticator secrets from a file of otpauth:// URIs (one
     /// per line) or CSV (columns: user, tenant, groups, passwordless, and uri or secret
-    /// with type, algorithm, digits, period, counter). The whole file is checked first:
-    /// if any line has a problem, nothing is imported. Existing users are skipped.
+    /// with type, algorithm, digits, period, counter). All or nothing: the whole file is
+    /// checked first, and if the server refuses any of it, what was done is undone.
+    /// Existing users are skipped unless --add-methods is given.
     Import {
         /// The file.
         file: PathBuf,
@@ -368,6 +391,11 @@ enum AdminOp {
         /// Leave imported authenticator apps pending until each user proves theirs.
         #[arg(long)]
         pending: bool,
+        /// Add the file's apps and tokens to users that exist already (their groups and
+        /// flags stay as they are); without it such users are skipped. A secret the user
+        /// has registered already is skipped either way, so a file can be run again.
+        #[arg(long)]
+        add_methods: bool,
         /// Users imported at once.
         #[arg(long, default_value_t = 32)]
         parallel: usize,
@@ -387,9 +415,6 @@ enum AdminOp {
         /// At most this many records.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -452,43 +477,72 @@ fn main() -> ExitCode {
                 code,
                 hotp,
                 next,
+                sent_code,
+                challenge,
+                answers,
                 app_password,
                 device_token,
                 remember,
+                send_code,
+                method,
                 json,
                 server,
                 data,
             } => {
-                let proof = match (&code, &hotp, &app_password) {
-                    (Some(c), _, _) => Some(portvakt_wire::Proof::Totp(c)),
-                    (_, Some(h), _) => Some(portvakt_wire::Proof::Hotp {
-                        code: h,
-                        next: next.as_deref(),
-                    }),
-                    (_, _, Some(p)) => Some(portvakt_wire::Proof::AppPassword(p)),
-                    _ => None,
+                let purpose = match purpose {
+                    PurposeArg::SignIn => portvakt_wire::Purpose::SignIn,
+                    PurposeArg::PasswordReset => portvakt_wire::Purpose::PasswordReset,
+                    PurposeArg::LegacyProtocol => portvakt_wire::Purpose::LegacyProtocol,
                 };
-                let request = Decide {
-                    tenant: &tenant,
-                    user: &user,
-                    ip,
-                    purpose: match purpose {
-                        PurposeArg::SignIn => portvakt_wire::Purpose::SignIn,
-                        PurposeArg::PasswordReset => portvakt_wire::Purpose::PasswordReset,
-                        PurposeArg::LegacyProtocol => portvakt_wire::Purpose::LegacyProtocol,
-                    },
-                    first_factor: match first_factor {
-                        FirstFactorArg::Ok => portvakt_wire::FirstFactor::Ok,
-                        FirstFactorArg::Failed => portvakt_wire::FirstFactor::Failed,
-                        FirstFactorArg::None => portvakt_wire::FirstFactor::None,
-                    },
-                    proof,
-                    device_token: device_token.as_deref(),
-                    remember_device: remember,
+                let ask = if send_code {
+                    Ask::SendCode(SendCode {
+                        tenant: &tenant,
+                        user: &user,
+                        ip,
+                        purpose,
+                        method,
+                    })
+                } else {
+                    let challenge = challenge.as_deref().map(parse_challenge).transpose()?;
+                    let proof = if let Some(c) = &code {
+                        Some(Proof::Totp(c))
+                    } else if let Some(h) = &hotp {
+                        Some(Proof::Hotp {
+                            code: h,
+                            next: next.as_deref(),
+                        })
+                    } else if let (Some(c), Some(challenge)) = (&sent_code, challenge) {
+                        Some(Proof::Sent { challenge, code: c })
+                    } else if !answers.is_empty() {
+                        Some(Proof::SecurityAnswers(
+                            answers.iter().map(String::as_str).collect(),
+                        ))
+                    } else {
+                        app_password.as_deref().map(Proof::AppPassword)
+                    };
+                    Ask::Decide(Decide {
+                        tenant: &tenant,
+                        user: &user,
+                        ip,
+                        purpose,
+                        first_factor: match first_factor {
+                            FirstFactorArg::Ok => portvakt_wire::FirstFactor::Ok,
+                            FirstFactorArg::Failed => portvakt_wire::FirstFactor::Failed,
+                            FirstFactorArg::None => portvakt_wire::FirstFactor::None,
+                        },
+                        proof,
+                        device_token: device_token.as_deref(),
+                        remember_device: remember,
+                    })
                 };
-                return check(server, &data, request, json).await.map(check_exit);
+                return check(server, &data, ask, json).await.map(check_exit);
             }
-            Command::Admin { server, data, op } => admin(server, &data, op).await,
+            Command::Admin {
+                server,
+                data,
+                json,
+                op,
+            } => admin(server, &data, op, json).await,
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -713,23 +767,67 @@ fn show_qr(uri: &str, svg: Option<&Path>, terminal: bool) -> Result<(), String> 
     Ok(())
 }
 
-async fn check(
+/// What `check` asks the server.
+enum Ask<'a> {
+    Decide(Decide<'a>),
+    SendCode(SendCode<'a>),
+}
+
+/// A challenge id as the CLI prints it: 32 hex digits.
+fn parse_challenge(hex: &str) -> Result<[u8; 16], String> {
+    let raw = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .map_err(|e| format!("--challenge is not hex: {e}"))?;
+    raw.try_into()
+        .map_err(|_| "--challenge must be 32 hex digits".to_owned())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// Connects with the certificate in `cert`, saying which file was presented if the
+/// server refuses it.
+async fn connect(
     server: SocketAddr,
-    data: &Path,
-    request: Decide<'_>,
-    json: bool,
-) -> Result<portvakt_wire::Outcome, String> {
-    let files = PkiFiles::in_dir(&data.join("certs"));
-    let tls =
-        client_tls(&files.ca, &files.frontend.0, &files.frontend.1).map_err(|e| e.to_string())?;
-    let client = Client::builder(server, tls)
+    ca: &Path,
+    (cert, key): &(PathBuf, PathBuf),
+) -> Result<Client, String> {
+    let tls = client_tls(ca, cert, key).map_err(|e| e.to_string())?;
+    Client::builder(server, tls)
         .streams(1)
         .connect()
         .await
-        .map_err(|e| e.to_string())?;
-    let answer = client.decide(request).await;
+        .map_err(|e| presented(e, cert))
+}
+
+/// A client error in words, naming the certificate file when the server refused it.
+fn presented(e: portvakt_client::ClientError, cert: &Path) -> String {
+    match e {
+        e @ portvakt_client::ClientError::CertificateRefused { .. } => {
+            format!("{e} (from {})", cert.display())
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn check(
+    server: SocketAddr,
+    data: &Path,
+    ask: Ask<'_>,
+    json: bool,
+) -> Result<portvakt_wire::Outcome, String> {
+    let files = PkiFiles::in_dir(&data.join("certs"));
+    let client = connect(server, &files.ca, &files.frontend).await?;
+    let answer = match ask {
+        Ask::Decide(request) => client.decide(request).await.map(|d| (d, None)),
+        Ask::SendCode(request) => client.send_code(request).await.map(|s| {
+            let decision = s.decision.clone();
+            (decision, Some(s))
+        }),
+    };
     client.close().await;
-    let d = answer.map_err(|e| e.to_string())?;
+    let (d, sent) = answer.map_err(|e| presented(e, &files.frontend.0))?;
     if json {
         let methods: Vec<serde_json::Value> = d
             .methods
@@ -749,6 +847,16 @@ async fn check(
             object["device_token"] =
                 serde_json::json!({ "token": t.token, "expires_ms": t.expires_ms });
         }
+        if let Some(s) = &sent {
+            object["challenge"] = serde_json::json!(s.challenge.map(|c| hex(&c)));
+            object["delivery"] =
+                serde_json::json!(s.delivery.as_ref().map(|d| serde_json::json!({
+                    "channel": d.channel.as_str(),
+                    "destination": d.destination,
+                    "code": d.code,
+                    "expires_ms": d.expires_ms,
+                })));
+        }
         println!("{object}");
     } else {
         let mut line = format!(
@@ -759,36 +867,60 @@ async fn check(
             d.location
         );
         if !d.methods.is_empty() {
-            let names: Vec<&str> = d.methods.iter().map(|m| m.kind.as_str()).collect();
+            let names: Vec<String> = d
+                .methods
+                .iter()
+                .map(|m| format!("{}:{}", m.id, m.kind.as_str()))
+                .collect();
             line.push_str(&format!(" methods={}", names.join(",")));
         }
         if let Some(r) = d.retry_after {
             line.push_str(&format!(" retry_after={}s", r.as_secs()));
         }
+        if let Some(m) = d.method {
+            line.push_str(&format!(" method={}", m.as_str()));
+        }
         println!("{line}");
+        if let Some(t) = &d.device_token {
+            println!("device token: {}", t.token);
+        }
+        if let Some(s) = &sent {
+            match &s.delivery {
+                // What a frontend hands to its SMS, voice or mail gateway.
+                Some(d) => println!(
+                    "deliver {} code {} to {}",
+                    d.channel.as_str(),
+                    d.code,
+                    d.destination
+                ),
+                // An unknown name gets a challenge too; nothing goes anywhere.
+                None if s.challenge.is_some() => println!("nothing to deliver"),
+                None => {}
+            }
+            if let Some(c) = s.challenge {
+                println!(
+                    "challenge: {} (answer with --challenge and --sent-code)",
+                    hex(&c)
+                );
+            }
+        }
     }
     Ok(d.outcome)
 }
 
-async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), String> {
+async fn admin(server: SocketAddr, data: &Path, op: AdminOp, json: bool) -> Result<(), String> {
     use portvakt_wire::admin::{Str, StrList};
     use portvakt_wire::{Admin, AdminReply};
     let files = PkiFiles::in_dir(&data.join("certs"));
-    let tls = client_tls(&files.ca, &files.admin.0, &files.admin.1).map_err(|e| e.to_string())?;
-    let client = Client::builder(server, tls)
-        .streams(1)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = connect(server, &files.ca, &files.admin).await?;
     if let AdminOp::SignIns {
         tenant,
         user,
         since,
         limit,
-        json,
     } = &op
     {
-        let result = sign_ins(&client, tenant, user.as_deref(), *since, *limit, *json).await;
+        let result = sign_ins(&client, tenant, user.as_deref(), *since, *limit, json).await;
         client.close().await;
         return result;
     }
@@ -797,18 +929,17 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
         tenant,
         format,
         pending,
+        add_methods,
         parallel,
     } = &op
     {
-        let result = import(
-            &client,
-            file,
-            tenant.as_deref(),
-            *format,
-            *pending,
-            *parallel,
-        )
-        .await;
+        let how = ImportHow {
+            pending: *pending,
+            add_methods: *add_methods,
+            parallel: *parallel,
+            json,
+        };
+        let result = import(&client, file, tenant.as_deref(), *format, how).await;
         client.close().await;
         return result;
     }
@@ -1005,12 +1136,7 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
         } => {
             names = who(w);
             extra = code.clone();
-            let raw = data_encoding::HEXLOWER_PERMISSIVE
-                .decode(challenge.as_bytes())
-                .map_err(|e| format!("--challenge is not hex: {e}"))?;
-            let challenge: [u8; 16] = raw
-                .try_into()
-                .map_err(|_| "--challenge must be 32 hex digits".to_owned())?;
+            let challenge = parse_challenge(challenge)?;
             Admin::ConfirmSent {
                 tenant: Str(&names.0),
                 user: Str(&names.1),
@@ -1071,12 +1197,16 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     };
     let answer = client.admin(request).await;
     client.close().await;
-    let answer = answer.map_err(refusal)?;
+    let answer = answer.map_err(refusal_with(&files.admin.0))?;
     match answer
         .frame()
         .map_err(|e| format!("the server's answer: {e}"))?
     {
         Frame::AdminReply(_, reply) => {
+            if json {
+                println!("{}", reply_json(&reply)?);
+                return Ok(());
+            }
             match reply {
                 AdminReply::Done {} => println!("done"),
                 AdminReply::UserAdded { user_id } => println!("user added (id {user_id})"),
@@ -1104,9 +1234,8 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                     code,
                     ..
                 } => {
-                    let challenge: String = challenge.iter().map(|b| format!("{b:02x}")).collect();
                     println!("deliver code {} to {}", code.0, destination.0);
-                    println!("challenge: {challenge} (for confirm-sent)");
+                    println!("challenge: {} (for confirm-sent)", hex(&challenge));
                 }
                 AdminReply::ConfirmationThrottled { retry_after_s } => {
                     println!("throttled: retry in {retry_after_s} s")
@@ -1122,25 +1251,34 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
                     devices,
                 } => {
                     println!("user id {user_id}; groups: {}", groups.0.join(", "));
-                    println!(
-                        "passwordless: {passwordless}; two-step opt-out: {mfa_opt_out}; remembered devices: {devices}"
-                    );
+                    println!("passwordless: {passwordless}; two-step opt-out: {mfa_opt_out}");
                     for m in methods.0 {
-                        let kind = portvakt_wire::MethodKind::from_code(m.kind)
-                            .map_or("unknown", portvakt_wire::MethodKind::as_str);
                         let default = if Some(m.id) == default_method {
                             " (default)"
                         } else {
                             ""
                         };
                         println!(
-                            "method {}: {kind}, {}{default}",
+                            "method {}: {}, {}{default}",
                             m.id,
+                            kind_name(m.kind),
                             if m.active { "active" } else { "pending" }
                         );
                     }
-                    for label in app_passwords.0 {
-                        println!("app password: {label}");
+                    for a in app_passwords.0 {
+                        println!(
+                            "app password {}: {:?}, made {}",
+                            a.id,
+                            a.label,
+                            portvakt::signin::rfc3339(a.created_ms)
+                        );
+                    }
+                    for d in devices.0 {
+                        println!(
+                            "remembered device {}: until {}",
+                            d.id,
+                            portvakt::signin::rfc3339(d.expires_ms)
+                        );
                     }
                 }
                 AdminReply::PolicyReloaded { tenants } => {
@@ -1156,12 +1294,106 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp) -> Result<(), Strin
     }
 }
 
+fn kind_name(code: u8) -> &'static str {
+    portvakt_wire::MethodKind::from_code(code).map_or("unknown", portvakt_wire::MethodKind::as_str)
+}
+
+/// An administrator reply as one JSON object: `reply` names its kind, the other fields
+/// are the reply's own (times in milliseconds since the Unix epoch).
+fn reply_json(reply: &portvakt_wire::AdminReply<'_>) -> Result<serde_json::Value, String> {
+    use portvakt_wire::AdminReply;
+    use serde_json::json;
+    Ok(match reply {
+        AdminReply::Done {} => json!({ "reply": "done" }),
+        AdminReply::UserAdded { user_id } => json!({ "reply": "user_added", "user_id": user_id }),
+        AdminReply::MethodAdded { method } => json!({ "reply": "method_added", "method": method }),
+        AdminReply::TotpEnrolled {
+            method,
+            secret_base32,
+            uri,
+        } => json!({
+            "reply": "totp_enrolled",
+            "method": method,
+            "uri": uri.0,
+            "secret": secret_base32.0,
+        }),
+        AdminReply::AppPasswordCreated { id, password } => json!({
+            "reply": "app_password_created",
+            "id": id,
+            "password": password.0,
+        }),
+        AdminReply::ConfirmationSent {
+            challenge,
+            channel,
+            destination,
+            code,
+            expires_ms,
+        } => json!({
+            "reply": "confirmation_sent",
+            "challenge": hex(challenge),
+            "channel": kind_name(*channel),
+            "destination": destination.0,
+            "code": code.0,
+            "expires_ms": expires_ms,
+        }),
+        AdminReply::ConfirmationThrottled { retry_after_s } => json!({
+            "reply": "confirmation_throttled",
+            "retry_after_s": retry_after_s,
+        }),
+        AdminReply::UserDescribed {
+            user_id,
+            groups,
+            passwordless,
+            mfa_opt_out,
+            default_method,
+            methods,
+            app_passwords,
+            devices,
+        } => json!({
+            "reply": "user",
+            "user_id": user_id,
+            "groups": groups.0,
+            "passwordless": passwordless,
+            "mfa_opt_out": mfa_opt_out,
+            "default_method": default_method,
+            "methods": methods.0.iter().map(|m| json!({
+                "id": m.id,
+                "kind": kind_name(m.kind),
+                "active": m.active,
+            })).collect::<Vec<_>>(),
+            "app_passwords": app_passwords.0.iter().map(|a| json!({
+                "id": a.id,
+                "label": a.label,
+                "created_ms": a.created_ms,
+            })).collect::<Vec<_>>(),
+            "devices": devices.0.iter().map(|d| json!({
+                "id": d.id,
+                "expires_ms": d.expires_ms,
+            })).collect::<Vec<_>>(),
+        }),
+        AdminReply::PolicyReloaded { tenants } => {
+            json!({ "reply": "policy_reloaded", "tenants": tenants })
+        }
+        AdminReply::SignInsFound { .. } => {
+            return Err("the server answered with a frame of the wrong kind".into());
+        }
+    })
+}
+
 /// What to print for a failed administrator call: a refusal in the server's own words
 /// ("user exists already"), anything else as the client describes it.
 fn refusal(e: portvakt_client::ClientError) -> String {
     match e {
         portvakt_client::ClientError::Refused { message, .. } => message,
         other => other.to_string(),
+    }
+}
+
+/// [`refusal`], naming the certificate file when the server refused the certificate.
+fn refusal_with(cert: &Path) -> impl Fn(portvakt_client::ClientError) -> String + '_ {
+    move |e| match e {
+        e @ portvakt_client::ClientError::CertificateRefused { .. } => presented(e, cert),
+        other => refusal(other),
     }
 }
 
@@ -1223,31 +1455,51 @@ async fn sign_ins(
     Ok(())
 }
 
-/// What importing one account came to.
-enum Imported {
-    Added {
-        apps: usize,
-        tokens: usize,
-    },
-    Existed,
-    Failed {
-        line: usize,
-        user: String,
-        why: String,
-    },
+/// How `admin import` goes about it.
+#[derive(Clone, Copy)]
+struct ImportHow {
+    pending: bool,
+    add_methods: bool,
+    parallel: usize,
+    json: bool,
 }
 
-/// Imports users and their credentials from a file: parsed whole first (nothing is sent
-/// if any line has a problem), then sent with up to `parallel` users in flight, with a
-/// progress bar on a terminal. Users that exist already are skipped, so an import that
-/// stopped half-way can be run again.
+/// What importing one account changed (so a failed import can be undone) and found.
+#[derive(Default)]
+struct Imported {
+    tenant: String,
+    user: String,
+    /// The user was made by this import.
+    added_user: bool,
+    /// The user existed and was skipped.
+    skipped: bool,
+    /// Methods this import added.
+    methods: Vec<u32>,
+    apps: usize,
+    tokens: usize,
+    /// Credentials the user had registered already.
+    registered: usize,
+}
+
+/// Where and why the server refused part of an import.
+struct ImportFailure {
+    line: usize,
+    user: String,
+    why: String,
+}
+
+/// Imports users and their credentials from a file, all or nothing: the file is parsed
+/// whole first (nothing is sent if any line has a problem), then sent with up to
+/// `parallel` users in flight, with a progress bar on a terminal. If the server refuses
+/// anything, no more is sent and every change already made is undone. Users that exist
+/// already are skipped (or, with `add_methods`, given the file's methods), and secrets a
+/// user has already are skipped, so an import can be run again.
 async fn import(
     client: &Client,
     file: &Path,
     tenant: Option<&str>,
     format: FormatArg,
-    pending: bool,
-    parallel: usize,
+    how: ImportHow,
 ) -> Result<(), String> {
     use portvakt::import::{self, Format};
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -1271,42 +1523,84 @@ async fn import(
         }
         message
     })?;
-    let bar = indicatif::ProgressBar::new(accounts.len() as u64);
+    let bar = if how.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(accounts.len() as u64)
+    };
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  {eta} left")
     {
         bar.set_style(style);
     }
-    let exists = portvakt_core::directory::DirectoryError::UserExists.to_string();
     let mut running = tokio::task::JoinSet::new();
-    let mut results = Vec::with_capacity(accounts.len());
+    let mut done = Vec::with_capacity(accounts.len());
+    let mut failed = Vec::new();
+    type Joined = Result<(Imported, Option<ImportFailure>), tokio::task::JoinError>;
+    let collect = |result: Joined, done: &mut Vec<Imported>, failed: &mut Vec<ImportFailure>| {
+        bar.inc(1);
+        match result {
+            Ok((changes, failure)) => {
+                done.push(changes);
+                failed.extend(failure);
+            }
+            Err(e) => failed.push(ImportFailure {
+                line: 0,
+                user: String::new(),
+                why: format!("import task: {e}"),
+            }),
+        }
+    };
     for account in accounts {
-        while running.len() >= parallel.max(1) {
-            if let Some(done) = running.join_next().await {
-                results.push(done.map_err(|e| format!("import task: {e}"))?);
-                bar.inc(1);
+        while running.len() >= how.parallel.max(1) {
+            if let Some(result) = running.join_next().await {
+                collect(result, &mut done, &mut failed);
             }
         }
-        let (client, exists) = (client.clone(), exists.clone());
-        running.spawn(async move { import_one(&client, account, pending, &exists).await });
+        // The first refusal stops the import: what is in flight finishes, nothing more
+        // is sent.
+        if !failed.is_empty() {
+            break;
+        }
+        let client = client.clone();
+        running.spawn(async move { import_one(&client, account, how).await });
     }
-    while let Some(done) = running.join_next().await {
-        results.push(done.map_err(|e| format!("import task: {e}"))?);
-        bar.inc(1);
+    while let Some(result) = running.join_next().await {
+        collect(result, &mut done, &mut failed);
     }
     bar.finish_and_clear();
-    let (mut users, mut apps, mut tokens, mut existed) = (0, 0, 0, 0);
-    let mut failed = Vec::new();
-    for r in results {
-        match r {
-            Imported::Added { apps: a, tokens: t } => {
-                (users, apps, tokens) = (users + 1, apps + a, tokens + t)
-            }
-            Imported::Existed => existed += 1,
-            Imported::Failed { line, user, why } => failed.push((line, user, why)),
-        }
+    if !failed.is_empty() {
+        return Err(undo_import(client, file, &done, failed).await);
     }
-    let state = if pending {
+    let new = done.iter().filter(|d| d.added_user);
+    let (users, apps, tokens) =
+        new.fold((0, 0, 0), |(u, a, t), d| (u + 1, a + d.apps, t + d.tokens));
+    let extended: Vec<&Imported> = done
+        .iter()
+        .filter(|d| !d.added_user && !d.skipped && !d.methods.is_empty())
+        .collect();
+    let (more_apps, more_tokens) = extended
+        .iter()
+        .fold((0, 0), |(a, t), d| (a + d.apps, t + d.tokens));
+    let skipped = done.iter().filter(|d| d.skipped).count();
+    let registered: usize = done.iter().map(|d| d.registered).sum();
+    if how.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reply": "imported",
+                "users": users,
+                "apps": apps + more_apps,
+                "tokens": tokens + more_tokens,
+                "apps_active": !how.pending,
+                "existing_users_extended": extended.len(),
+                "existing_users_skipped": skipped,
+                "already_registered": registered,
+            })
+        );
+        return Ok(());
+    }
+    let state = if how.pending {
         "pending their first code"
     } else {
         "active"
@@ -1314,37 +1608,94 @@ async fn import(
     say!(
         "imported {users} users with {apps} authenticator apps ({state}) and {tokens} hardware tokens (pending their first code)"
     );
-    if existed > 0 {
-        say!("{existed} users existed already and were skipped");
+    if !extended.is_empty() {
+        say!(
+            "added {more_apps} authenticator apps ({state}) and {more_tokens} hardware tokens to {} existing users",
+            extended.len()
+        );
     }
-    if failed.is_empty() {
-        return Ok(());
+    if skipped > 0 {
+        say!("{skipped} users existed already and were skipped (--add-methods adds to them)");
     }
-    failed.sort();
-    for (line, user, why) in &failed {
-        esay!("line {line} ({user}): {why}");
+    if registered > 0 {
+        say!("{registered} secrets were registered for their users already and were skipped");
     }
-    Err(format!(
-        "{} users not imported (or imported in part), listed above",
-        failed.len()
-    ))
+    Ok(())
+}
+
+/// Undoes what a failed import did, newest first, and says what failed (and anything
+/// that could not be undone).
+async fn undo_import(
+    client: &Client,
+    file: &Path,
+    done: &[Imported],
+    mut failed: Vec<ImportFailure>,
+) -> String {
+    use portvakt_wire::Admin;
+    use portvakt_wire::admin::Str;
+    let mut stuck = Vec::new();
+    for d in done.iter().rev() {
+        let (tenant, user) = (Str(d.tenant.as_str()), Str(d.user.as_str()));
+        if d.added_user {
+            if let Err(e) = client.admin(Admin::RemoveUser { tenant, user }).await {
+                stuck.push(format!("user {} was added: {}", d.user, refusal(e)));
+            }
+            continue;
+        }
+        for &method in d.methods.iter().rev() {
+            if let Err(e) = client
+                .admin(Admin::RemoveMethod {
+                    tenant,
+                    user,
+                    method,
+                })
+                .await
+            {
+                stuck.push(format!(
+                    "{}: method {method} was added: {}",
+                    d.user,
+                    refusal(e)
+                ));
+            }
+        }
+    }
+    failed.sort_by_key(|f| f.line);
+    let mut message = format!("{}: nothing imported, the server refused:", file.display());
+    for f in &failed {
+        message.push_str(&format!("\n  line {} ({}): {}", f.line, f.user, f.why));
+    }
+    if stuck.is_empty() {
+        message.push_str("\neverything this import had done was undone");
+    } else {
+        message.push_str("\nthese changes could not be undone:");
+        for s in &stuck {
+            message.push_str(&format!("\n  {s}"));
+        }
+    }
+    message
 }
 
 async fn import_one(
     client: &Client,
     account: portvakt::import::Account,
-    pending: bool,
-    exists: &str,
-) -> Imported {
+    how: ImportHow,
+) -> (Imported, Option<ImportFailure>) {
     use portvakt::import::OtpKind;
-    use portvakt_wire::Admin;
+    use portvakt_core::directory::DirectoryError;
     use portvakt_wire::admin::{Bytes, Str, StrList};
+    use portvakt_wire::{Admin, AdminReply};
     let (tenant, user) = (Str(account.tenant.as_str()), Str(account.user.as_str()));
-    let fail = |line, e: portvakt_client::ClientError| Imported::Failed {
+    let mut changes = Imported {
+        tenant: account.tenant.clone(),
+        user: account.user.clone(),
+        ..Imported::default()
+    };
+    let fail = |line, e: portvakt_client::ClientError| ImportFailure {
         line,
         user: account.user.clone(),
         why: refusal(e),
     };
+    let is = |e: &portvakt_client::ClientError, what: DirectoryError| matches!(e, portvakt_client::ClientError::Refused { message, .. } if *message == what.to_string());
     let added = client
         .admin(Admin::AddUser {
             tenant,
@@ -1354,13 +1705,15 @@ async fn import_one(
         })
         .await;
     match added {
-        Ok(_) => {}
-        Err(portvakt_client::ClientError::Refused { message, .. }) if message == exists => {
-            return Imported::Existed;
+        Ok(_) => changes.added_user = true,
+        Err(e) if is(&e, DirectoryError::UserExists) => {
+            if !how.add_methods {
+                changes.skipped = true;
+                return (changes, None);
+            }
         }
-        Err(e) => return fail(account.line, e),
+        Err(e) => return (changes, Some(fail(account.line, e))),
     }
-    let (mut apps, mut tokens) = (0, 0);
     for (line, c) in &account.credentials {
         let secret = Bytes(c.secret.as_slice());
         let request = match c.kind {
@@ -1375,7 +1728,7 @@ async fn import_one(
                 algorithm,
                 digits,
                 period,
-                active: !pending,
+                active: !how.pending,
             },
             OtpKind::Hotp { digits, counter } => Admin::AddHotp {
                 tenant,
@@ -1385,11 +1738,31 @@ async fn import_one(
                 counter,
             },
         };
-        match client.admin(request).await {
-            Ok(_) if matches!(c.kind, OtpKind::Totp { .. }) => apps += 1,
-            Ok(_) => tokens += 1,
-            Err(e) => return fail(*line, e),
+        let added = match client.admin(request).await {
+            Ok(answer) => match answer.frame() {
+                Ok(Frame::AdminReply(_, AdminReply::MethodAdded { method })) => Ok(method),
+                _ => Err(ImportFailure {
+                    line: *line,
+                    user: account.user.clone(),
+                    why: "the server answered with a frame of the wrong kind".into(),
+                }),
+            },
+            Err(e) if is(&e, DirectoryError::DuplicateSecret) => {
+                changes.registered += 1;
+                continue;
+            }
+            Err(e) => Err(fail(*line, e)),
+        };
+        match added {
+            Ok(method) => {
+                changes.methods.push(method);
+                match c.kind {
+                    OtpKind::Totp { .. } => changes.apps += 1,
+                    OtpKind::Hotp { .. } => changes.tokens += 1,
+                }
+            }
+            Err(failure) => return (changes, Some(failure)),
         }
     }
-    Imported::Added { apps, tokens }
+    (changes, None)
 }

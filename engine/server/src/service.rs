@@ -13,7 +13,10 @@ use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits};
 use portvakt_core::{Engine, MethodId, Timestamp, config};
-use portvakt_wire::admin::{LongStr, MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList};
+use portvakt_wire::admin::{
+    AppPasswordRow, AppPasswordRows, DeviceRow, DeviceRows, LongStr, MethodRow, MethodRows,
+    SignInRow, SignInRows, Str, StrList,
+};
 use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame};
 
 use crate::signin::{self, SignInLog};
@@ -655,7 +658,6 @@ impl Owned {
             }
             Self::Reply(id, r) => {
                 let groups;
-                let labels;
                 let reply = match r {
                     OwnedReply::Done => AdminReply::Done {},
                     OwnedReply::UserAdded(u) => AdminReply::UserAdded { user_id: *u },
@@ -683,11 +685,7 @@ impl Owned {
                     }
                     OwnedReply::Described(info) => {
                         groups = info.groups.iter().map(String::as_str).collect::<Vec<_>>();
-                        labels = info
-                            .app_passwords
-                            .iter()
-                            .map(|a| a.1.as_str())
-                            .collect::<Vec<_>>();
+
                         AdminReply::UserDescribed {
                             user_id: info.id.0,
                             groups: StrList(groups),
@@ -704,8 +702,25 @@ impl Owned {
                                     })
                                     .collect(),
                             ),
-                            app_passwords: StrList(labels),
-                            devices: u8::try_from(info.devices.len()).unwrap_or(u8::MAX),
+                            app_passwords: AppPasswordRows(
+                                info.app_passwords
+                                    .iter()
+                                    .map(|(id, label, created)| AppPasswordRow {
+                                        id: *id,
+                                        label,
+                                        created_ms: created.as_millis(),
+                                    })
+                                    .collect(),
+                            ),
+                            devices: DeviceRows(
+                                info.devices
+                                    .iter()
+                                    .map(|(id, expires)| DeviceRow {
+                                        id: *id,
+                                        expires_ms: expires.as_millis(),
+                                    })
+                                    .collect(),
+                            ),
                         }
                     }
                     OwnedReply::PolicyReloaded(t) => AdminReply::PolicyReloaded { tenants: *t },

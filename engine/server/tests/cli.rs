@@ -621,5 +621,306 @@ fn import_checks_the_whole_file_then_adds_users_and_runs_again_safely() {
         text.contains("3 users existed already and were skipped"),
         "{text}"
     );
+    // With --add-methods the same file adds nothing either: every secret is there.
+    let out = run(&[
+        "import",
+        "users.csv",
+        "--tenant",
+        "kommune",
+        "--add-methods",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("3 secrets were registered for their users already"),
+        "{text}"
+    );
+    let methods = |user: &str| {
+        let out = run(&["--json", "user-info", "--tenant", "kommune", "--user", user]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["methods"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        (methods("kari@kommune.no"), methods("ola@kommune.no")),
+        (2, 1)
+    );
+
+    // All or nothing: a second app for kari is fine, but ola's fifth new one is his sixth,
+    // so nothing of the file stays (kari's app is undone, and so are ola's first four, and
+    // the new user).
+    let secrets: Vec<String> = (0..6)
+        .map(|i| data_encoding::BASE32_NOPAD.encode(format!("another secret {i}").as_bytes()))
+        .collect();
+    let mut more = format!(
+        "user,secret\nkari@kommune.no,{}\nnew@kommune.no,\n",
+        secrets[0]
+    );
+    for s in &secrets[1..] {
+        more.push_str(&format!("ola@kommune.no,{s}\n"));
+    }
+    std::fs::write(dir.join("more.csv"), more).unwrap();
+    for parallel in ["1", "8"] {
+        let out = run(&[
+            "import",
+            "more.csv",
+            "--tenant",
+            "kommune",
+            "--add-methods",
+            "--parallel",
+            parallel,
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("nothing imported")
+                && err.contains("line 8 (ola@kommune.no): a user may register at most 5")
+                && err.contains("everything this import had done was undone"),
+            "{err}"
+        );
+        assert_eq!(
+            (methods("kari@kommune.no"), methods("ola@kommune.no")),
+            (2, 1)
+        );
+        let out = run(&[
+            "user-info",
+            "--tenant",
+            "kommune",
+            "--user",
+            "new@kommune.no",
+        ]);
+        assert!(!out.status.success(), "the new user was removed again");
+    }
+    // Without ola's extra apps it goes through, and says what it did.
+    std::fs::write(
+        dir.join("more.csv"),
+        format!(
+            "user,secret\nkari@kommune.no,{}\nnew@kommune.no,\n",
+            secrets[0]
+        ),
+    )
+    .unwrap();
+    let out = run(&["import", "more.csv", "--tenant", "kommune", "--add-methods"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("imported 1 users with 0 authenticator apps"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "added 1 authenticator apps (active) and 0 hardware tokens to 1 existing users"
+        ),
+        "{text}"
+    );
+    assert_eq!(methods("kari@kommune.no"), 3);
+    let out = run(&[
+        "--json",
+        "import",
+        "more.csv",
+        "--tenant",
+        "kommune",
+        "--add-methods",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reply"], "imported");
+    assert_eq!(
+        (v["users"].as_u64(), v["already_registered"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_sends_and_answers_codes_and_admin_speaks_json() {
+    let dir = std::env::temp_dir().join(format!("portvakt-codes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_server, addr) = start_in(&dir);
+    let who = ["--tenant", "kommune", "--user", "ola@kommune.no"];
+    // Every administrator command here answers one JSON object.
+    let admin = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["admin", "--server", &addr, "--json"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&who);
+        let out = portvakt().args(&all).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // `check --json` with extra arguments; the exit status is returned beside the answer.
+    let check = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
+        let mut all = vec!["check", "--server", &addr, "--json", "--ip", "203.0.113.7"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&who);
+        let out = portvakt().args(&all).current_dir(&dir).output().unwrap();
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+
+    assert_eq!(admin(&["add-user"])["reply"], "user_added");
+    let enrolled = admin(&["enroll-totp", "--no-qr"]);
+    assert_eq!(enrolled["reply"], "totp_enrolled");
+    let key = portvakt_core::otp::OtpKey::new(
+        portvakt_core::otp::Algorithm::Sha1,
+        &data_encoding::BASE32_NOPAD
+            .decode(enrolled["secret"].as_str().unwrap().as_bytes())
+            .unwrap(),
+    );
+    let step = portvakt::server::now().as_secs() / 30;
+    let code = format!("{:06}", key.hotp(step, portvakt_core::otp::Digits::SIX));
+    let app = enrolled["method"].to_string();
+    assert_eq!(
+        admin(&["confirm", "--method", &app, "--code", &code])["reply"],
+        "done"
+    );
+    let phone = admin(&["add-phone", "--number", "+4791234567"])["method"].to_string();
+    let sent = admin(&["send-confirmation", "--method", &phone]);
+    assert_eq!(sent["reply"], "confirmation_sent");
+    assert_eq!(sent["channel"], "sms");
+    assert_eq!(sent["destination"], "+4791234567");
+    let confirmed = admin(&[
+        "confirm-sent",
+        "--method",
+        &phone,
+        "--challenge",
+        sent["challenge"].as_str().unwrap(),
+        "--code",
+        sent["code"].as_str().unwrap(),
+    ]);
+    assert_eq!(confirmed["reply"], "done");
+
+    // From home, a second factor: ask for a text message, then answer it.
+    let (status, asked) = check(&["--send-code", "--method", &phone]);
+    assert_eq!(status, Some(3), "{asked}");
+    assert_eq!(asked["outcome"], "challenge");
+    assert_eq!(asked["reason"], "code_sent");
+    assert_eq!(asked["delivery"]["channel"], "sms");
+    assert_eq!(asked["delivery"]["destination"], "+4791234567");
+    let challenge = asked["challenge"].as_str().unwrap().to_owned();
+    let sms = asked["delivery"]["code"].as_str().unwrap().to_owned();
+    assert_eq!(challenge.len(), 32);
+    let wrong = if sms == "000000" { "111111" } else { "000000" };
+    let (status, refused) = check(&["--challenge", &challenge, "--sent-code", wrong]);
+    assert_eq!((status, &refused["outcome"]), (Some(2), &"deny".into()));
+    let (status, allowed) = check(&["--challenge", &challenge, "--sent-code", &sms, "--remember"]);
+    assert_eq!(status, Some(0), "{allowed}");
+    assert_eq!(allowed["method"], "sms");
+    assert!(allowed["device_token"]["token"].is_string(), "{allowed}");
+    // The sent code is spent.
+    let (status, _) = check(&["--challenge", &challenge, "--sent-code", &sms]);
+    assert_eq!(status, Some(2));
+
+    // An unknown name gets a challenge just the same, with nothing to deliver.
+    let mut nobody = vec![
+        "check",
+        "--server",
+        &addr,
+        "--json",
+        "--ip",
+        "203.0.113.7",
+        "--send-code",
+    ];
+    nobody.extend_from_slice(&["--tenant", "kommune", "--user", "nobody@kommune.no"]);
+    let out = portvakt().args(&nobody).current_dir(&dir).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(v["reason"], "code_sent");
+    assert!(v["delivery"].is_null() && v["challenge"].is_string(), "{v}");
+
+    // Security answers, for a password reset.
+    assert_eq!(
+        admin(&[
+            "set-security-answers",
+            "--answer",
+            "Bodø",
+            "--answer",
+            "Rex"
+        ])["reply"],
+        "method_added"
+    );
+    let reset = ["--purpose", "password-reset"];
+    let (status, v) = check(&[&reset[..], &["--answer", "bodø", "--answer", "rex"]].concat());
+    assert_eq!(
+        (status, &v["reason"]),
+        (Some(0), &"reset_verified".into()),
+        "{v}"
+    );
+    assert_eq!(v["method"], "security_questions");
+    let (status, v) = check(&[&reset[..], &["--answer", "Oslo", "--answer", "Rex"]].concat());
+    assert_eq!(status, Some(2), "{v}");
+    // The arguments that cannot go together are refused before anything is sent.
+    let out = portvakt()
+        .args([
+            "check",
+            "--server",
+            &addr,
+            "--ip",
+            "203.0.113.7",
+            "--code",
+            "123456",
+        ])
+        .args(["--answer", "x", "--tenant", "kommune", "--user", "ola"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+
+    // user-info names app passwords and remembered devices by the ids that revoke them.
+    let made = admin(&["app-password", "--label", "Outlook 2010"]);
+    assert_eq!(made["reply"], "app_password_created");
+    let info = admin(&["user-info"]);
+    assert_eq!(info["reply"], "user");
+    assert_eq!(info["methods"].as_array().unwrap().len(), 3, "{info}");
+    assert_eq!(info["methods"][1]["kind"], "sms");
+    assert_eq!(info["app_passwords"][0]["id"], made["id"]);
+    assert_eq!(info["app_passwords"][0]["label"], "Outlook 2010");
+    let devices = info["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{info}");
+    let device = devices[0]["id"].to_string();
+    assert!(devices[0]["expires_ms"].as_u64().unwrap() > 0);
+    assert_eq!(admin(&["revoke-devices", "--id", &device])["reply"], "done");
+    let app_password = made["id"].to_string();
+    assert_eq!(
+        admin(&["revoke-app-password", "--id", &app_password])["reply"],
+        "done"
+    );
+    let info = admin(&["user-info"]);
+    assert!(info["devices"].as_array().unwrap().is_empty(), "{info}");
+    assert!(
+        info["app_passwords"].as_array().unwrap().is_empty(),
+        "{info}"
+    );
+
+    // A frontend presenting a certificate the server refuses is told so, and which.
+    let other = dir.join("other-data");
+    std::fs::create_dir_all(other.join("certs")).unwrap();
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("server.pem", "frontend.pem"),
+        ("server.key", "frontend.key"),
+    ] {
+        std::fs::copy(
+            dir.join("portvakt-data/certs").join(from),
+            other.join("certs").join(to),
+        )
+        .unwrap();
+    }
+    let out = portvakt()
+        .args(["check", "--server", &addr, "--ip", "203.0.113.7", "--data"])
+        .arg(&other)
+        .args(who)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("portvakt: the server refused the certificate with SHA-256 fingerprint")
+            && err.contains("certs/frontend.pem"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

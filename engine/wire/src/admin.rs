@@ -40,6 +40,34 @@ pub struct MethodRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MethodRows(pub Vec<MethodRow>);
 
+/// An app password as an administrator sees it (never the password).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppPasswordRow<'a> {
+    /// Its id, for revoking it.
+    pub id: u32,
+    /// What it is for.
+    pub label: &'a str,
+    /// When it was made, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// At most 10 app-password rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPasswordRows<'a>(pub Vec<AppPasswordRow<'a>>);
+
+/// A remembered device as an administrator sees it (never its token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Its id, for revoking it.
+    pub id: u32,
+    /// When it stops being remembered, in milliseconds since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// At most 10 remembered-device rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRows(pub Vec<DeviceRow>);
+
 /// Raw bytes, at most `MAX` (one length byte; `MAX` ≤ 255).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bytes<'a, const MAX: usize>(pub &'a [u8]);
@@ -100,6 +128,53 @@ impl<'a> Field<'a> for MethodRows {
     }
     fn check(&self, field: &'static str) -> Result<(), EncodeError> {
         too_long(field, self.0.len(), 16)
+    }
+}
+
+impl<'a> Field<'a> for AppPasswordRows<'a> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, 10, |r| {
+            Ok(AppPasswordRow {
+                id: r.u32(field)?,
+                label: r.str8(field, 255)?,
+                created_ms: r.u64(field)?,
+            })
+        })
+        .map(AppPasswordRows)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, a| {
+            w.u32(a.id);
+            w.str8(a.label);
+            w.u64(a.created_ms);
+        });
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), 10)?;
+        self.0
+            .iter()
+            .try_for_each(|a| too_long(field, a.label.len(), 255))
+    }
+}
+
+impl<'a> Field<'a> for DeviceRows {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, 10, |r| {
+            Ok(DeviceRow {
+                id: r.u32(field)?,
+                expires_ms: r.u64(field)?,
+            })
+        })
+        .map(DeviceRows)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, d| {
+            w.u32(d.id);
+            w.u64(d.expires_ms);
+        });
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), 10)
     }
 }
 
@@ -401,11 +476,12 @@ messages! {
         0xa5 ConfirmationSent { challenge: [u8; 16], channel: u8, destination: Str<'a, 255>, code: CodeStr<'a>, expires_ms: u64 }
         /// Sending a confirmation code is rate-limited.
         0xa6 ConfirmationThrottled { retry_after_s: u32 }
-        /// A user: groups, flags, default method, methods, app passwords' labels and the
-        /// number of remembered devices.
+        /// A user: groups, flags, default method, methods, app passwords and remembered
+        /// devices (with the ids that revoke them).
         0xa7 UserDescribed {
             user_id: u32, groups: StrList<'a, 64, 128>, passwordless: bool, mfa_opt_out: bool,
-            default_method: Option<u32>, methods: MethodRows, app_passwords: StrList<'a, 10, 255>, devices: u8
+            default_method: Option<u32>, methods: MethodRows, app_passwords: AppPasswordRows<'a>,
+            devices: DeviceRows
         }
         /// The policy was reloaded.
         0xa8 PolicyReloaded { tenants: u16 }

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use bytes::BytesMut;
 use portvakt_wire::admin::{
-    Bytes, LongStr, MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList,
+    AppPasswordRow, AppPasswordRows, Bytes, DeviceRow, DeviceRows, LongStr, MethodRow, MethodRows,
+    SignInRow, SignInRows, Str, StrList,
 };
 use portvakt_wire::*;
 use proptest::prelude::*;
@@ -191,8 +192,21 @@ fn replies(s: &str) -> Vec<AdminReply<'_>> {
                     active: false,
                 },
             ]),
-            app_passwords: StrList(vec!["Outlook"]),
-            devices: 2,
+            app_passwords: AppPasswordRows(vec![AppPasswordRow {
+                id: 1,
+                label: "Outlook",
+                created_ms: 1_700_000_000_000,
+            }]),
+            devices: DeviceRows(vec![
+                DeviceRow {
+                    id: 1,
+                    expires_ms: 5,
+                },
+                DeviceRow {
+                    id: 4,
+                    expires_ms: u64::MAX,
+                },
+            ]),
         },
         AdminReply::PolicyReloaded { tenants: 3 },
         AdminReply::SignInsFound {
