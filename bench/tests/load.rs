@@ -40,8 +40,14 @@ async fn load_enrols_and_reports() {
     let tls = server_tls(&files.ca, &files.server.0, &files.server.1).unwrap();
     let admins = HashSet::from([fingerprint(&load_certs(&files.admin.0).unwrap()[0])]);
     let service = Arc::new(Service::new(engine.clone(), None));
-    let (endpoint, _task) =
-        portvakt::server::start("127.0.0.1:0".parse().unwrap(), tls, admins, service).unwrap();
+    let (endpoint, _task) = portvakt::server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tls,
+        admins,
+        service,
+        Default::default(),
+    )
+    .unwrap();
     let addr = endpoint.local_addr().unwrap().to_string();
     let data = dir.to_str().unwrap().to_owned();
     let common = [

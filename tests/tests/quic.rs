@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
+use portvakt::server::ConnectionLimits;
 use portvakt::service::Service;
 use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::{Client, ClientError, Decision};
@@ -28,6 +29,28 @@ const HOME: &str = "203.0.113.5";
 /// An address on the municipal network.
 const OFFICE: &str = "10.20.1.1";
 
+/// The process's metrics, rendered as Prometheus text. Every test here records into the
+/// one recorder, so tests compare a series before and after and use series no other test
+/// touches.
+fn metrics() -> String {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap()
+        })
+        .render()
+}
+
+/// The value of one counter series (`name{labels}`), 0 if it has not appeared.
+fn counter(series: &str) -> u64 {
+    metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
 struct Fixture {
     addr: SocketAddr,
     files: PkiFiles,
@@ -43,6 +66,10 @@ impl Drop for Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
+    fixture_with(name, ConnectionLimits::default())
+}
+
+fn fixture_with(name: &str, limits: ConnectionLimits) -> Fixture {
     let dir = std::env::temp_dir().join(format!("portvakt-quic-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (files, _) = ensure_dev_pki(&dir).unwrap();
@@ -77,6 +104,7 @@ fn fixture(name: &str) -> Fixture {
         tls,
         admins,
         Arc::new(service),
+        limits,
     )
     .unwrap();
     Fixture {
@@ -97,6 +125,27 @@ impl Fixture {
         )
         .unwrap();
         Client::builder(self.addr, tls).connect().await.unwrap()
+    }
+
+    /// A frontend connection where one was just closed: the server gives the place back
+    /// when it has seen the close, so a refusal is tried again (for at most ten seconds,
+    /// which only keeps a broken server from hanging the test).
+    async fn reconnect_frontend(&self) -> Client {
+        let mut last = None;
+        for _ in 0..500 {
+            let tls = client_tls(
+                &self.files.ca,
+                &self.files.frontend.0,
+                &self.files.frontend.1,
+            )
+            .unwrap();
+            match Client::builder(self.addr, tls).connect().await {
+                Ok(c) => return c,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the place was never given back: {last:?}")
     }
 
     async fn admin(&self) -> Client {
@@ -359,7 +408,24 @@ async fn bad_frames_get_errors_and_the_client_reconnects() {
         Outcome::Allow
     );
 
-    // An oversized length prefix cannot be skipped: the server says so and closes.
+    // A length prefix too short for a kind and an id still delimits a frame: an error
+    // with id 0, and the stream goes on.
+    for short in [&[0, 0, 0, 0][..], &[0, 0, 0, 3, 1, 0, 0]] {
+        let answer = c.call_raw(short).await.unwrap();
+        let Frame::Error { id, code, .. } = answer.frame().unwrap() else {
+            panic!()
+        };
+        assert_eq!((id, code), (0, ErrorCode::Malformed));
+    }
+    assert_eq!(
+        decide(&c, "kari", OFFICE, None).await.outcome,
+        Outcome::Allow
+    );
+
+    // An oversized length prefix cannot be skipped: the server says so, counts it, and
+    // closes.
+    let too_large = r#"portvakt_frames_refused_total{code="too_large"}"#;
+    let before = counter(too_large);
     let answer = c.call_raw(&[0, 0, 0x40, 0x01, 1]).await.unwrap();
     let Frame::Error { code, .. } = answer.frame().unwrap() else {
         panic!()
@@ -374,6 +440,7 @@ async fn bad_frames_get_errors_and_the_client_reconnects() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!c.is_connected(), "the server kept the connection");
+    assert_eq!(counter(too_large), before + 1);
     // ... and its next request connects again.
     assert_eq!(
         decide(&c, "kari", OFFICE, None).await.outcome,
@@ -520,5 +587,94 @@ async fn every_answered_decision_is_in_the_sign_in_log_even_before_a_framing_vio
             })
         ),
         "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_bounded_per_certificate_per_address_and_in_all() {
+    let refused = |limit: &str| {
+        counter(&format!(
+            r#"portvakt_connections_refused_total{{limit="{limit}"}}"#
+        ))
+    };
+    let f = fixture_with(
+        "limits",
+        ConnectionLimits {
+            total: 100,
+            per_address: 3,
+            per_certificate: 2,
+        },
+    );
+    // Two frontends may share a certificate; a third with it is closed after its
+    // handshake, saying why.
+    let (a, b) = (f.frontend().await, f.frontend().await);
+    let before = refused("certificate");
+    let tls = client_tls(&f.files.ca, &f.files.frontend.0, &f.files.frontend.1).unwrap();
+    // The close may reach the client while it connects or at its first request.
+    let why = match Client::builder(f.addr, tls).connect().await {
+        Err(e) => e,
+        Ok(third) => third
+            .decide(attempt("kari", OFFICE, None))
+            .await
+            .unwrap_err(),
+    };
+    match &why {
+        ClientError::Closed(why) | ClientError::Connect { message: why, .. } => assert!(
+            why.contains("too many connections with this certificate"),
+            "{why}"
+        ),
+        other => panic!("a third connection with one certificate: {other:?}"),
+    }
+    assert_eq!(refused("certificate"), before + 1);
+    // Its place is given back: the address holds a, b and now the administrator.
+    let admin = f.admin().await;
+    let info = Admin::UserInfo {
+        tenant: Str("kommune"),
+        user: Str("kari"),
+    };
+    assert!(admin.admin(info).await.is_ok());
+    // A fourth connection from the address is refused before its handshake.
+    let before = refused("address");
+    let tls = client_tls(&f.files.ca, &f.files.admin.0, &f.files.admin.1).unwrap();
+    match Client::builder(f.addr, tls).connect().await {
+        Err(ClientError::Connect { message, .. }) => {
+            assert!(message.contains("refused"), "{message}")
+        }
+        other => panic!("a fourth connection from one address: {other:?}"),
+    }
+    assert_eq!(refused("address"), before + 1);
+    // Closing one makes room again (once the server has seen the close).
+    a.close().await;
+    let again = f.reconnect_frontend().await;
+    for c in [&b, &again] {
+        assert_eq!(
+            decide(c, "kari", OFFICE, None).await.outcome,
+            Outcome::Allow
+        );
+    }
+
+    // The total bound, with room left for the address and the certificate.
+    let g = fixture_with(
+        "limits-total",
+        ConnectionLimits {
+            total: 2,
+            per_address: 10,
+            per_certificate: 10,
+        },
+    );
+    let (_c1, c2) = (g.frontend().await, g.frontend().await);
+    let before = refused("total");
+    let tls = client_tls(&g.files.ca, &g.files.frontend.0, &g.files.frontend.1).unwrap();
+    assert!(matches!(
+        Client::builder(g.addr, tls).connect().await,
+        Err(ClientError::Connect { .. })
+    ));
+    assert_eq!(refused("total"), before + 1);
+    c2.close().await;
+    assert_eq!(
+        decide(&g.reconnect_frontend().await, "kari", OFFICE, None)
+            .await
+            .outcome,
+        Outcome::Allow
     );
 }

@@ -418,12 +418,12 @@ impl Client {
             .await
             .map_err(|_| error(format!("no handshake within {:?}", shared.connect_timeout)))?
             .map_err(|e| {
-                certificate_refused(&e, &shared.presented).unwrap_or(error(e.to_string()))
+                certificate_refused(&e, &shared.presented).unwrap_or(error(describe_close(&e)))
             })?;
         let mut lanes = Vec::with_capacity(shared.streams);
         for _ in 0..shared.streams {
             let (send, recv) = conn.open_bi().await.map_err(|e| {
-                certificate_refused(&e, &shared.presented).unwrap_or(error(e.to_string()))
+                certificate_refused(&e, &shared.presented).unwrap_or(error(describe_close(&e)))
             })?;
             lanes.push(Lane::start(
                 conn.clone(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use portvakt::entropy::OsEntropy;
 use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
+use portvakt::server::ConnectionLimits;
 use portvakt::service::Service;
 use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::Client;
@@ -75,6 +76,15 @@ enum Command {
         /// can cost; records outlive the process as soon as they are written).
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         sign_in_sync_ms: u64,
+        /// Connections held at once, in all (more are refused before their handshake).
+        #[arg(long, default_value_t = ConnectionLimits::default().total, value_parser = at_least_one)]
+        max_connections: usize,
+        /// Connections from one address (IPv6: one /64).
+        #[arg(long, default_value_t = ConnectionLimits::default().per_address, value_parser = at_least_one)]
+        max_connections_per_address: usize,
+        /// Connections with one client certificate.
+        #[arg(long, default_value_t = ConnectionLimits::default().per_certificate, value_parser = at_least_one)]
+        max_connections_per_certificate: usize,
     },
     /// Ask for one decision, as a frontend does (or, with --send-code, for a code to be
     /// sent). Exits by outcome: 0 allow, 2 deny, 3 challenge, 4 locked, 5 register,
@@ -460,13 +470,21 @@ fn main() -> ExitCode {
                 metrics,
                 sign_in_log_mib,
                 sign_in_sync_ms,
+                max_connections,
+                max_connections_per_address,
+                max_connections_per_certificate,
             } => {
+                let limits = ConnectionLimits {
+                    total: max_connections,
+                    per_address: max_connections_per_address,
+                    per_certificate: max_connections_per_certificate,
+                };
                 let log = LogConfig {
                     retain_bytes: sign_in_log_mib << 20,
                     sync_every: std::time::Duration::from_millis(sign_in_sync_ms),
                     ..LogConfig::in_dir(data.join("sign-ins"))
                 };
-                serve(listen, &data, policy, &metrics, log).await
+                serve(listen, &data, policy, &metrics, log, limits).await
             }
             Command::Check {
                 tenant,
@@ -566,6 +584,13 @@ fn check_exit(outcome: portvakt_wire::Outcome) -> ExitCode {
     })
 }
 
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("portvakt: {message}");
     ExitCode::FAILURE
@@ -597,6 +622,7 @@ async fn serve(
     policy_file: Option<PathBuf>,
     metrics: &str,
     log_config: LogConfig,
+    limits: ConnectionLimits,
 ) -> Result<(), String> {
     let metrics_addr = match metrics {
         "off" => None,
@@ -647,7 +673,7 @@ async fn serve(
         reload_on_hangup(service.clone())?;
     }
     let (endpoint, _task) =
-        portvakt::server::start(listen, tls, admins, service).map_err(|e| e.to_string())?;
+        portvakt::server::start(listen, tls, admins, service, limits).map_err(|e| e.to_string())?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
     say!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
     say!(

@@ -21,6 +21,9 @@ pub const DECISION_SECONDS: &str = "portvakt_decision_seconds";
 pub const FRAMES_REFUSED: &str = "portvakt_frames_refused_total";
 /// Open QUIC connections.
 pub const CONNECTIONS: &str = "portvakt_connections";
+/// Connections refused by a connection limit, by `limit` (`total`, `address`,
+/// `certificate`).
+pub const CONNECTIONS_REFUSED: &str = "portvakt_connections_refused_total";
 /// Entries in the state store's tables, by `table`.
 pub const TABLE_ENTRIES: &str = "portvakt_table_entries";
 /// Entries evicted from bounded tables since start.
@@ -58,6 +61,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         "Frames answered with an error, by error code"
     );
     metrics::describe_gauge!(CONNECTIONS, "Open QUIC connections");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused by a connection limit, by limit"
+    );
     metrics::describe_gauge!(TABLE_ENTRIES, "Entries in the state store's tables");
     metrics::describe_gauge!(EVICTIONS, "Entries evicted from bounded tables since start");
     metrics::describe_gauge!(USERS, "Users in the directory");

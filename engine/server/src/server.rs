@@ -3,19 +3,21 @@
 //! One task per connection accepts bidirectional streams; one task per stream reads
 //! frames, answers every complete frame it holds, hands the decisions' sign-in records to
 //! the log, and then writes the answers in one go, so a client that pipelines requests
-//! gets its answers pipelined too, and no answer leaves before its record is handed over. Limits: the number of
-//! concurrent streams per connection, an idle timeout, the frame size (an oversized
-//! length prefix closes the connection with the protocol's `too_large` code, since the
-//! stream cannot be resynchronised), and QUIC's flow control, which stops reading from a
-//! client that does not read its answers.
+//! gets its answers pipelined too, and no answer leaves before its record is handed
+//! over. Limits: the number of concurrent streams per connection, an idle timeout, the
+//! frame size (an oversized length prefix closes the connection with the protocol's
+//! `too_large` code, since the stream cannot be resynchronised; every other bad frame is
+//! answered with an error frame and the stream goes on), and QUIC's flow control, which
+//! stops reading from a client that does not read its answers.
 #![allow(clippy::disallowed_methods)] // the server owns the clock
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use parking_lot::Mutex;
 use portvakt_core::Timestamp;
 use portvakt_wire::{ErrorCode, Frame, frame_len};
 use rustls::pki_types::CertificateDer;
@@ -30,6 +32,124 @@ pub const MAX_STREAMS: u32 = 16;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Request bytes a client may have in flight on one stream before the server reads them
+/// (four frames of the largest size, or hundreds of ordinary ones).
+pub const STREAM_WINDOW: u32 = 64 * 1024;
+/// Request bytes a client may have in flight on a connection, and answer bytes the
+/// server keeps for a connection that does not read them.
+pub const CONNECTION_WINDOW: u32 = 256 * 1024;
+
+/// How many connections the server holds at once: in all, from one address, and with one
+/// client certificate. A connection costs memory for its streams' windows and partial
+/// frames whether or not it sends anything, so each bound is on connections, counted from
+/// the first packet (a handshake in progress counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections in all.
+    pub total: usize,
+    /// Connections from one IP address (IPv6: one /64).
+    pub per_address: usize,
+    /// Connections presenting one client certificate.
+    pub per_certificate: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            total: 4096,
+            per_address: 64,
+            per_certificate: 1024,
+        }
+    }
+}
+
+/// Connection counts against [`ConnectionLimits`]; a [`Slot`] holds one place.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+    by_certificate: HashMap<String, usize>,
+}
+
+/// What a connection holds in [`Counts`]; given back when dropped.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    address: IpAddr,
+    certificate: Option<String>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock();
+        c.total -= 1;
+        release(&mut c.by_address, &self.address);
+        if let Some(cert) = &self.certificate {
+            release(&mut c.by_certificate, cert);
+        }
+    }
+}
+
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+/// The address a connection is counted under: an IPv4 address, or an IPv6 /64 (one
+/// host's usual allocation, which it can fill with addresses at will).
+fn counted_address(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Takes a place for a connection from `addr`, or says which limit is full.
+fn admit(
+    counts: &Arc<Mutex<Counts>>,
+    limits: &ConnectionLimits,
+    addr: SocketAddr,
+) -> Result<Slot, &'static str> {
+    let address = counted_address(addr);
+    let mut c = counts.lock();
+    if c.total >= limits.total {
+        return Err("total");
+    }
+    let from_here = c.by_address.entry(address).or_default();
+    if *from_here >= limits.per_address {
+        return Err("address");
+    }
+    *from_here += 1;
+    c.total += 1;
+    Ok(Slot {
+        counts: counts.clone(),
+        address,
+        certificate: None,
+    })
+}
+
+/// Adds the connection's certificate to its place, unless that certificate has all the
+/// connections it may have.
+fn admit_certificate(slot: &mut Slot, limits: &ConnectionLimits, cert: String) -> bool {
+    let counts = slot.counts.clone();
+    let mut c = counts.lock();
+    let with_this = c.by_certificate.entry(cert.clone()).or_default();
+    if *with_this >= limits.per_certificate {
+        if *with_this == 0 {
+            c.by_certificate.remove(&cert);
+        }
+        return false;
+    }
+    *with_this += 1;
+    slot.certificate = Some(cert);
+    true
+}
 
 /// The wall-clock time, as the core takes it.
 pub fn now() -> Timestamp {
@@ -55,6 +175,20 @@ pub enum StartError {
     },
 }
 
+/// The server's QUIC transport limits: streams, idle timeout, and flow-control windows.
+pub fn transport() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    // What one connection can make the server hold: requests it has sent and the server
+    // has not read (per stream, and in all), and answers it has not read.
+    transport.stream_receive_window(STREAM_WINDOW.into());
+    transport.receive_window(CONNECTION_WINDOW.into());
+    transport.send_window(u64::from(CONNECTION_WINDOW));
+    transport
+}
+
 /// Binds a QUIC endpoint on `addr` serving `service`; clients whose certificate's SHA-256
 /// fingerprint is in `admins` get the administrator role.
 pub fn start(
@@ -62,48 +196,65 @@ pub fn start(
     tls: rustls::ServerConfig,
     admins: HashSet<String>,
     service: Arc<Service>,
+    limits: ConnectionLimits,
 ) -> Result<(quinn::Endpoint, tokio::task::JoinHandle<()>), StartError> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
-    config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(transport()));
     let endpoint = quinn::Endpoint::server(config, addr)
         .map_err(|source| StartError::Bind { addr, source })?;
     let admins = Arc::new(admins);
+    let counts = Arc::new(Mutex::new(Counts::default()));
     let accepting = endpoint.clone();
     let task = tokio::spawn(async move {
         while let Some(incoming) = accepting.accept().await {
+            // Refused before the handshake: a full server spends nothing on it.
+            let mut slot = match admit(&counts, &limits, incoming.remote_address()) {
+                Ok(slot) => slot,
+                Err(limit) => {
+                    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "limit" => limit)
+                        .increment(1);
+                    incoming.refuse();
+                    continue;
+                }
+            };
             let (service, admins) = (service.clone(), admins.clone());
             tokio::spawn(async move {
-                if let Ok(conn) = incoming.await {
-                    serve_connection(conn, service, &admins).await;
+                let Ok(conn) = incoming.await else { return };
+                let leaf = peer_fingerprint(&conn);
+                if let Some(leaf) = &leaf
+                    && !admit_certificate(&mut slot, &limits, leaf.clone())
+                {
+                    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "limit" => "certificate")
+                        .increment(1);
+                    conn.close(
+                        (ErrorCode::Overloaded as u32).into(),
+                        b"too many connections with this certificate",
+                    );
+                    return;
                 }
+                let role = match leaf {
+                    Some(leaf) if admins.contains(&leaf) => Role::Admin,
+                    _ => Role::Frontend,
+                };
+                serve_connection(conn, service, role).await;
+                drop(slot);
             });
         }
     });
     Ok((endpoint, task))
 }
 
-fn role(conn: &quinn::Connection, admins: &HashSet<String>) -> Role {
+/// The SHA-256 fingerprint of the client's certificate (the handshake required one).
+fn peer_fingerprint(conn: &quinn::Connection) -> Option<String> {
     let certs = conn
         .peer_identity()
-        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
-    match certs.as_deref().and_then(|c| c.first()) {
-        Some(leaf) if admins.contains(&fingerprint(leaf)) => Role::Admin,
-        _ => Role::Frontend,
-    }
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())?;
+    certs.first().map(fingerprint)
 }
 
-async fn serve_connection(
-    conn: quinn::Connection,
-    service: Arc<Service>,
-    admins: &HashSet<String>,
-) {
-    let role = role(&conn, admins);
+async fn serve_connection(conn: quinn::Connection, service: Arc<Service>, role: Role) {
     metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
     let _open = OnDrop(|| metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0));
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -144,6 +295,8 @@ async fn serve_stream(
                 Ok(None) => break,
                 Err(e) => {
                     let code = ErrorCode::of(&e);
+                    metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code.as_str())
+                        .increment(1);
                     let _ = Frame::Error {
                         id: 0,
                         code,

@@ -337,8 +337,12 @@ fn check(field: &'static str, len: usize, max: usize) -> Result<(), EncodeError>
 }
 
 /// How many bytes at the start of `buf` make up the first frame: `Ok(None)` when more
-/// bytes are needed, an error when the length prefix is out of bounds (the stream cannot
-/// be resynchronised after that).
+/// bytes are needed, an error when the length prefix is over the limit (the stream cannot
+/// be resynchronised after that, since the reader will not hold that many bytes).
+///
+/// A length under 5 still delimits a frame, one too short for its kind and id: it is
+/// returned like any other, and decoding it fails, so a reader answers it as malformed
+/// and goes on with the next frame.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     let Some(prefix) = buf.first_chunk::<4>() else {
         return Ok(None);
@@ -350,9 +354,6 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
             len,
             max: MAX_FRAME,
         });
-    }
-    if len < 5 {
-        return Err(DecodeError::Truncated { field: "frame" });
     }
     Ok((buf.len() >= 4 + len).then_some(4 + len))
 }

@@ -34,9 +34,7 @@ pub(crate) async fn serve(listen: SocketAddr, data: &Path) -> Result<(), String>
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(portvakt::server::MAX_STREAMS.into());
-    config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(portvakt::server::transport()));
     let endpoint = quinn::Endpoint::server(config, listen).map_err(|e| e.to_string())?;
     eprintln!(
         "echo serving on {}",
