@@ -343,35 +343,3 @@ fn bad_values_are_named() {
         })
     );
 }
-
-/// The layout in docs/protocol.md, byte for byte.
-#[test]
-fn decide_frame_layout_is_stable() {
-    let f = Frame::Decide(
-        7,
-        Decide {
-            tenant: "k",
-            user: "kari",
-            ip: "203.0.113.9".parse().unwrap(),
-            purpose: Purpose::SignIn,
-            first_factor: FirstFactor::Ok,
-            proof: Some(Proof::Totp("492039")),
-            device_token: None,
-            remember_device: false,
-        },
-    );
-    let expected: &[u8] = &[
-        0x00, 0x00, 0x00, 0x1e, // length 30
-        0x01, // kind: decide
-        0x00, 0x00, 0x00, 0x07, // id 7
-        0x01, b'k', // tenant
-        0x04, b'k', b'a', b'r', b'i', // user
-        0x04, 203, 0, 113, 9,    // ip
-        0x01, // purpose: sign_in
-        0x01, // first factor: ok
-        0x01, 0x01, 0x06, b'4', b'9', b'2', b'0', b'3', b'9', // proof: present, totp, code
-        0x00, // no device token
-        0x00, // do not remember
-    ];
-    assert_eq!(encode(&f).to_vec(), expected);
-}
