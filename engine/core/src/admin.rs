@@ -140,7 +140,7 @@ impl<S: StateStore> Engine<S> {
         }
         let mut out: Vec<Name> = Vec::with_capacity(groups.len());
         for g in groups {
-            let n = Name::intern(g)?;
+            let n = Name::group(g)?;
             if !out.contains(&n) {
                 out.push(n);
             }

@@ -412,7 +412,9 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
             Some(g) => Some(
                 g.iter()
                     .enumerate()
-                    .map(|(j, s)| name(&format!("{rp}.groups[{j}]"), s))
+                    .map(|(j, s)| {
+                        Name::group(s).map_err(|e| invalid(format!("{rp}.groups[{j}]"), e))
+                    })
                     .collect::<Result<Box<[_]>, _>>()?,
             ),
         };

@@ -165,9 +165,12 @@ impl<S: StateStore> Engine<S> {
     /// The keyed hash an unknown name is counted and phantomed under.
     fn unknown_hash(&self, tenant: &str, user: &str) -> u64 {
         let mut buf = [0u8; crate::name::MAX_NAME_LEN];
-        // Names too long to exist are hashed as given; they are unknown either way.
-        let folded = crate::directory::fold(user, &mut buf).unwrap_or(user.as_bytes());
-        self.subjects.hash_one((tenant.as_bytes(), folded))
+        // Names no user can have are hashed as given; they are unknown either way. (A
+        // compared form never equals such a string's bytes, so the two cannot meet.)
+        match crate::name::canonical(user, &mut buf) {
+            Some(form) => self.subjects.hash_one((tenant.as_bytes(), form.as_bytes())),
+            None => self.subjects.hash_one((tenant.as_bytes(), user.as_bytes())),
+        }
     }
 
     pub(crate) fn app_password_digest(&self, user: u32, normalised: &str) -> SecretDigest {
