@@ -32,6 +32,11 @@ pub const MAX_STREAMS: u32 = 16;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most request bytes read from a stream at once; the frames among them are answered
+/// before the next read.
+const READ: usize = 8192;
+/// How long a client may take over its handshake before its place is given back.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request bytes a client may have in flight on one stream before the server reads them
 /// (four frames of the largest size, or hundreds of ordinary ones).
 pub const STREAM_WINDOW: u32 = 64 * 1024;
@@ -55,10 +60,13 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
+        // A connection that never reads its answers holds about 1.4 MiB here, one that
+        // leaves every stream with a partial frame about 0.6 MiB (`docs/benchmarks.md`):
+        // about 1.4 GiB at most in all, 90 MiB per address.
         Self {
-            total: 4096,
+            total: 1024,
             per_address: 64,
-            per_certificate: 1024,
+            per_certificate: 256,
         }
     }
 }
@@ -209,6 +217,17 @@ pub fn start(
     let accepting = endpoint.clone();
     let task = tokio::spawn(async move {
         while let Some(incoming) = accepting.accept().await {
+            // Only an address that has shown it receives the server's packets may hold a
+            // place (a QUIC retry costs a client one round trip): a spoofed address could
+            // otherwise fill the table with handshakes that never finish.
+            if !incoming.remote_address_validated() {
+                if incoming.may_retry() {
+                    let _ = incoming.retry();
+                } else {
+                    incoming.ignore();
+                }
+                continue;
+            }
             // Refused before the handshake: a full server spends nothing on it.
             let mut slot = match admit(&counts, &limits, incoming.remote_address()) {
                 Ok(slot) => slot,
@@ -221,7 +240,12 @@ pub fn start(
             };
             let (service, admins) = (service.clone(), admins.clone());
             tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
+                let Ok(connecting) = incoming.accept() else {
+                    return;
+                };
+                let Ok(Ok(conn)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await else {
+                    return;
+                };
                 let leaf = peer_fingerprint(&conn);
                 if let Some(leaf) = &leaf
                     && !admit_certificate(&mut slot, &limits, leaf.clone())
@@ -270,10 +294,11 @@ async fn serve_stream(
     service: Arc<Service>,
     role: Role,
 ) {
-    let mut inbox = BytesMut::with_capacity(4096);
-    let mut outbox = BytesMut::with_capacity(4096);
-    let mut records = BytesMut::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
+    // Buffers grow with use: a stream that only ever holds a partial frame costs that
+    // frame, not the buffers of a busy one.
+    let mut inbox = BytesMut::new();
+    let mut outbox = BytesMut::new();
+    let mut records = BytesMut::new();
     loop {
         // Answer every complete frame already received, hand their sign-in records to the
         // log, then write the answers at once.
@@ -328,8 +353,8 @@ async fn serve_stream(
             }
             outbox.clear();
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => inbox.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        match recv.read_chunk(READ, true).await {
+            Ok(Some(chunk)) => inbox.extend_from_slice(&chunk.bytes),
             // The client finished its side, or the stream broke: nothing more to answer.
             Ok(None) | Err(_) => {
                 let _ = send.finish();
