@@ -379,6 +379,21 @@ async fn roles_come_from_the_client_certificate() {
         text.starts_with("the server refused the certificate with SHA-256 fingerprint"),
         "{text}"
     );
+    // A client that refuses the server's certificate is not told that the server refused
+    // its own: here it trusts only its own certificate, so the server's issuer is unknown
+    // to it (the same alert, `unknown_ca`, a server sends for a client from another CA).
+    let wrong_ca = client_tls(
+        &f.files.frontend.0,
+        &f.files.frontend.0,
+        &f.files.frontend.1,
+    )
+    .unwrap();
+    match Client::builder(f.addr, wrong_ca).connect().await {
+        Err(ClientError::Connect { message, .. }) => {
+            assert!(message.contains("UnknownIssuer"), "{message}")
+        }
+        other => panic!("a server certificate from an unknown CA: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

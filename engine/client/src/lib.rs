@@ -505,14 +505,15 @@ const CERTIFICATE_ALERTS: &[(u8, &str)] = &[
     (116, "the server requires a client certificate"),
 ];
 
-/// A connection closed during or right after the handshake by one of the certificate
-/// alerts (QUIC carries a TLS alert as the transport error 0x100 + alert).
+/// A connection the server closed during or right after the handshake with one of the
+/// certificate alerts (QUIC carries a TLS alert as the transport error 0x100 + alert).
+/// Only the peer's close counts: the same alert raised here means this client refused
+/// the server's certificate, which is another matter.
 fn certificate_refused(e: &quinn::ConnectionError, presented: &str) -> Option<ClientError> {
-    let code = match e {
-        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
-        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
-        _ => return None,
+    let quinn::ConnectionError::ConnectionClosed(c) = e else {
+        return None;
     };
+    let code = u64::from(c.error_code);
     let alert = u8::try_from(code.checked_sub(0x100)?).ok()?;
     let (_, why) = CERTIFICATE_ALERTS.iter().find(|(a, _)| *a == alert)?;
     Some(ClientError::CertificateRefused {
