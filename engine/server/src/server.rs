@@ -47,7 +47,8 @@ pub const CONNECTION_WINDOW: u32 = 256 * 1024;
 /// How many connections the server holds at once: in all, from one address, and with one
 /// client certificate. A connection costs memory for its streams' windows and partial
 /// frames whether or not it sends anything, so each bound is on connections, counted from
-/// the first packet (a handshake in progress counts).
+/// the moment the client's address is validated (a handshake in progress counts, for at
+/// most [`HANDSHAKE_TIMEOUT`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Connections in all.
