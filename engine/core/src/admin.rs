@@ -454,7 +454,7 @@ impl<S: StateStore> Engine<S> {
         )
     }
 
-    fn subject_of(&self, tenant: &str, user: &str) -> Result<Subject, DirectoryError> {
+    pub(crate) fn subject_of(&self, tenant: &str, user: &str) -> Result<Subject, DirectoryError> {
         Ok(Subject::Known(
             self.directory
                 .get(tenant, user)

@@ -612,8 +612,10 @@ impl<S: StateStore> Attempt<'_, S> {
             Some(Ok(c)) => Some(c),
             Some(Err(_)) => return self.malformed(),
         };
-        let [a, b, c, d] = parsed.value().to_le_bytes();
-        let fp = self.fingerprint(b"otp", &[parsed.digits(), a, b, c, d]);
+        let fp = self
+            .engine
+            .fingerprints
+            .of_code(parsed.digits(), parsed.value());
         // The usual right code matches its authenticator's centre step: one HMAC, no lock
         // check (the commit checks the lock atomically). Only when the centre misses is the
         // lock looked at, so guessing against a lock costs one HMAC, not a window of them.

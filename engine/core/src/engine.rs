@@ -28,7 +28,8 @@ pub struct Engine<S: StateStore = MemoryStore> {
     pub(crate) entropy: Box<dyn Entropy>,
     /// The records unknown names are decided as.
     pub(crate) phantoms: crate::phantom::Phantoms,
-    subjects: ahash::RandomState,
+    /// The stable keys of unknown names, phone numbers and tenants in the store.
+    subjects: crate::secret::KeyedHash,
     pub(crate) next_user: std::sync::atomic::AtomicU32,
 }
 
@@ -107,14 +108,8 @@ impl<S: StateStore> Engine<S> {
         entropy: Box<dyn Entropy>,
         users: usize,
     ) -> Self {
-        let mut seed = [0u8; 32];
-        entropy.fill(&mut seed);
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(seed.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
-            u64::from_le_bytes(w)
-        };
-        let subjects = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
+        // The directory's index lives in this process only; its hash needs no stability,
+        // only unpredictable seeds.
         let mut dir_seed = [0u64; 8];
         for w in &mut dir_seed {
             let mut b = [0u8; 8];
@@ -127,9 +122,9 @@ impl<S: StateStore> Engine<S> {
             store,
             fingerprints: pepper.fingerprinter(),
             phantoms: crate::phantom::Phantoms::new(&pepper),
+            subjects: pepper.keyed_hash(b"subjects"),
             pepper,
             entropy,
-            subjects,
             next_user: 1.into(),
         }
     }
@@ -168,8 +163,12 @@ impl<S: StateStore> Engine<S> {
         // Names no user can have are hashed as given; they are unknown either way. (A
         // compared form never equals such a string's bytes, so the two cannot meet.)
         match crate::name::canonical(user, &mut buf) {
-            Some(form) => self.subjects.hash_one((tenant.as_bytes(), form.as_bytes())),
-            None => self.subjects.hash_one((tenant.as_bytes(), user.as_bytes())),
+            Some(form) => self
+                .subjects
+                .of(&[b"name", tenant.as_bytes(), form.as_bytes()]),
+            None => self
+                .subjects
+                .of(&[b"name", tenant.as_bytes(), user.as_bytes()]),
         }
     }
 
@@ -422,10 +421,10 @@ impl<S: StateStore> Engine<S> {
         }
         let keys = PhoneKeys {
             subject,
-            number: self
+            number: self.subjects.of(&[b"destination", destination.as_bytes()]),
+            tenant: self
                 .subjects
-                .hash_one(("destination", destination.as_str())),
-            tenant: self.subjects.hash_one(("tenant", tenant.name.as_str())),
+                .of(&[b"tenant", tenant.name.as_str().as_bytes()]),
         };
         let s = &tenant.phone;
         self.store
@@ -469,4 +468,68 @@ pub(crate) fn code_digest(pepper: &Pepper, id: &ChallengeId, code: Code) -> Secr
     v[0] = code.digits();
     v[1..].copy_from_slice(&code.value().to_le_bytes());
     pepper.digest(&[b"challenge".as_slice(), &id.0].concat(), &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SeededEntropy;
+
+    fn engine(entropy: u64) -> Engine {
+        let policy = crate::config::load(include_str!("../../../examples/kommune.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Engine::new(
+            policy,
+            MemoryStore::default(),
+            Pepper::new([3; 32]),
+            Box::new(SeededEntropy::new(entropy)),
+        )
+    }
+
+    #[test]
+    fn keys_come_from_the_secret_and_the_changes_not_the_process() {
+        // Two engines (two nodes, or one before and after a restart) with the same secret
+        // and different randomness, given the same changes in the same order.
+        let (a, b) = (engine(1), engine(2));
+        for e in [&a, &b] {
+            for user in ["kari", "ola"] {
+                e.add_user("kommune", user, &[], false).unwrap();
+            }
+        }
+        for user in ["kari", "Ola"] {
+            assert_eq!(
+                a.subject_of("kommune", user).unwrap(),
+                b.subject_of("kommune", user).unwrap()
+            );
+        }
+        // Unknown names, in their compared form.
+        assert_eq!(
+            a.unknown_hash("kommune", "nobody"),
+            b.unknown_hash("kommune", "nobody")
+        );
+        assert_eq!(
+            a.unknown_hash("kommune", "Åse"),
+            b.unknown_hash("kommune", "åse")
+        );
+        assert_ne!(
+            a.unknown_hash("kommune", "nobody"),
+            a.unknown_hash("other", "nobody")
+        );
+        // Fingerprints of wrong inputs, kept with the lockout state.
+        assert_eq!(
+            a.fingerprints.of(b"totp", b"123456"),
+            b.fingerprints.of(b"totp", b"123456")
+        );
+        // Another secret, other keys.
+        let other = Engine::new(
+            crate::config::load(include_str!("../../../examples/kommune.toml")).unwrap(),
+            MemoryStore::default(),
+            Pepper::new([4; 32]),
+            Box::new(SeededEntropy::new(1)),
+        );
+        assert_ne!(
+            a.unknown_hash("kommune", "nobody"),
+            other.unknown_hash("kommune", "nobody")
+        );
+    }
 }

@@ -126,34 +126,109 @@ impl Pepper {
     /// A keyed hasher for short fingerprints, derived from the pepper so that every node
     /// sharing the pepper computes the same fingerprints.
     pub fn fingerprinter(&self) -> Fingerprinter {
-        let d = self.digest(b"fingerprint-seeds", b"").to_bytes();
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            if let Some(bytes) = d.get(i * 8..i * 8 + 8) {
-                w.copy_from_slice(bytes);
-            }
-            u64::from_le_bytes(w)
-        };
-        Fingerprinter(ahash::RandomState::with_seeds(
-            word(0),
-            word(1),
-            word(2),
-            word(3),
-        ))
+        Fingerprinter(self.keyed_hash(b"fingerprints"))
+    }
+
+    /// A keyed hash for the keys of stored and shared state (unknown names, phone numbers),
+    /// one per `purpose`: the same on every node that shares the pepper, after every
+    /// restart and upgrade.
+    pub fn keyed_hash(&self, purpose: &[u8]) -> KeyedHash {
+        let mut d = self.digest(b"keyed-hash", purpose).to_bytes();
+        let mut key = [0u8; 16];
+        for (k, b) in key.iter_mut().zip(d) {
+            *k = b;
+        }
+        let hash = KeyedHash(siphasher::sip::SipHasher13::new_with_key(&key));
+        key.zeroize();
+        d.zeroize();
+        hash
     }
 }
 
-/// Short keyed fingerprints of wrong inputs, to notice one repeated without storing it.
-/// Not a MAC: it only has to be unpredictable without the pepper and cheap on the hot path.
+/// SipHash-1-3 under a key derived from the pepper: a stable, keyed 64-bit hash of a
+/// sequence of byte strings (each length-prefixed, so `("ab", "c")` and `("a", "bc")`
+/// differ). Its output is fixed by the algorithm, so keys made with it can be stored
+/// and shared between nodes.
 #[derive(Clone)]
-pub struct Fingerprinter(ahash::RandomState);
+pub struct KeyedHash(siphasher::sip::SipHasher13);
+
+impl KeyedHash {
+    /// The hash of `parts`: SipHash-1-3 of each part's length (`u64`, little-endian) and
+    /// bytes, in order.
+    pub fn of(&self, parts: &[&[u8]]) -> u64 {
+        use std::hash::Hasher as _;
+        // Most keys are a few short parts: framed into one small buffer, they are hashed
+        // in one call, which costs a fraction of a call per piece.
+        let mut buf = [0u8; 96];
+        let mut used = 0;
+        for part in parts {
+            let len = (part.len() as u64).to_le_bytes();
+            let Some(room) = buf.get_mut(used..used + 8 + part.len()) else {
+                return self.streamed(parts);
+            };
+            let (head, tail) = room.split_at_mut(8);
+            head.copy_from_slice(&len);
+            tail.copy_from_slice(part);
+            used += 8 + part.len();
+        }
+        let mut h = self.0;
+        h.write(buf.get(..used).unwrap_or_default());
+        h.finish()
+    }
+
+    /// The hash of one 64-bit word (its eight little-endian bytes, unframed): the
+    /// cheapest keyed hash there is, for keys that are one number.
+    pub fn of_word(&self, word: u64) -> u64 {
+        use std::hash::Hasher as _;
+        let mut h = self.0;
+        h.write_u64(word);
+        h.finish()
+    }
+
+    /// [`of`](Self::of) for parts too long for its buffer: the same bytes, piece by piece
+    /// (SipHash is a stream, so the result is the same).
+    fn streamed(&self, parts: &[&[u8]]) -> u64 {
+        use std::hash::Hasher as _;
+        let mut h = self.0;
+        for part in parts {
+            h.write(&(part.len() as u64).to_le_bytes());
+            h.write(part);
+        }
+        h.finish()
+    }
+}
+
+impl fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyedHash([redacted])")
+    }
+}
+
+/// Computes short fingerprints of wrong inputs (the lockout counts a repeated wrong code
+/// once); they are stored with the lockout state, so they are stable like every key.
+#[derive(Clone)]
+pub struct Fingerprinter(KeyedHash);
 
 impl Fingerprinter {
     /// The fingerprint of `value` in `context`; never 0 (0 means "nothing to compare").
     pub fn of(&self, context: &[u8], value: &[u8]) -> u32 {
-        let h = self.0.hash_one((context, value));
-        ((h >> 32) as u32 ^ h as u32).max(1)
+        fold(self.0.of(&[context, value]))
     }
+
+    /// The fingerprint of a one-time code of `digits` digits: made on every code checked,
+    /// right or wrong (the replay rule counts a spent code as a failure), so it is one
+    /// word, tagged apart from every [`of`](Self::of) (whose input is never 8 bytes long).
+    pub fn of_code(&self, digits: u8, value: u32) -> u32 {
+        const TAG: u64 = 0x00ff_6f74_7000_0000; // "otp" in bytes 3..6, 0xff in byte 6
+        fold(
+            self.0
+                .of_word(TAG ^ (u64::from(digits) << 32) ^ u64::from(value)),
+        )
+    }
+}
+
+fn fold(h: u64) -> u32 {
+    ((h >> 32) as u32 ^ h as u32).max(1)
 }
 
 impl fmt::Debug for Fingerprinter {
@@ -194,6 +269,39 @@ pub trait Entropy: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyed_hashes_are_fixed_by_the_pepper_alone() {
+        // Known answers: keys derived with these are stored and shared, so a change here
+        // (another hash, another derivation, another framing) would orphan every key a
+        // deployment holds. If this fails, that change needs a migration, not a new
+        // expected value.
+        let p = Pepper::new([7; 32]);
+        let h = p.keyed_hash(b"subjects");
+        assert_eq!(h.of(&[b"name", b"kommune", b"kari"]), 0x37b8_24ea_222c_096c);
+        assert_eq!(p.fingerprinter().of(b"totp", b"123456"), 0x04e1_8244);
+        assert_eq!(p.fingerprinter().of_code(6, 123_456), 0x6518_0f75);
+        // The same pepper, the same keys; the framing keeps the parts apart; purposes and
+        // peppers give other keys.
+        assert_eq!(
+            Pepper::new([7; 32])
+                .keyed_hash(b"subjects")
+                .of(&[b"a", b"bc"]),
+            h.of(&[b"a", b"bc"])
+        );
+        assert_ne!(h.of(&[b"ab", b"c"]), h.of(&[b"a", b"bc"]));
+        assert_ne!(p.keyed_hash(b"other").of(&[b"a"]), h.of(&[b"a"]));
+        assert_ne!(
+            Pepper::new([8; 32]).keyed_hash(b"subjects").of(&[b"a"]),
+            h.of(&[b"a"])
+        );
+        // Short keys framed in one buffer hash as the same bytes streamed piece by piece.
+        for parts in [&[&b"name"[..], b"kommune", b"kari"][..], &[b"", b"x"], &[]] {
+            assert_eq!(h.of(parts), h.streamed(parts));
+        }
+        let long = vec![b'x'; 700];
+        assert_eq!(h.of(&[b"name", &long]), h.streamed(&[b"name", &long]));
+    }
 
     #[test]
     fn debug_never_shows_the_secret() {
