@@ -169,11 +169,14 @@ impl<S: StateStore> Engine<S> {
 
     /// Removes a user and all its sign-in state.
     pub fn remove_user(&self, tenant: &str, user: &str) -> Result<(), DirectoryError> {
+        // The user goes first, so nothing of it can be used again; its state is then only
+        // garbage under an id never given out again, which a failed store may leave (and
+        // which is counted, not refused: the removal itself has happened).
         let u = self
             .directory
             .remove(tenant, user)
             .ok_or(DirectoryError::UnknownUser)?;
-        self.store.forget(Subject::Known(u.id), None);
+        self.forget_state(Subject::Known(u.id), None);
         Ok(())
     }
 
@@ -360,8 +363,16 @@ impl<S: StateStore> Engine<S> {
             false,
             Material::Hotp { key, digits },
         )?;
+        // The token has shown codes up to `counter` already: without the raised counter
+        // they would be accepted again, so a failed store takes the token back out.
         let subject = self.subject_of(tenant, user)?;
-        self.store.raise_otp(subject, id, counter);
+        if let Err(e) = self.store.raise_otp(subject, id, counter) {
+            self.directory
+                .get_mut(tenant, user)?
+                .methods
+                .retain(|m| m.id != id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
@@ -481,7 +492,7 @@ impl<S: StateStore> Engine<S> {
         if m.active {
             return Err(DirectoryError::AlreadyActive);
         }
-        let state = self.store.otp_state(subject, method);
+        let state = self.store.otp_state(subject, method)?;
         let next = match &m.material {
             Material::Totp { key, params } => {
                 let w = otp::TotpWindow {
@@ -498,8 +509,9 @@ impl<S: StateStore> Engine<S> {
             _ => return Err(DirectoryError::UnknownMethod),
         };
         let value = next.ok_or(DirectoryError::WrongCode)?;
+        // The code is spent before the method becomes active, or not at all.
         self.store
-            .raise_otp(subject, method, value.saturating_add(1));
+            .raise_otp(subject, method, value.saturating_add(1))?;
         if let Some(m) = u.method_mut(method) {
             m.active = true;
         }
@@ -538,9 +550,11 @@ impl<S: StateStore> Engine<S> {
         } else {
             Purpose::SignIn
         };
-        Ok(self
-            .issue(t, subject, kind, method, purpose, destination, now)
-            .map_err(|(_, wait)| wait))
+        match self.issue(t, subject, kind, method, purpose, destination, now) {
+            Ok(issued) => Ok(Ok(issued)),
+            Err(crate::engine::NotIssued::Refused(_, wait)) => Ok(Err(wait)),
+            Err(crate::engine::NotIssued::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Proves a pending phone or email method with the code sent by
@@ -559,7 +573,7 @@ impl<S: StateStore> Engine<S> {
         let digest = code_digest(&self.pepper, &challenge, code);
         match self
             .store
-            .redeem_challenge(challenge, subject, &digest, now)
+            .redeem_challenge(challenge, subject, &digest, now)?
         {
             Redeem::Redeemed { method: m, .. } if m == method => {
                 let mut u = self.directory.get_mut(tenant, user)?;
@@ -588,7 +602,9 @@ impl<S: StateStore> Engine<S> {
         }
         u.retire_method(method);
         u.fix_default();
-        self.store.forget(Subject::Known(u.id), Some(method));
+        // As for a removed user: the method is gone, its id is never reused, and its
+        // state is garbage (forgetting it first would let a spent code through meanwhile).
+        self.forget_state(Subject::Known(u.id), Some(method));
         Ok(())
     }
 
@@ -606,7 +622,7 @@ impl<S: StateStore> Engine<S> {
         }
         let subject = Subject::Known(u.id);
         for m in &removed {
-            self.store.forget(subject, Some(*m));
+            self.forget_state(subject, Some(*m));
         }
         Ok(removed.len())
     }
@@ -627,10 +643,18 @@ impl<S: StateStore> Engine<S> {
         Ok(())
     }
 
+    /// Forgets the state of what was just removed from the directory. A failure leaves
+    /// garbage nothing can reach (ids are never reused) and is counted.
+    fn forget_state(&self, subject: Subject, method: Option<MethodId>) {
+        if let Err(e) = self.store.forget(subject, method) {
+            self.count_store_error(&e);
+        }
+    }
+
     /// Clears a user's lockout (every domain) and phone block.
     pub fn unlock(&self, tenant: &str, user: &str) -> Result<(), DirectoryError> {
         let subject = self.subject_of(tenant, user)?;
-        self.store.unlock(subject);
+        self.store.unlock(subject)?;
         Ok(())
     }
 
@@ -650,7 +674,7 @@ impl<S: StateStore> Engine<S> {
             m.drift_hint.store(0, std::sync::atomic::Ordering::Relaxed);
             Subject::Known(u.id)
         };
-        self.store.reset_drift(subject, method);
+        self.store.reset_drift(subject, method)?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use crate::name::Name;
 use crate::otp::{self, Code, TotpWindow};
 use crate::policy::{Purpose, Requirement, Rule, Settings, TenantPolicy, elsewhere};
 use crate::secret::SecretString;
-use crate::state::{Answer, Effect, Redeem, StateStore};
+use crate::state::{Answer, Effect, OtpState, Redeem, StateStore, StoreError};
 use crate::time::{Duration, Timestamp};
 
 /// What the frontend's own password check (the first factor) found.
@@ -327,6 +327,9 @@ pub(crate) struct Attempt<'e, S: StateStore> {
     pub(crate) counted_failure: bool,
     /// The sign-in came without a password: decided as a passwordless one would be.
     pub(crate) no_password: bool,
+    /// The first store call that failed. Once set, whatever the attempt goes on to find,
+    /// its answer is `deny`/`internal_error` (see `Engine::decide`).
+    pub(crate) store_error: std::cell::OnceCell<StoreError>,
 }
 
 impl<S: StateStore> Attempt<'_, S> {
@@ -347,14 +350,31 @@ impl<S: StateStore> Attempt<'_, S> {
         d
     }
 
+    /// A store call's value; if it failed, `fallback` (chosen to end the attempt the
+    /// shortest way) with the error kept, which makes the answer `deny`/`internal_error`.
+    pub(crate) fn stored<T>(&self, r: Result<T, StoreError>, fallback: T) -> T {
+        r.unwrap_or_else(|e| {
+            let _ = self.store_error.set(e);
+            fallback
+        })
+    }
+
+    /// The answer when the store failed: `deny`/`internal_error`, never anything the
+    /// attempt may have found without the store.
+    pub(crate) fn store_failed(&self, e: StoreError) -> Decision {
+        self.engine.count_store_error(&e);
+        self.decision(Outcome::Deny, Reason::InternalError)
+    }
+
     fn commit(&mut self, factor: Factor, effect: Effect) -> Answer {
-        self.engine.store.sign_in(
+        let r = self.engine.store.sign_in(
             self.subject,
             self.domain(factor),
             effect,
             self.now,
             &self.settings.lockout,
-        )
+        );
+        self.stored(r, Answer::Locked { until: self.now })
     }
 
     /// Whether the subject is locked for `factor` right now.
@@ -717,7 +737,8 @@ impl<S: StateStore> Attempt<'_, S> {
                     let mut hit =
                         otp::verify_totp(key, params, code, self.now, self.window(None, hint));
                     if hit.is_none() {
-                        let stored = self.engine.store.otp_state(self.subject, m.id).drift;
+                        let r = self.engine.store.otp_state(self.subject, m.id);
+                        let stored = self.stored(r, OtpState::default()).drift;
                         if stored != hint {
                             hit = otp::verify_totp(
                                 key,
@@ -735,7 +756,15 @@ impl<S: StateStore> Attempt<'_, S> {
                 }
                 Material::Hotp { key, digits } => {
                     let s = self.settings;
-                    let state = self.engine.store.otp_state(self.subject, m.id);
+                    let r = self.engine.store.otp_state(self.subject, m.id);
+                    // Without the counter, nothing can be accepted.
+                    let state = self.stored(
+                        r,
+                        OtpState {
+                            next: u64::MAX,
+                            drift: 0,
+                        },
+                    );
                     // The search also looks as far behind the counter as ahead of it, so a
                     // replayed token code is found, refused by the store and answered
                     // `replayed_code`, as a replayed app code is.
@@ -767,7 +796,8 @@ impl<S: StateStore> Attempt<'_, S> {
         if let Some(locked) = self.check(Factor::Second) {
             return locked;
         }
-        if let Some(until) = self.engine.store.phone_blocked(self.subject, self.now) {
+        let blocked = self.engine.store.phone_blocked(self.subject, self.now);
+        if let Some(until) = self.stored(blocked, Some(self.now)) {
             return self.throttled(Reason::PhoneBlocked, until.since(self.now), purpose);
         }
         let digest = code_digest(&self.engine.pepper, &id, parsed);
@@ -776,6 +806,7 @@ impl<S: StateStore> Attempt<'_, S> {
             .engine
             .store
             .redeem_challenge(id, self.subject, &digest, self.now);
+        let redeemed = self.stored(redeemed, Redeem::Gone);
         match redeemed {
             Redeem::Redeemed {
                 method,
@@ -799,6 +830,7 @@ impl<S: StateStore> Attempt<'_, S> {
                     self.engine
                         .store
                         .phone_failure(self.subject, self.now, &self.tenant.phone);
+                let blocked = self.stored(blocked, None);
                 let d = self.fail(Factor::Second, fp, Reason::InvalidCode);
                 match blocked {
                     Some(until) if d.outcome == Outcome::Deny => {

@@ -381,6 +381,10 @@ pub enum DirectoryError {
     /// An email address is malformed.
     #[error("email address is malformed")]
     InvalidEmail,
+    /// The state store failed; the change was not made (or, for a change the store was
+    /// to record last, may stand without its state: see the operation).
+    #[error(transparent)]
+    Store(#[from] crate::state::StoreError),
     /// The user has an authenticator app or token of this kind with the same secret.
     #[error("this secret is registered for the user already")]
     DuplicateSecret,

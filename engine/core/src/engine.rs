@@ -14,7 +14,7 @@ use crate::net::source_key;
 use crate::otp::Code;
 use crate::policy::{Policy, Purpose, Requirement};
 use crate::secret::{Entropy, Pepper, SecretDigest, SecretString};
-use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateStore};
+use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateStore, StoreError};
 use crate::time::Timestamp;
 
 /// The decision engine. Cheap to share: wrap it in an `Arc` and call [`decide`](Self::decide)
@@ -31,6 +31,8 @@ pub struct Engine<S: StateStore = MemoryStore> {
     /// The stable keys of unknown names, phone numbers and tenants in the store.
     subjects: crate::secret::KeyedHash,
     pub(crate) next_user: std::sync::atomic::AtomicU32,
+    /// Store calls that failed, since start.
+    store_errors: std::sync::atomic::AtomicU64,
 }
 
 /// The user record an attempt is decided on: the user's own, or the name's phantom, each
@@ -126,6 +128,7 @@ impl<S: StateStore> Engine<S> {
             pepper,
             entropy,
             next_user: 1.into(),
+            store_errors: 0.into(),
         }
     }
 
@@ -150,6 +153,17 @@ impl<S: StateStore> Engine<S> {
     pub fn check_invariants(&self) -> Result<(), String> {
         let ids = self.next_user.load(std::sync::atomic::Ordering::Relaxed);
         self.directory.check_invariants(ids)
+    }
+
+    /// How many decisions and administrator operations the store failed, since start
+    /// (each answered `deny`/`internal_error`, or refused).
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_store_error(&self, _e: &StoreError) {
+        self.store_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The state store.
@@ -259,6 +273,7 @@ impl<S: StateStore> Engine<S> {
             now,
             counted_failure: false,
             no_password: false,
+            store_error: Default::default(),
         };
         Some(f(&mut attempt))
     }
@@ -273,20 +288,34 @@ impl<S: StateStore> Engine<S> {
             // reservation is taken before the attempt is evaluated, so parallel guesses
             // cannot overshoot; it is refunded unless a failure was counted.
             let source = (!a.familiar).then(|| source_key(req.ip));
-            if let Some(source) = source
-                && let Err(wait) =
-                    self.store
-                        .reserve_source(source, now, a.settings.source_failures)
-            {
-                let mut d = a.decision(Outcome::Locked, Reason::SourceLimited);
-                d.retry_after = Some(wait);
-                return (d, None);
+            if let Some(source) = source {
+                let reserved = self
+                    .store
+                    .reserve_source(source, now, a.settings.source_failures);
+                match reserved {
+                    Ok(Ok(())) => {}
+                    Ok(Err(wait)) => {
+                        let mut d = a.decision(Outcome::Locked, Reason::SourceLimited);
+                        d.retry_after = Some(wait);
+                        return (d, None);
+                    }
+                    Err(e) => return (a.store_failed(e), None),
+                }
             }
             let decision = a.run(req);
+            // The one place a failed store call becomes the answer: whatever the attempt
+            // found after it, it is `deny`/`internal_error`, and nothing is remembered.
+            if let Some(e) = a.store_error.take() {
+                return (a.store_failed(e), None);
+            }
             if let Some(source) = source
                 && !a.counted_failure
             {
-                self.store.refund_source(source, now);
+                // A refund that fails leaves the attempt counted against the source:
+                // stricter, not looser, so the answer stands (and the failure is counted).
+                if let Err(e) = self.store.refund_source(source, now) {
+                    self.count_store_error(&e);
+                }
             }
             let ttl = a.tenant.trusted_device_ttl;
             let remember = req.remember_device
@@ -349,7 +378,10 @@ impl<S: StateStore> Engine<S> {
                 return none(a.decision(Outcome::Deny, Reason::PolicyBlock));
             }
             if let Some(locked) = a.check(Factor::Second) {
-                return none(locked);
+                return none(match a.store_error.take() {
+                    Some(e) => a.store_failed(e),
+                    None => locked,
+                });
             }
             // The phantom picks its method exactly as a user does, so an unknown name is
             // refused where a user without that method is, and "sent" where a user with it
@@ -391,7 +423,10 @@ impl<S: StateStore> Engine<S> {
                         delivery: a.known.then_some(delivery),
                     }
                 }
-                Err((reason, wait)) => none(a.throttled(reason, wait, req.purpose)),
+                Err(NotIssued::Refused(reason, wait)) => {
+                    none(a.throttled(reason, wait, req.purpose))
+                }
+                Err(NotIssued::Store(e)) => none(a.store_failed(e)),
             }
         });
         sent.unwrap_or_else(|| {
@@ -415,9 +450,9 @@ impl<S: StateStore> Engine<S> {
         purpose: Purpose,
         destination: String,
         now: Timestamp,
-    ) -> Result<(ChallengeId, Delivery), (Reason, crate::time::Duration)> {
-        if let Some(until) = self.store.phone_blocked(subject, now) {
-            return Err((Reason::PhoneBlocked, until.since(now)));
+    ) -> Result<(ChallengeId, Delivery), NotIssued> {
+        if let Some(until) = self.store.phone_blocked(subject, now)? {
+            return Err(NotIssued::Refused(Reason::PhoneBlocked, until.since(now)));
         }
         let keys = PhoneKeys {
             subject,
@@ -428,8 +463,8 @@ impl<S: StateStore> Engine<S> {
         };
         let s = &tenant.phone;
         self.store
-            .reserve_phone_send(keys, now, s)
-            .map_err(|w| (Reason::SendRateLimited, w))?;
+            .reserve_phone_send(keys, now, s)?
+            .map_err(|w| NotIssued::Refused(Reason::SendRateLimited, w))?;
         let digits = crate::otp::Digits::new(s.digits).unwrap_or(crate::otp::Digits::SIX);
         let value = self.entropy.below(10u64.pow(u32::from(digits.get())));
         let code = Code::from_value(u32::try_from(value).unwrap_or(0), digits);
@@ -444,7 +479,7 @@ impl<S: StateStore> Engine<S> {
             expires: now + s.code_ttl,
             attempts_left: s.max_attempts,
         };
-        self.store.put_challenge(id, record, now);
+        self.store.put_challenge(id, record, now)?;
         let text = format!(
             "{:0width$}",
             code.value(),
@@ -459,6 +494,20 @@ impl<S: StateStore> Engine<S> {
                 expires: record.expires,
             },
         ))
+    }
+}
+
+/// Why no code was made.
+pub(crate) enum NotIssued {
+    /// Blocked or over a budget: the reason, and how long to wait.
+    Refused(Reason, crate::time::Duration),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for NotIssued {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
 }
 

@@ -147,11 +147,21 @@ pub struct StoreSizes {
     pub evictions: u64,
 }
 
+/// Why the store could not do what was asked: it is unreachable, too slow, or refused
+/// the operation. The operation either happened whole or not at all; the caller cannot
+/// tell which, so it assumes the worst: a decision fails closed (`deny`/`internal_error`),
+/// an administrator operation reports the failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the state store failed: {0}")]
+pub struct StoreError(pub String);
+
 /// The per-key atomic operations a decision needs. Each method is atomic with respect to
-/// every other call on the same key; calls on different keys are independent.
+/// every other call on the same key; calls on different keys are independent. Every one
+/// can fail with a [`StoreError`], and a failed call has changed nothing or everything it
+/// was asked to, never part of it.
 pub trait StateStore: Send + Sync {
     /// The replay state of `method` (a plain read: the store checks again on commit).
-    fn otp_state(&self, subject: Subject, method: MethodId) -> OtpState;
+    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError>;
 
     /// Applies `effect` to `subject` in lock domain `domain`, atomically: a lock in the
     /// domain or its sibling (the other factor at the same familiarity) refuses everything.
@@ -162,26 +172,36 @@ pub trait StateStore: Send + Sync {
         effect: Effect,
         now: Timestamp,
         cfg: &LockoutConfig,
-    ) -> Answer;
+    ) -> Result<Answer, StoreError>;
 
     /// Counts one attempt against a source (IPv4 address or IPv6 /64) if that stays within
     /// `rate`; otherwise says how long to wait. Successful attempts are refunded with
     /// [`refund_source`](Self::refund_source), so only failures stay counted.
-    fn reserve_source(&self, source: u128, now: Timestamp, rate: Rate) -> Result<(), Duration>;
+    fn reserve_source(
+        &self,
+        source: u128,
+        now: Timestamp,
+        rate: Rate,
+    ) -> Result<Result<(), Duration>, StoreError>;
 
     /// Takes back a reservation whose attempt did not fail.
-    fn refund_source(&self, source: u128, now: Timestamp);
+    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Draws one send from the user's, the number's and the tenant's budgets, all or none.
+    /// Draws one send from the user's, the number's and the tenant's budgets, all or none;
+    /// otherwise says how long to wait.
     fn reserve_phone_send(
         &self,
         keys: PhoneKeys,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Result<(), Duration>;
+    ) -> Result<Result<(), Duration>, StoreError>;
 
     /// Whether phone methods are blocked for `subject` after failed verifications.
-    fn phone_blocked(&self, subject: Subject, now: Timestamp) -> Option<Timestamp>;
+    fn phone_blocked(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
 
     /// Counts a failed phone-code verification; returns the block's end if this blocks.
     fn phone_failure(
@@ -189,10 +209,15 @@ pub trait StateStore: Send + Sync {
         subject: Subject,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Option<Timestamp>;
+    ) -> Result<Option<Timestamp>, StoreError>;
 
     /// Stores a new challenge.
-    fn put_challenge(&self, id: ChallengeId, record: ChallengeRecord, now: Timestamp);
+    fn put_challenge(
+        &self,
+        id: ChallengeId,
+        record: ChallengeRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Redeems a challenge with the digest of the presented code, atomically: a right code
     /// spends it, a wrong one uses a try.
@@ -202,26 +227,26 @@ pub trait StateStore: Send + Sync {
         subject: Subject,
         digest: &SecretDigest,
         now: Timestamp,
-    ) -> Redeem;
+    ) -> Result<Redeem, StoreError>;
 
     /// Administrator: clears every lock domain and the phone block of `subject`.
-    fn unlock(&self, subject: Subject);
+    fn unlock(&self, subject: Subject) -> Result<(), StoreError>;
 
     /// Administrator: forgets the learned clock drift of `method`.
-    fn reset_drift(&self, subject: Subject, method: MethodId);
+    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError>;
 
     /// Raises `method`'s `next` to at least `next` (enrolment proves a first code).
-    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64);
+    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError>;
 
     /// Forgets `method` (removed), or everything about `subject` when `method` is `None`.
-    fn forget(&self, subject: Subject, method: Option<MethodId>);
+    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError>;
 
-    /// Table sizes.
-    fn sizes(&self) -> StoreSizes;
+    /// Table sizes, for metrics.
+    fn sizes(&self) -> Result<StoreSizes, StoreError>;
 
     /// How many subjects (known users and unknown names) are locked out of any domain at
     /// `now`. A scan of the whole store: for metrics now and then, not per request.
-    fn locked_subjects(&self, now: Timestamp) -> usize;
+    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError>;
 }
 
 /// Per-user state.
@@ -483,10 +508,10 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn otp_state(&self, subject: Subject, method: MethodId) -> OtpState {
-        self.read_user(subject, |u| {
+    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError> {
+        Ok(self.read_user(subject, |u| {
             u.and_then(|u| u.otp(method)).unwrap_or_default()
-        })
+        }))
     }
 
     fn sign_in(
@@ -496,14 +521,16 @@ impl StateStore for MemoryStore {
         effect: Effect,
         now: Timestamp,
         cfg: &LockoutConfig,
-    ) -> Answer {
+    ) -> Result<Answer, StoreError> {
         if effect == Effect::Check {
-            return self.read_user(subject, |u| match u.and_then(|u| u.locked(domain, now)) {
-                Some(until) => Answer::Locked { until },
-                None => Answer::Open,
-            });
+            return Ok(
+                self.read_user(subject, |u| match u.and_then(|u| u.locked(domain, now)) {
+                    Some(until) => Answer::Locked { until },
+                    None => Answer::Open,
+                }),
+            );
         }
-        self.with_user(subject, now, |u| {
+        Ok(self.with_user(subject, now, |u| {
             if let Some(until) = u.locked(domain, now) {
                 return Answer::Locked { until };
             }
@@ -532,17 +559,24 @@ impl StateStore for MemoryStore {
                     Answer::Accepted
                 }
             }
-        })
+        }))
     }
 
-    fn reserve_source(&self, source: u128, now: Timestamp, rate: Rate) -> Result<(), Duration> {
-        self.sources
-            .update(source, now, |c| c.0.try_add(now, rate, 1))
+    fn reserve_source(
+        &self,
+        source: u128,
+        now: Timestamp,
+        rate: Rate,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        Ok(self
+            .sources
+            .update(source, now, |c| c.0.try_add(now, rate, 1)))
     }
 
-    fn refund_source(&self, source: u128, now: Timestamp) {
+    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError> {
         self.sources
             .update_existing(&source, now, |c| c.0.remove(1));
+        Ok(())
     }
 
     fn reserve_phone_send(
@@ -550,7 +584,7 @@ impl StateStore for MemoryStore {
         keys: PhoneKeys,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Result<(), Duration> {
+    ) -> Result<Result<(), Duration>, StoreError> {
         let user = self
             .with_user(keys.subject, now, |u| {
                 let p = u.phone.get_or_insert_with(Box::default);
@@ -568,7 +602,7 @@ impl StateStore for MemoryStore {
                 .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1))
                 .is_ok();
         if tenant {
-            return Ok(());
+            return Ok(Ok(()));
         }
         // All or none: give back what was drawn.
         if user {
@@ -594,17 +628,21 @@ impl StateStore for MemoryStore {
         let tenant = self.tenants.read(&keys.tenant, |c| {
             c.and_then(|c| c.0.wait(now, s.per_tenant, 1))
         });
-        Err(user
+        Ok(Err(user
             .max(number)
             .max(tenant)
-            .unwrap_or(Duration::from_secs(1)))
+            .unwrap_or(Duration::from_secs(1))))
     }
 
-    fn phone_blocked(&self, subject: Subject, now: Timestamp) -> Option<Timestamp> {
-        self.read_user(subject, |u| {
+    fn phone_blocked(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.read_user(subject, |u| {
             u.and_then(|u| u.phone.as_deref())
                 .and_then(|p| (now < p.blocked_until).then_some(p.blocked_until))
-        })
+        }))
     }
 
     fn phone_failure(
@@ -612,8 +650,8 @@ impl StateStore for MemoryStore {
         subject: Subject,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Option<Timestamp> {
-        self.with_user(subject, now, |u| {
+    ) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.with_user(subject, now, |u| {
             let p = u.phone.get_or_insert_with(Box::default);
             p.failures.add(now, s.failures.per, 1);
             if p.failures.estimate(now, s.failures.per) >= u64::from(s.failures.max) {
@@ -623,11 +661,17 @@ impl StateStore for MemoryStore {
             } else {
                 None
             }
-        })
+        }))
     }
 
-    fn put_challenge(&self, id: ChallengeId, record: ChallengeRecord, now: Timestamp) {
+    fn put_challenge(
+        &self,
+        id: ChallengeId,
+        record: ChallengeRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.challenges.put(id, ChallengeSlot(Some(record)), now);
+        Ok(())
     }
 
     fn redeem_challenge(
@@ -636,8 +680,9 @@ impl StateStore for MemoryStore {
         subject: Subject,
         digest: &SecretDigest,
         now: Timestamp,
-    ) -> Redeem {
-        self.challenges
+    ) -> Result<Redeem, StoreError> {
+        Ok(self
+            .challenges
             .update_existing(&id, now, |slot| {
                 let Some(c) = slot.0.as_mut() else {
                     return Redeem::Gone;
@@ -660,10 +705,10 @@ impl StateStore for MemoryStore {
                 }
                 Redeem::Wrong { spent }
             })
-            .unwrap_or(Redeem::Gone)
+            .unwrap_or(Redeem::Gone))
     }
 
-    fn unlock(&self, subject: Subject) {
+    fn unlock(&self, subject: Subject) -> Result<(), StoreError> {
         self.with_user(subject, Timestamp::EPOCH, |u| {
             u.locks = None;
             if let Some(p) = u.phone.as_deref_mut() {
@@ -671,24 +716,27 @@ impl StateStore for MemoryStore {
                 p.failures = SlidingWindow::default();
             }
         });
+        Ok(())
     }
 
-    fn reset_drift(&self, subject: Subject, method: MethodId) {
+    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError> {
         self.with_user(subject, Timestamp::EPOCH, |u| {
             if u.otp(method).is_some() {
                 u.otp_mut(method).drift = 0;
             }
         });
+        Ok(())
     }
 
-    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) {
+    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError> {
         self.with_user(subject, Timestamp::EPOCH, |u| {
             let s = u.otp_mut(method);
             s.next = s.next.max(next);
         });
+        Ok(())
     }
 
-    fn forget(&self, subject: Subject, method: Option<MethodId>) {
+    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError> {
         match method {
             Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| u.forget_otp(m)),
             None => match subject {
@@ -700,10 +748,11 @@ impl StateStore for MemoryStore {
                 Subject::Unknown(h) => drop(self.unknown.remove(&h)),
             },
         }
+        Ok(())
     }
 
-    fn sizes(&self) -> StoreSizes {
-        StoreSizes {
+    fn sizes(&self) -> Result<StoreSizes, StoreError> {
+        Ok(StoreSizes {
             users: self.users.allocated_slots(),
             unknown: self.unknown.len(),
             sources: self.sources.len(),
@@ -713,16 +762,16 @@ impl StateStore for MemoryStore {
                 + self.sources.evictions()
                 + self.numbers.evictions()
                 + self.challenges.evictions(),
-        }
+        })
     }
 
-    fn locked_subjects(&self, now: Timestamp) -> usize {
+    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError> {
         let known = self
             .users
             .iter()
             .filter(|u| lock(u).any_locked(now))
             .count();
-        known + self.unknown.count(|u| u.any_locked(now))
+        Ok(known + self.unknown.count(|u| u.any_locked(now)))
     }
 }
 
@@ -748,24 +797,32 @@ mod tests {
             familiar: true,
         };
         let t = Timestamp::from_secs(1_000);
-        let fail = |d, fp| store.sign_in(user, d, Effect::Fail { fingerprint: fp }, t, &cfg);
+        let fail = |d, fp| {
+            store
+                .sign_in(user, d, Effect::Fail { fingerprint: fp }, t, &cfg)
+                .unwrap()
+        };
         // Two bad codes, then a password alone succeeds: the third bad code still locks.
         fail(second, 1);
         fail(second, 2);
         assert_eq!(
-            store.sign_in(user, first, Effect::Succeed, t, &cfg),
+            store
+                .sign_in(user, first, Effect::Succeed, t, &cfg)
+                .unwrap(),
             Answer::Accepted
         );
         assert!(matches!(
             fail(second, 3),
             Answer::Failed(Failure::LockedNow { .. })
         ));
-        store.unlock(user);
+        store.unlock(user).unwrap();
         // Two bad passwords, then a code succeeds: the count of passwords starts over.
         fail(first, 1);
         fail(first, 2);
         assert_eq!(
-            store.sign_in(user, second, Effect::Succeed, t, &cfg),
+            store
+                .sign_in(user, second, Effect::Succeed, t, &cfg)
+                .unwrap(),
             Answer::Accepted
         );
         assert_eq!(

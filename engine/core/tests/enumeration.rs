@@ -16,7 +16,7 @@ use portvakt_core::lockout::{Domain, LockoutConfig};
 use portvakt_core::policy::PhoneSettings;
 use portvakt_core::secret::{Pepper, SecretDigest};
 use portvakt_core::state::{
-    Answer, ChallengeRecord, Effect, OtpState, PhoneKeys, Redeem, StoreSizes,
+    Answer, ChallengeRecord, Effect, OtpState, PhoneKeys, Redeem, StoreError, StoreSizes,
 };
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::window::Rate;
@@ -51,7 +51,7 @@ fn effect_kind(e: &Effect) -> &'static str {
 }
 
 impl StateStore for Recording {
-    fn otp_state(&self, s: Subject, m: MethodId) -> OtpState {
+    fn otp_state(&self, s: Subject, m: MethodId) -> Result<OtpState, StoreError> {
         self.note("otp_state".into());
         self.inner.otp_state(s, m)
     }
@@ -62,8 +62,8 @@ impl StateStore for Recording {
         e: Effect,
         now: Timestamp,
         cfg: &LockoutConfig,
-    ) -> Answer {
-        let a = self.inner.sign_in(s, d, e, now, cfg);
+    ) -> Result<Answer, StoreError> {
+        let a = self.inner.sign_in(s, d, e, now, cfg)?;
         let answer = match a {
             Answer::Failed(f) | Answer::Replayed(f) => {
                 format!("{f:?}").split(' ').next().unwrap_or("").to_owned()
@@ -75,13 +75,18 @@ impl StateStore for Recording {
                 .to_owned(),
         };
         self.note(format!("sign_in {:?} {} -> {answer}", d, effect_kind(&e)));
-        a
+        Ok(a)
     }
-    fn reserve_source(&self, src: u128, now: Timestamp, rate: Rate) -> Result<(), Duration> {
+    fn reserve_source(
+        &self,
+        src: u128,
+        now: Timestamp,
+        rate: Rate,
+    ) -> Result<Result<(), Duration>, StoreError> {
         self.note("reserve_source".into());
         self.inner.reserve_source(src, now, rate)
     }
-    fn refund_source(&self, src: u128, now: Timestamp) {
+    fn refund_source(&self, src: u128, now: Timestamp) -> Result<(), StoreError> {
         self.note("refund_source".into());
         self.inner.refund_source(src, now)
     }
@@ -90,20 +95,30 @@ impl StateStore for Recording {
         k: PhoneKeys,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Result<(), Duration> {
-        let r = self.inner.reserve_phone_send(k, now, s);
+    ) -> Result<Result<(), Duration>, StoreError> {
+        let r = self.inner.reserve_phone_send(k, now, s)?;
         self.note(format!("reserve_phone_send -> {}", r.is_ok()));
-        r
+        Ok(r)
     }
-    fn phone_blocked(&self, s: Subject, now: Timestamp) -> Option<Timestamp> {
+    fn phone_blocked(&self, s: Subject, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
         self.note("phone_blocked".into());
         self.inner.phone_blocked(s, now)
     }
-    fn phone_failure(&self, s: Subject, now: Timestamp, p: &PhoneSettings) -> Option<Timestamp> {
+    fn phone_failure(
+        &self,
+        s: Subject,
+        now: Timestamp,
+        p: &PhoneSettings,
+    ) -> Result<Option<Timestamp>, StoreError> {
         self.note("phone_failure".into());
         self.inner.phone_failure(s, now, p)
     }
-    fn put_challenge(&self, id: ChallengeId, r: ChallengeRecord, now: Timestamp) {
+    fn put_challenge(
+        &self,
+        id: ChallengeId,
+        r: ChallengeRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.note("put_challenge".into());
         self.inner.put_challenge(id, r, now)
     }
@@ -113,27 +128,27 @@ impl StateStore for Recording {
         s: Subject,
         d: &SecretDigest,
         now: Timestamp,
-    ) -> Redeem {
-        let r = self.inner.redeem_challenge(id, s, d, now);
+    ) -> Result<Redeem, StoreError> {
+        let r = self.inner.redeem_challenge(id, s, d, now)?;
         self.note(format!("redeem_challenge -> {r:?}"));
-        r
+        Ok(r)
     }
-    fn unlock(&self, s: Subject) {
+    fn unlock(&self, s: Subject) -> Result<(), StoreError> {
         self.inner.unlock(s)
     }
-    fn reset_drift(&self, s: Subject, m: MethodId) {
+    fn reset_drift(&self, s: Subject, m: MethodId) -> Result<(), StoreError> {
         self.inner.reset_drift(s, m)
     }
-    fn raise_otp(&self, s: Subject, m: MethodId, next: u64) {
+    fn raise_otp(&self, s: Subject, m: MethodId, next: u64) -> Result<(), StoreError> {
         self.inner.raise_otp(s, m, next)
     }
-    fn forget(&self, s: Subject, m: Option<MethodId>) {
+    fn forget(&self, s: Subject, m: Option<MethodId>) -> Result<(), StoreError> {
         self.inner.forget(s, m)
     }
-    fn sizes(&self) -> StoreSizes {
+    fn sizes(&self) -> Result<StoreSizes, StoreError> {
         self.inner.sizes()
     }
-    fn locked_subjects(&self, now: Timestamp) -> usize {
+    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.inner.locked_subjects(now)
     }
 }
@@ -537,7 +552,7 @@ fn a_flood_does_not_erase_an_unknown_names_lock() {
     // Names whose phantom has fewer methods than kommune asks for are told to register
     // and count nothing; the rest (fourteen in sixteen) overflow the table.
     assert!(
-        e.store().sizes().evictions > 5_000,
+        e.store().sizes().unwrap().evictions > 5_000,
         "{:?}",
         e.store().sizes()
     );

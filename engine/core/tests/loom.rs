@@ -50,14 +50,22 @@ fn two_threads_same_step_exactly_one_accepted() {
                 })
             })
             .collect();
-        let answers: Vec<Answer> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let answers: Vec<Answer> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
         assert_eq!(
             answers.iter().filter(|a| **a == Answer::Accepted).count(),
             1,
             "{answers:?}"
         );
         assert!(answers.iter().any(|a| matches!(a, Answer::Replayed(_))));
-        assert_eq!(s.otp_state(Subject::Known(UserId(1)), MethodId(1)).next, 56);
+        assert_eq!(
+            s.otp_state(Subject::Known(UserId(1)), MethodId(1))
+                .unwrap()
+                .next,
+            56
+        );
     });
 }
 
@@ -83,7 +91,10 @@ fn two_failures_at_threshold_two_lock_exactly_once() {
                 })
             })
             .collect();
-        let answers: Vec<Answer> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let answers: Vec<Answer> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
         let locked_now = answers
             .iter()
             .filter(|a| matches!(a, Answer::Failed(Failure::LockedNow { .. })))
@@ -109,6 +120,7 @@ fn a_source_reservation_is_never_overshot() {
                 let s = s.clone();
                 thread::spawn(move || {
                     s.reserve_source(42, Timestamp::from_secs(100), rate)
+                        .unwrap()
                         .is_ok()
                 })
             })

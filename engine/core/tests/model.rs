@@ -37,7 +37,7 @@ proptest! {
             match op {
                 Op::Wait { secs } => now = now + Duration::from_secs(secs),
                 Op::Otp { method, value } => {
-                    let a = store.sign_in(subject, domain, Effect::Otp { method: MethodId(method), value, offset: 0, fingerprint: 0 }, now, &cfg);
+                    let a = store.sign_in(subject, domain, Effect::Otp { method: MethodId(method), value, offset: 0, fingerprint: 0 }, now, &cfg).unwrap();
                     let m = method as usize;
                     if now < locked_until {
                         prop_assert!(matches!(a, Answer::Locked { .. }), "{a:?}");
@@ -49,14 +49,14 @@ proptest! {
                     }
                 }
                 Op::Fail { fingerprint } => {
-                    let a = store.sign_in(subject, domain, Effect::Fail { fingerprint }, now, &cfg);
+                    let a = store.sign_in(subject, domain, Effect::Fail { fingerprint }, now, &cfg).unwrap();
                     if now < locked_until {
                         prop_assert!(matches!(a, Answer::Locked { .. }), "{a:?}");
                     }
                 }
             }
             // Learn the lock from the store's own check, then hold it to it.
-            if let Answer::Locked { until } = store.sign_in(subject, domain, Effect::Check, now, &cfg) {
+            if let Answer::Locked { until } = store.sign_in(subject, domain, Effect::Check, now, &cfg).unwrap() {
                 prop_assert!(until > now);
                 prop_assert!(until <= now + cfg.max_wait);
                 locked_until = until;
@@ -64,7 +64,7 @@ proptest! {
                 prop_assert!(now >= locked_until);
             }
             for (m, n) in next.iter().enumerate() {
-                prop_assert_eq!(store.otp_state(subject, MethodId(m as u32)).next, *n);
+                prop_assert_eq!(store.otp_state(subject, MethodId(m as u32)).unwrap().next, *n);
             }
         }
     }

@@ -30,6 +30,8 @@ pub const TABLE_ENTRIES: &str = "portvakt_table_entries";
 pub const EVICTIONS: &str = "portvakt_table_evictions";
 /// Users in the directory.
 pub const USERS: &str = "portvakt_users";
+/// Store calls that failed since start (each decision answered `deny`/`internal_error`).
+pub const STORE_ERRORS: &str = "portvakt_store_errors_total";
 /// Subjects (users and unknown names) locked out now.
 pub const LOCKOUTS_ACTIVE: &str = "portvakt_lockouts_active";
 
@@ -72,6 +74,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         LOCKOUTS_ACTIVE,
         "Users and unknown names locked out at the last count"
     );
+    metrics::describe_counter!(
+        STORE_ERRORS,
+        "State store calls that failed (decisions answered deny/internal_error)"
+    );
     metrics::describe_counter!(SIGNIN_RECORDS, "Sign-in records written to the log");
     metrics::describe_gauge!(
         SIGNIN_BYTES,
@@ -89,21 +95,26 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// Records the sizes of the engine's tables and the lockouts in force at `now` (a scan of
-/// the store: call it every few seconds, not per request).
+/// Records the sizes of the engine's tables, the lockouts in force at `now` and the store
+/// errors so far (a scan of the store: call it every few seconds, not per request). Sizes
+/// the store cannot give now keep their last values.
 pub fn record_sizes(engine: &portvakt_core::Engine, now: portvakt_core::Timestamp) {
     use portvakt_core::StateStore;
-    let s = engine.store().sizes();
-    for (table, n) in [
-        ("unknown_names", s.unknown),
-        ("sources", s.sources),
-        ("phone_numbers", s.numbers),
-        ("challenges", s.challenges),
-        ("user_state_slots", s.users),
-    ] {
-        metrics::gauge!(TABLE_ENTRIES, "table" => table).set(n as f64);
+    if let Ok(s) = engine.store().sizes() {
+        for (table, n) in [
+            ("unknown_names", s.unknown),
+            ("sources", s.sources),
+            ("phone_numbers", s.numbers),
+            ("challenges", s.challenges),
+            ("user_state_slots", s.users),
+        ] {
+            metrics::gauge!(TABLE_ENTRIES, "table" => table).set(n as f64);
+        }
+        metrics::gauge!(EVICTIONS).set(s.evictions as f64);
     }
-    metrics::gauge!(EVICTIONS).set(s.evictions as f64);
     metrics::gauge!(USERS).set(engine.directory().len() as f64);
-    metrics::gauge!(LOCKOUTS_ACTIVE).set(engine.store().locked_subjects(now) as f64);
+    if let Ok(n) = engine.store().locked_subjects(now) {
+        metrics::gauge!(LOCKOUTS_ACTIVE).set(n as f64);
+    }
+    metrics::counter!(STORE_ERRORS).absolute(engine.store_errors());
 }

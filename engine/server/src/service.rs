@@ -33,6 +33,31 @@ pub enum Role {
 /// Where a service reads the time.
 pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// Why an administrator operation failed: `refused` with the directory's reason, or
+/// `internal` when the state store failed (the operation may be retried).
+struct AdminError(ErrorCode, String);
+
+impl From<DirectoryError> for AdminError {
+    fn from(d: DirectoryError) -> Self {
+        match d {
+            DirectoryError::Store(e) => Self(ErrorCode::Internal, e.to_string()),
+            other => Self(ErrorCode::Refused, other.to_string()),
+        }
+    }
+}
+
+impl From<String> for AdminError {
+    fn from(message: String) -> Self {
+        Self(ErrorCode::Refused, message)
+    }
+}
+
+impl From<&str> for AdminError {
+    fn from(message: &str) -> Self {
+        Self(ErrorCode::Refused, message.to_owned())
+    }
+}
+
 /// The request handler shared by all connections.
 pub struct Service {
     engine: Arc<Engine>,
@@ -255,7 +280,7 @@ impl Service {
                     ),
                     a => match self.admin(a, now) {
                         Ok(reply) => Owned::Reply(id, reply),
-                        Err(e) => Owned::Error(id, ErrorCode::Refused, e),
+                        Err(AdminError(code, message)) => Owned::Error(id, code, message),
                     },
                 },
                 Role::Frontend => Owned::Error(
@@ -272,9 +297,9 @@ impl Service {
         }
     }
 
-    fn admin(&self, a: Admin<'_>, now: Timestamp) -> Result<OwnedReply, String> {
+    fn admin(&self, a: Admin<'_>, now: Timestamp) -> Result<OwnedReply, AdminError> {
         let e = &self.engine;
-        let err = |d: DirectoryError| d.to_string();
+        let err = AdminError::from;
         let done = Ok(OwnedReply::Done);
         match a {
             Admin::AddUser {
@@ -490,7 +515,10 @@ impl Service {
                 let info = e.user_info(tenant.0, user.0).map_err(err)?;
                 Ok(OwnedReply::Described(info))
             }
-            Admin::ReloadPolicy {} => self.reload_policy().map(OwnedReply::PolicyReloaded),
+            Admin::ReloadPolicy {} => self
+                .reload_policy()
+                .map(OwnedReply::PolicyReloaded)
+                .map_err(AdminError::from),
             Admin::SignIns { .. } => Err("the sign-in log is read by the connection".into()),
         }
     }
