@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use portvakt::pki::{PkiFiles, client_tls};
+use portvakt_server::pki::{PkiFiles, client_tls};
 use portvakt_wire::{Decide, FirstFactor, Frame, Proof, Purpose};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -76,7 +76,7 @@ async fn main() {
             continue;
         };
         let mut opened = 0;
-        while opened < portvakt::server::MAX_STREAMS {
+        while opened < portvakt_server::server::MAX_STREAMS {
             let Ok(Ok((mut send, recv))) =
                 tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await
             else {

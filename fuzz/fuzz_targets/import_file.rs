@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portvakt::import::{Format, parse};
+use portvakt_server::import::{Format, parse};
 
 fuzz_target!(|text: &str| {
     // CSV records may span lines inside quotes, so line numbers are bounded by the text's.

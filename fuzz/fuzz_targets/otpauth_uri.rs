@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    match portvakt::import::parse_uri(text) {
+    match portvakt_server::import::parse_uri(text) {
         Ok(uri) => {
             assert!(!uri.account.is_empty());
             assert!(uri.issuer.as_deref() != Some(""));

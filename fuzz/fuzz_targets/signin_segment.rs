@@ -7,7 +7,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use portvakt::signin::{append, decode, fuzzing};
+use portvakt_server::signin::{append, decode, fuzzing};
 
 #[derive(Arbitrary, Debug)]
 enum Piece {

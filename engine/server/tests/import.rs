@@ -1,7 +1,7 @@
 //! Reading import files: otpauth:// URIs as apps export them, CSV, and every way a line
 //! can be wrong, each reported with its line number and nothing imported.
 
-use portvakt::import::{Format, OtpKind, parse, parse_uri};
+use portvakt_server::import::{Format, OtpKind, parse, parse_uri};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"; // 20 bytes
 

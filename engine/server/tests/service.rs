@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use portvakt::service::{Handled, Role, Service};
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, MemoryStore, Timestamp, config};
+use portvakt_server::service::{Handled, Role, Service};
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
@@ -48,7 +48,7 @@ fn each_decision_leaves_one_sign_in_record_and_nothing_else_does() {
     // header: u16 length, u32 CRC, then the row
     let len = usize::from(u16::from_be_bytes([records[0], records[1]]));
     assert_eq!(records.len(), 6 + len, "exactly one record");
-    let row = portvakt::signin::decode(&records[6..]).unwrap();
+    let row = portvakt_server::signin::decode(&records[6..]).unwrap();
     assert_eq!(row.at_ms, 1_700_000_000_000);
     assert_eq!((row.tenant, row.user), ("kommune", "ukjent ø"));
     assert_eq!(row.ip, "10.20.1.1".parse::<std::net::IpAddr>().unwrap());

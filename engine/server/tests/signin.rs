@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use portvakt::signin::{self, LogConfig, Page, Query, SignInLog};
+use portvakt_server::signin::{self, LogConfig, Page, Query, SignInLog};
 use portvakt_wire::admin::SignInRow;
 
 /// A fresh directory under the system's temporary one, removed when dropped.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use portvakt::pki::{ensure_dev_pki, server_tls};
+use portvakt_server::pki::{ensure_dev_pki, server_tls};
 use portvakt_wire::{Decision, Frame, Outcome, frame_len};
 
 /// The answer a real server gives an office sign-in, so the echo sends as many bytes.
@@ -34,7 +34,7 @@ pub(crate) async fn serve(listen: SocketAddr, data: &Path) -> Result<(), String>
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(portvakt::server::transport()));
+    config.transport_config(Arc::new(portvakt_server::server::transport()));
     let endpoint = quinn::Endpoint::server(config, listen).map_err(|e| e.to_string())?;
     eprintln!(
         "echo serving on {}",

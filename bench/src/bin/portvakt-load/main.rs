@@ -28,9 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use portvakt::pki::{PkiFiles, client_tls};
 use portvakt_client::{Client, ClientError, Decide, Frame, Outcome, Proof, Purpose};
 use portvakt_core::Reason;
+use portvakt_server::pki::{PkiFiles, client_tls};
 use portvakt_wire::Admin;
 use portvakt_wire::admin::{Bytes, Str, StrList};
 

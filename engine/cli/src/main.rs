@@ -1,4 +1,5 @@
-//! `portvakt`: the server and its command line.
+//! `portvakt`: the command that serves decisions (`serve`), asks for one (`check`) and
+//! administers users (`admin`), on the `portvakt-server` library.
 #![allow(clippy::disallowed_methods)] // a command-line program reads the clock
 
 use std::collections::HashSet;
@@ -8,14 +9,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use portvakt::entropy::OsEntropy;
-use portvakt::pki::{PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls};
-use portvakt::server::ConnectionLimits;
-use portvakt::service::Service;
-use portvakt::signin::{LogConfig, SignInLog};
 use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
 use portvakt_core::{Engine, MemoryStore, config};
+use portvakt_server::entropy::OsEntropy;
+use portvakt_server::pki::{
+    PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
+};
+use portvakt_server::server::ConnectionLimits;
+use portvakt_server::service::Service;
+use portvakt_server::signin::{LogConfig, SignInLog};
 use portvakt_wire::{Decide, Frame, Proof, SendCode};
 
 #[global_allocator]
@@ -650,7 +653,7 @@ async fn serve(
     let admins: HashSet<String> = admin.first().map(fingerprint).into_iter().collect();
     let engine = Arc::new(engine);
     if let Some(addr) = metrics_addr {
-        portvakt::metrics::install(addr)?;
+        portvakt_server::metrics::install(addr)?;
     }
     // Every ten seconds: drop idle entries from the bounded tables, and count for the
     // metrics what the store holds.
@@ -659,10 +662,10 @@ async fn serve(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let now = portvakt::server::now();
+            let now = portvakt_server::server::now();
             housekeeping.store().sweep(now);
             if metrics_addr.is_some() {
-                portvakt::metrics::record_sizes(&housekeeping, now);
+                portvakt_server::metrics::record_sizes(&housekeeping, now);
             }
         }
     });
@@ -672,8 +675,8 @@ async fn serve(
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
     }
-    let (endpoint, _task) =
-        portvakt::server::start(listen, tls, admins, service, limits).map_err(|e| e.to_string())?;
+    let (endpoint, _task) = portvakt_server::server::start(listen, tls, admins, service, limits)
+        .map_err(|e| e.to_string())?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
     say!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
     say!(
@@ -1296,14 +1299,14 @@ async fn admin(server: SocketAddr, data: &Path, op: AdminOp, json: bool) -> Resu
                             "app password {}: {:?}, made {}",
                             a.id,
                             a.label,
-                            portvakt::signin::rfc3339(a.created_ms)
+                            portvakt_server::signin::rfc3339(a.created_ms)
                         );
                     }
                     for d in devices.0 {
                         println!(
                             "remembered device {}: until {}",
                             d.id,
-                            portvakt::signin::rfc3339(d.expires_ms)
+                            portvakt_server::signin::rfc3339(d.expires_ms)
                         );
                     }
                 }
@@ -1465,9 +1468,9 @@ async fn sign_ins(
         };
         for row in &rows.0 {
             let line = if json {
-                portvakt::signin::to_json(row).to_string()
+                portvakt_server::signin::to_json(row).to_string()
             } else {
-                portvakt::signin::to_line(row)
+                portvakt_server::signin::to_line(row)
             };
             use std::io::Write as _;
             writeln!(out, "{line}").map_err(|e| format!("standard output: {e}"))?;
@@ -1527,7 +1530,7 @@ async fn import(
     format: FormatArg,
     how: ImportHow,
 ) -> Result<(), String> {
-    use portvakt::import::{self, Format};
+    use portvakt_server::import::{self, Format};
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let format = match format {
         FormatArg::Auto => Format::detect(&text),
@@ -1703,11 +1706,11 @@ async fn undo_import(
 
 async fn import_one(
     client: &Client,
-    account: portvakt::import::Account,
+    account: portvakt_server::import::Account,
     how: ImportHow,
 ) -> (Imported, Option<ImportFailure>) {
-    use portvakt::import::OtpKind;
     use portvakt_core::directory::DirectoryError;
+    use portvakt_server::import::OtpKind;
     use portvakt_wire::admin::{Bytes, Str, StrList};
     use portvakt_wire::{Admin, AdminReply};
     let (tenant, user) = (Str(account.tenant.as_str()), Str(account.user.as_str()));
