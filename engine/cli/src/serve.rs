@@ -1,0 +1,170 @@
+//! `portvakt serve`: the pepper, the certificates, the policy, the sign-in log and the
+//! endpoint, started together.
+
+use super::*;
+
+/// The pepper that keys every stored digest: made once, kept in the data directory.
+pub(crate) fn pepper(path: &Path) -> Result<Pepper, String> {
+    if let Ok(bytes) = std::fs::read(path) {
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("{}: must hold exactly 32 bytes", path.display()))?;
+        return Ok(Pepper::new(key));
+    }
+    let mut key = [0u8; 32];
+    portvakt_core::secret::Entropy::fill(&OsEntropy, &mut key);
+    std::fs::write(path, key).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(Pepper::new(key))
+}
+
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    data: &Path,
+    policy_file: Option<PathBuf>,
+    metrics: &str,
+    log_config: LogConfig,
+    limits: ConnectionLimits,
+) -> Result<(), String> {
+    let metrics_addr = match metrics {
+        "off" => None,
+        addr => Some(
+            addr.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics {addr}: {e}"))?,
+        ),
+    };
+    let (files, made) = ensure_dev_pki(&data.join("certs")).map_err(|e| e.to_string())?;
+    let pepper = pepper(&data.join("pepper"))?;
+    let policy_text = match &policy_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => EMBEDDED_POLICY.to_owned(),
+    };
+    let policy = config::load(&policy_text).map_err(|e| match &policy_file {
+        Some(p) => format!("{}: {e}", p.display()),
+        None => format!("embedded policy: {e}"),
+    })?;
+    let tenants: Vec<&str> = policy.tenants().iter().map(|t| t.name.as_str()).collect();
+    let first_tenant = tenants.first().copied().unwrap_or("kommune").to_owned();
+    let tenants = tenants.join(", ");
+    let engine = Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy));
+    let tls = server_tls(&files.ca, &files.server.0, &files.server.1).map_err(|e| e.to_string())?;
+    let admin = load_certs(&files.admin.0).map_err(|e| e.to_string())?;
+    let admins: HashSet<String> = admin.first().map(fingerprint).into_iter().collect();
+    let engine = Arc::new(engine);
+    if let Some(addr) = metrics_addr {
+        portvakt_server::metrics::install(addr)?;
+    }
+    // Every ten seconds: drop idle entries from the bounded tables, and count for the
+    // metrics what the store holds.
+    let housekeeping = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let now = portvakt_server::server::now();
+            housekeeping.store().sweep(now);
+            if metrics_addr.is_some() {
+                portvakt_server::metrics::record_sizes(&housekeeping, now);
+            }
+        }
+    });
+    let (log_dir, kept) = (log_config.dir.clone(), log_config.retain_bytes);
+    let log = SignInLog::open(log_config).map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::new(engine, policy_file.clone()).with_sign_in_log(log.clone()));
+    if policy_file.is_some() {
+        reload_on_hangup(service.clone())?;
+    }
+    let (endpoint, _task) = portvakt_server::server::start(listen, tls, admins, service, limits)
+        .map_err(|e| e.to_string())?;
+    let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
+    say!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
+    say!(
+        "  policy: {} (tenants: {tenants})",
+        policy_file
+            .as_ref()
+            .map_or("embedded example".into(), |p| p.display().to_string())
+    );
+    say!(
+        "  certificates in {}{}",
+        files
+            .ca
+            .parent()
+            .map_or(String::new(), |p| p.display().to_string()),
+        if made {
+            " (made now: a development CA, not for production)"
+        } else {
+            ""
+        }
+    );
+    say!(
+        "  frontends present {} and {}",
+        files.frontend.0.display(),
+        files.frontend.1.display()
+    );
+    say!("  administrators present {}", files.admin.0.display());
+    match metrics_addr {
+        Some(a) => say!("  metrics: http://{a}/metrics"),
+        None => say!("  metrics: off"),
+    }
+    say!(
+        "  sign-in log: {} (kept up to {} MiB)",
+        log_dir.display(),
+        kept >> 20
+    );
+    say!("  users are held in memory only in this version: a restart forgets them");
+    say!("try, from another terminal:");
+    // The address a client on this machine reaches the server at.
+    let reach = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    };
+    say!(
+        "  portvakt check --server {reach} --tenant {first_tenant} --user someone@example.org --ip 203.0.113.9 --json --data {}",
+        data.display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+    endpoint.close(0u32.into(), b"shutting down");
+    endpoint.wait_idle().await;
+    // Every answer's record was handed over before the answer left: write and sync them.
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .map_err(|e| format!("closing the sign-in log: {e}"))?;
+    Ok(())
+}
+
+/// Reloads the policy file on SIGHUP; a file that does not compile leaves the running
+/// policy in force and says why on standard error.
+#[cfg(unix)]
+pub(crate) fn reload_on_hangup(service: Arc<Service>) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("listening for SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match service.reload_policy() {
+                Ok(tenants) => say!("policy reloaded on SIGHUP (tenants: {tenants})"),
+                Err(e) => {
+                    esay!("portvakt: policy not reloaded, the running one stays in force: {e}")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn reload_on_hangup(_: Arc<Service>) -> Result<(), String> {
+    Ok(())
+}
