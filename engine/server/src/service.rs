@@ -539,7 +539,7 @@ fn log(
     purpose: portvakt_wire::Purpose,
     d: &portvakt_core::Decision,
 ) {
-    let row = SignInRow {
+    let row = signin::Record {
         at_ms: now.as_millis(),
         tenant,
         user,
@@ -755,7 +755,10 @@ impl Owned {
                     OwnedReply::SignIns(page) => AdminReply::SignInsFound {
                         // Bodies were checked when they were written or recovered.
                         rows: SignInRows(
-                            page.rows.iter().filter_map(|b| signin::decode(b)).collect(),
+                            page.rows
+                                .iter()
+                                .filter_map(|b| signin::decode(b).map(SignInRow::from))
+                                .collect(),
                         ),
                         next: page.next,
                     },

@@ -11,8 +11,8 @@
 //! wait rather than answer without a record.
 //!
 //! On disk: `<seq>.log` files of an 8-byte header (`PVSIGN` and the version `01`), then
-//! records: a `u16` body length, the body's CRC-32, and the body, which is a
-//! [`SignInRow`] in its wire encoding. Readers skip bytes that are not a whole record with
+//! records: a `u16` body length, the body's CRC-32, and the body, which is a [`Record`]
+//! in the log's own encoding. Readers skip bytes that are not a whole record with
 //! a matching checksum (a torn or failed write) and find the next record after them.
 #![allow(clippy::disallowed_methods)] // the sync thread times its syncs
 
@@ -27,8 +27,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use portvakt_wire::admin::{Field, MAX_SIGN_IN_ROWS, SignInRow};
-use portvakt_wire::codec::{Reader, Writer};
+use portvakt_wire::admin::{MAX_SIGN_IN_ROWS, SignInRow};
 
 const MAGIC: &[u8; 8] = b"PVSIGN01";
 const HEADER: u64 = MAGIC.len() as u64;
@@ -88,16 +87,163 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     }
 }
 
-/// Appends one record for `row` to `batch`. Returns false, appending nothing, if a field
-/// is over its limit (impossible for rows built from decoded frames and the engine's
-/// names, whose limits are the same).
-pub fn append(batch: &mut BytesMut, row: &SignInRow<'_>) -> bool {
-    if row.check("sign-in row").is_err() {
-        return false;
+/// One decision as the log keeps it. The log's own type with its own encoding (record
+/// format 1, `docs/operations.md`), so the files on disk stay readable whatever becomes of
+/// the wire protocol; [`From`] makes the protocol's row of it for administrators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Organisation, as the frontend named it.
+    pub tenant: &'a str,
+    /// User name, as the frontend named it (known or not).
+    pub user: &'a str,
+    /// The client's address.
+    pub ip: std::net::IpAddr,
+    /// Purpose: 1 sign-in, 2 password reset, 3 legacy protocol.
+    pub purpose: u8,
+    /// Outcome: 1 allow, 2 deny, 3 challenge, 4 locked, 5 register, 6 throttled.
+    pub outcome: u8,
+    /// The decision's reason code.
+    pub reason: &'a str,
+    /// The kind of method that proved the user: 1 app, 2 token, 3 SMS, 4 voice, 5 security
+    /// key, 6 email, 7 security questions.
+    pub method: Option<u8>,
+    /// Named location of the address.
+    pub location: &'a str,
+    /// The rule that decided.
+    pub rule: &'a str,
+}
+
+/// The longest names, reason, location and rule a record holds (one length byte each).
+const MAX_NAME: usize = 128;
+const MAX_REASON: usize = 64;
+
+impl<'a> Record<'a> {
+    /// Writes the record's body; false, writing nothing, if a field is over its limit.
+    fn encode(&self, out: &mut BytesMut) -> bool {
+        let fits = [
+            (self.tenant, MAX_NAME),
+            (self.user, MAX_NAME),
+            (self.reason, MAX_REASON),
+            (self.location, MAX_NAME),
+            (self.rule, MAX_NAME),
+        ]
+        .iter()
+        .all(|(s, max)| s.len() <= *max);
+        if !fits {
+            return false;
+        }
+        let str8 = |out: &mut BytesMut, s: &str| {
+            out.put_u8(u8::try_from(s.len()).unwrap_or(u8::MAX));
+            out.put_slice(s.as_bytes());
+        };
+        out.put_u64(self.at_ms);
+        str8(out, self.tenant);
+        str8(out, self.user);
+        match self.ip {
+            std::net::IpAddr::V4(v4) => {
+                out.put_u8(4);
+                out.put_slice(&v4.octets());
+            }
+            std::net::IpAddr::V6(v6) => {
+                out.put_u8(6);
+                out.put_slice(&v6.octets());
+            }
+        }
+        out.put_u8(self.purpose);
+        out.put_u8(self.outcome);
+        str8(out, self.reason);
+        match self.method {
+            Some(m) => {
+                out.put_u8(1);
+                out.put_u8(m);
+            }
+            None => out.put_u8(0),
+        }
+        str8(out, self.location);
+        str8(out, self.rule);
+        true
     }
+
+    /// Reads a record body; `None` unless it is exactly one well-formed record.
+    fn decode(body: &'a [u8]) -> Option<Self> {
+        let mut b = Body(body);
+        let record = Self {
+            at_ms: u64::from_be_bytes(b.take_array()?),
+            tenant: b.str8(MAX_NAME)?,
+            user: b.str8(MAX_NAME)?,
+            ip: match b.u8()? {
+                4 => std::net::IpAddr::from(b.take_array::<4>()?),
+                6 => std::net::IpAddr::from(b.take_array::<16>()?),
+                _ => return None,
+            },
+            purpose: b.u8()?,
+            outcome: b.u8()?,
+            reason: b.str8(MAX_REASON)?,
+            method: match b.u8()? {
+                0 => None,
+                1 => Some(b.u8()?),
+                _ => return None,
+            },
+            location: b.str8(MAX_NAME)?,
+            rule: b.str8(MAX_NAME)?,
+        };
+        b.0.is_empty().then_some(record)
+    }
+}
+
+/// A record body being read from the front.
+struct Body<'a>(&'a [u8]);
+
+impl<'a> Body<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+    fn take_array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    fn str8(&mut self, max: usize) -> Option<&'a str> {
+        let len = usize::from(self.u8()?);
+        if len > max {
+            return None;
+        }
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+}
+
+impl<'a> From<Record<'a>> for SignInRow<'a> {
+    fn from(r: Record<'a>) -> Self {
+        SignInRow {
+            at_ms: r.at_ms,
+            tenant: r.tenant,
+            user: r.user,
+            ip: r.ip,
+            purpose: r.purpose,
+            outcome: r.outcome,
+            reason: r.reason,
+            method: r.method,
+            location: r.location,
+            rule: r.rule,
+        }
+    }
+}
+
+/// Appends one record to `batch`. Returns false, appending nothing, if a field is over
+/// its limit (impossible for records built from decoded frames and the engine's names,
+/// whose limits are the same).
+pub fn append(batch: &mut BytesMut, record: &Record<'_>) -> bool {
     let start = batch.len();
     batch.put_bytes(0, RECORD_HEADER);
-    row.write(&mut Writer::new(batch));
+    if !record.encode(batch) {
+        batch.truncate(start);
+        return false;
+    }
     let body_len = batch.len() - start - RECORD_HEADER;
     let Ok(len) = u16::try_from(body_len) else {
         batch.truncate(start);
@@ -112,16 +258,13 @@ pub fn append(batch: &mut BytesMut, row: &SignInRow<'_>) -> bool {
 }
 
 /// Decodes a record body.
-pub fn decode(body: &[u8]) -> Option<SignInRow<'_>> {
-    let mut r = Reader::new(body);
-    let row = SignInRow::read(&mut r, "sign-in row").ok()?;
-    r.finish().ok()?;
-    Some(row)
+pub fn decode(body: &[u8]) -> Option<Record<'_>> {
+    Record::decode(body)
 }
 
 /// The record at the start of `buf`, if a whole one with a matching checksum is there:
 /// its body, its row, and its length with the header.
-fn record_at(buf: &[u8]) -> Option<(&[u8], SignInRow<'_>, usize)> {
+fn record_at(buf: &[u8]) -> Option<(&[u8], Record<'_>, usize)> {
     let header = buf.get(..RECORD_HEADER)?;
     let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
     let crc = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
@@ -138,7 +281,7 @@ fn record_at(buf: &[u8]) -> Option<(&[u8], SignInRow<'_>, usize)> {
 /// tail).
 fn walk<'a>(
     buf: &'a [u8],
-    mut visit: impl FnMut(usize, &'a [u8], SignInRow<'a>) -> bool,
+    mut visit: impl FnMut(usize, &'a [u8], Record<'a>) -> bool,
 ) -> (usize, usize) {
     let (mut at, mut skipped, mut end) = (0, 0, 0);
     while at < buf.len() {
@@ -162,13 +305,13 @@ fn walk<'a>(
 /// Fuzzing hooks: the reader's walk and the record framing, which are private.
 #[cfg(fuzzing)]
 pub mod fuzzing {
-    use super::{RECORD_HEADER, SignInRow, walk};
+    use super::{RECORD_HEADER, Record, walk};
 
     /// A record's header: its body's length and checksum.
     pub const HEADER_LEN: usize = RECORD_HEADER;
 
     /// A record a walk found: where it starts, its length with the header, its row.
-    pub type Found<'a> = (usize, usize, SignInRow<'a>);
+    pub type Found<'a> = (usize, usize, Record<'a>);
 
     /// Walks `buf` as readers and recovery do: the records found, the bytes stepped over
     /// as damage, and where the last whole record ends.
@@ -261,7 +404,7 @@ pub struct Query {
 }
 
 impl Query {
-    fn matches(&self, row: &SignInRow<'_>) -> bool {
+    fn matches(&self, row: &Record<'_>) -> bool {
         row.at_ms >= self.from_ms
             && row.at_ms < self.to_ms
             && row.tenant == self.tenant

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use portvakt_server::signin::{self, LogConfig, Page, Query, SignInLog};
+use portvakt_server::signin::{self, LogConfig, Page, Query, Record, SignInLog};
 use portvakt_wire::admin::SignInRow;
 
 /// A fresh directory under the system's temporary one, removed when dropped.
@@ -33,8 +33,8 @@ impl Drop for TempDir {
     }
 }
 
-fn row(user: &str, at_ms: u64) -> SignInRow<'_> {
-    SignInRow {
+fn row(user: &str, at_ms: u64) -> Record<'_> {
+    Record {
         at_ms,
         tenant: "kommune",
         user,
@@ -48,7 +48,7 @@ fn row(user: &str, at_ms: u64) -> SignInRow<'_> {
     }
 }
 
-fn batch(rows: &[SignInRow<'_>]) -> bytes::Bytes {
+fn batch(rows: &[Record<'_>]) -> bytes::Bytes {
     let mut b = BytesMut::new();
     for r in rows {
         assert!(signin::append(&mut b, r));
@@ -286,6 +286,69 @@ fn times_print_as_rfc3339_utc() {
         "2023-11-14T22:13:20.123Z"
     );
     assert_eq!(signin::rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    let line = signin::to_line(&row("kari \"x\"\nola", 0));
+    let line = signin::to_line(&SignInRow::from(row("kari \"x\"\nola", 0)));
     assert!(!line.contains('\n'), "{line}");
+}
+
+/// Record format 1, byte for byte: the files on disk do not follow the wire protocol, so
+/// they are pinned here on their own. (These are also the bytes the wire's sign-in row
+/// had when the log wrote it, so segments written before the log had its own type read.)
+#[test]
+fn the_record_format_is_fixed() {
+    let r = Record {
+        at_ms: 0x0102_0304_0506_0708,
+        tenant: "k",
+        user: "ø",
+        ip: "192.0.2.1".parse().unwrap(),
+        purpose: 1,
+        outcome: 2,
+        reason: "r",
+        method: Some(3),
+        location: "l",
+        rule: "x",
+    };
+    let mut b = BytesMut::new();
+    assert!(signin::append(&mut b, &r));
+    let body: &[u8] = &[
+        1, 2, 3, 4, 5, 6, 7, 8, // time, ms
+        1, b'k', // tenant
+        2, 0xc3, 0xb8, // user "ø"
+        4, 192, 0, 2, 1, // ip
+        1, 2, // purpose, outcome
+        1, b'r', // reason
+        1, 3, // method: present, 3
+        1, b'l', // location
+        1, b'x', // rule
+    ];
+    assert_eq!(&b[..2], &(body.len() as u16).to_be_bytes());
+    assert_eq!(&b[2..6], &crc32fast::hash(body).to_be_bytes());
+    assert_eq!(&b[6..], body);
+    assert_eq!(signin::decode(body), Some(r));
+    // What the log wrote before it had its own type: the wire row, encoded.
+    let mut wire = BytesMut::new();
+    portvakt_wire::admin::Field::write(
+        &SignInRow::from(r),
+        &mut portvakt_wire::codec::Writer::new(&mut wire),
+    );
+    assert_eq!(&wire[..], body);
+    // IPv6, no method.
+    let v6 = Record {
+        ip: "2001:db8::1".parse().unwrap(),
+        method: None,
+        ..r
+    };
+    let mut b = BytesMut::new();
+    assert!(signin::append(&mut b, &v6));
+    assert_eq!(signin::decode(&b[6..]), Some(v6));
+    // Anything else is no record: a trailing byte, a bad family, an over-long reason.
+    let mut longer = body.to_vec();
+    longer.push(0);
+    assert_eq!(signin::decode(&longer), None);
+    let mut family = body.to_vec();
+    family[13] = 5;
+    assert_eq!(signin::decode(&family), None);
+    let long = "r".repeat(65);
+    let mut b = BytesMut::new();
+    assert!(!signin::append(&mut b, &Record { reason: &long, ..r }));
+    assert!(b.is_empty(), "nothing appended");
 }
