@@ -65,6 +65,7 @@ pub mod net;
 pub mod otp;
 mod phantom;
 pub mod policy;
+pub mod record;
 pub mod secret;
 pub mod state;
 mod sync;

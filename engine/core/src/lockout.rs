@@ -74,6 +74,36 @@ pub struct Lock {
     locked_until: Timestamp,
 }
 
+impl Lock {
+    /// Writes the lock in record format (`record.rs`).
+    pub(crate) fn put(&self, p: &mut crate::record::Put<'_>) {
+        p.u8(self.failures);
+        p.u8(self.level);
+        for f in self.recent {
+            p.u32(f);
+        }
+        p.u64(self.last_failure.as_millis());
+        p.u64(self.locked_until.as_millis());
+    }
+
+    /// Reads a lock written by [`put`](Self::put).
+    pub(crate) fn get(g: &mut crate::record::Get<'_>) -> Result<Self, crate::record::RecordError> {
+        let failures = g.u8()?;
+        let level = g.u8()?;
+        let mut recent = [0u32; REMEMBERED_FAILURES];
+        for f in &mut recent {
+            *f = g.u32()?;
+        }
+        Ok(Self {
+            failures,
+            level,
+            recent,
+            last_failure: Timestamp::from_millis(g.u64()?),
+            locked_until: Timestamp::from_millis(g.u64()?),
+        })
+    }
+}
+
 /// The lock state as a reader sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockState {

@@ -249,8 +249,11 @@ pub trait StateStore: Send + Sync {
     fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError>;
 }
 
-/// Per-user state.
-#[derive(Clone, Debug, Default)]
+/// Everything the store keeps for one subject (a user or an unknown name): replay state,
+/// lock domains, phone budgets and block. Its transitions below are the rules; a backend
+/// keeps it as an opaque record ([`encode`](Self::encode), format in `record.rs`) and
+/// applies a transition to it atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserState {
     /// The first method's replay state, inline: most users have one method, and this
     /// saves a cache miss on every decision.
@@ -260,7 +263,7 @@ pub struct UserState {
     phone: Option<Box<PhoneState>>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct PhoneState {
     sends: SlidingWindow,
     failures: SlidingWindow,
@@ -268,6 +271,202 @@ struct PhoneState {
 }
 
 impl UserState {
+    /// The record's bytes (record format 1, `record.rs`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use crate::record::Put;
+        let mut p = Put(out);
+        p.u8(crate::record::FORMAT);
+        let otp: Vec<(MethodId, OtpState)> = self
+            .otp_first
+            .into_iter()
+            .chain(self.otp_more.iter().copied())
+            .collect();
+        p.u8(u8::try_from(otp.len()).unwrap_or(u8::MAX));
+        for (m, s) in otp.iter().take(usize::from(u8::MAX)) {
+            p.u32(m.0);
+            p.u64(s.next);
+            p.u8(s.drift.to_be_bytes()[0]);
+        }
+        match self.locks.as_deref() {
+            None => p.u8(0),
+            Some(locks) => {
+                p.u8(1);
+                for l in locks {
+                    l.put(&mut p);
+                }
+            }
+        }
+        match self.phone.as_deref() {
+            None => p.u8(0),
+            Some(phone) => {
+                p.u8(1);
+                phone.sends.put(&mut p);
+                phone.failures.put(&mut p);
+                p.u64(phone.blocked_until.as_millis());
+            }
+        }
+    }
+
+    /// A record from its bytes; an error for anything [`encode`](Self::encode) would not
+    /// have written (another format, a duplicate method, bytes left over, ...).
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::record::RecordError> {
+        use crate::record::{Get, RecordError};
+        let mut g = Get(bytes);
+        if g.u8()? != crate::record::FORMAT {
+            return Err(RecordError("unknown format"));
+        }
+        let count = g.u8()?;
+        if count > 64 {
+            return Err(RecordError("too many OTP states"));
+        }
+        let mut otp: Vec<(MethodId, OtpState)> = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let method = MethodId(g.u32()?);
+            let next = g.u64()?;
+            let drift = i8::from_be_bytes([g.u8()?]);
+            if otp.iter().any(|(m, _)| *m == method) {
+                return Err(RecordError("a method's OTP state appears twice"));
+            }
+            otp.push((method, OtpState { next, drift }));
+        }
+        let locks = if g.flag()? {
+            let mut locks = [Lock::default(); 4];
+            for l in &mut locks {
+                *l = Lock::get(&mut g)?;
+            }
+            Some(Box::new(locks))
+        } else {
+            None
+        };
+        let phone = if g.flag()? {
+            Some(Box::new(PhoneState {
+                sends: SlidingWindow::get(&mut g)?,
+                failures: SlidingWindow::get(&mut g)?,
+                blocked_until: Timestamp::from_millis(g.u64()?),
+            }))
+        } else {
+            None
+        };
+        g.finish()?;
+        let mut otp = otp.into_iter();
+        Ok(Self {
+            otp_first: otp.next(),
+            otp_more: otp.collect(),
+            locks,
+            phone,
+        })
+    }
+
+    /// Applies a sign-in's `effect` in `domain`: refused while the domain or its sibling
+    /// is locked; otherwise counted, accepted (a one-time value at or past the method's
+    /// watermark, which it then passes) or replayed (a spent value, counted as a failure).
+    pub fn sign_in(
+        &mut self,
+        domain: Domain,
+        effect: Effect,
+        now: Timestamp,
+        cfg: &LockoutConfig,
+    ) -> Answer {
+        if let Some(until) = self.locked(domain, now) {
+            return Answer::Locked { until };
+        }
+        match effect {
+            Effect::Check => Answer::Open,
+            Effect::Fail { fingerprint } => {
+                Answer::Failed(self.fail(domain, fingerprint, now, cfg))
+            }
+            Effect::Otp {
+                method,
+                value,
+                offset,
+                fingerprint,
+            } => {
+                let s = self.otp_mut(method);
+                if value < s.next {
+                    return Answer::Replayed(self.fail(domain, fingerprint, now, cfg));
+                }
+                s.next = value.saturating_add(1);
+                s.drift = offset;
+                self.succeed(domain, now, cfg);
+                Answer::Accepted
+            }
+            Effect::Succeed => {
+                self.succeed(domain, now, cfg);
+                Answer::Accepted
+            }
+        }
+    }
+
+    /// [`sign_in`](Self::sign_in) with [`Effect::Check`], which changes nothing.
+    pub fn check(&self, domain: Domain, now: Timestamp) -> Answer {
+        match self.locked(domain, now) {
+            Some(until) => Answer::Locked { until },
+            None => Answer::Open,
+        }
+    }
+
+    /// Takes one send from the subject's phone budget, if it has room.
+    pub fn draw_send(&mut self, now: Timestamp, rate: Rate) -> bool {
+        let p = self.phone.get_or_insert_with(Box::default);
+        p.sends.try_add(now, rate, 1).is_ok()
+    }
+
+    /// Gives back a send taken by [`draw_send`](Self::draw_send).
+    pub fn give_back_send(&mut self) {
+        if let Some(p) = self.phone.as_deref_mut() {
+            p.sends.remove(1);
+        }
+    }
+
+    /// How long until the phone budget has room for a send, if it has none now.
+    pub fn send_wait(&self, now: Timestamp, rate: Rate) -> Option<Duration> {
+        self.phone
+            .as_deref()
+            .and_then(|p| p.sends.wait(now, rate, 1))
+    }
+
+    /// Until when phone methods are blocked, if they are.
+    pub fn phone_blocked(&self, now: Timestamp) -> Option<Timestamp> {
+        self.phone
+            .as_deref()
+            .and_then(|p| (now < p.blocked_until).then_some(p.blocked_until))
+    }
+
+    /// Counts a failed sent code; blocks phone methods past the limit.
+    pub fn phone_failure(&mut self, now: Timestamp, s: &PhoneSettings) -> Option<Timestamp> {
+        let p = self.phone.get_or_insert_with(Box::default);
+        p.failures.add(now, s.failures.per, 1);
+        if p.failures.estimate(now, s.failures.per) >= u64::from(s.failures.max) {
+            p.blocked_until = now + s.block_for;
+            p.failures = SlidingWindow::default();
+            Some(p.blocked_until)
+        } else {
+            None
+        }
+    }
+
+    /// Clears every lock domain and the phone block.
+    pub fn unlock(&mut self) {
+        self.locks = None;
+        if let Some(p) = self.phone.as_deref_mut() {
+            p.blocked_until = Timestamp::EPOCH;
+            p.failures = SlidingWindow::default();
+        }
+    }
+
+    /// Forgets the learned drift of `method`.
+    pub fn reset_drift(&mut self, method: MethodId) {
+        if self.otp(method).is_some() {
+            self.otp_mut(method).drift = 0;
+        }
+    }
+
+    /// Raises `method`'s watermark to at least `next`.
+    pub fn raise_otp(&mut self, method: MethodId, next: u64) {
+        let s = self.otp_mut(method);
+        s.next = s.next.max(next);
+    }
+
     fn any_locked(&self, now: Timestamp) -> bool {
         self.locks
             .as_deref()
@@ -319,7 +518,8 @@ impl UserState {
         }
     }
 
-    fn otp(&self, method: MethodId) -> Option<OtpState> {
+    /// The replay state of `method`, if it has any.
+    pub fn otp(&self, method: MethodId) -> Option<OtpState> {
         match self.otp_first {
             Some((m, s)) if m == method => Some(s),
             _ => self
@@ -352,7 +552,8 @@ impl UserState {
         }
     }
 
-    fn forget_otp(&mut self, method: MethodId) {
+    /// Forgets `method`'s replay state (the method was removed).
+    pub fn forget_otp(&mut self, method: MethodId) {
         if self.otp_first.is_some_and(|(m, _)| m == method) {
             self.otp_first = if self.otp_more.is_empty() {
                 None
@@ -523,43 +724,12 @@ impl StateStore for MemoryStore {
         cfg: &LockoutConfig,
     ) -> Result<Answer, StoreError> {
         if effect == Effect::Check {
-            return Ok(
-                self.read_user(subject, |u| match u.and_then(|u| u.locked(domain, now)) {
-                    Some(until) => Answer::Locked { until },
-                    None => Answer::Open,
-                }),
-            );
+            return Ok(self.read_user(subject, |u| match u {
+                Some(u) => u.check(domain, now),
+                None => Answer::Open,
+            }));
         }
-        Ok(self.with_user(subject, now, |u| {
-            if let Some(until) = u.locked(domain, now) {
-                return Answer::Locked { until };
-            }
-            match effect {
-                Effect::Check => Answer::Open,
-                Effect::Fail { fingerprint } => {
-                    Answer::Failed(u.fail(domain, fingerprint, now, cfg))
-                }
-                Effect::Otp {
-                    method,
-                    value,
-                    offset,
-                    fingerprint,
-                } => {
-                    let s = u.otp_mut(method);
-                    if value < s.next {
-                        return Answer::Replayed(u.fail(domain, fingerprint, now, cfg));
-                    }
-                    s.next = value.saturating_add(1);
-                    s.drift = offset;
-                    u.succeed(domain, now, cfg);
-                    Answer::Accepted
-                }
-                Effect::Succeed => {
-                    u.succeed(domain, now, cfg);
-                    Answer::Accepted
-                }
-            }
-        }))
+        Ok(self.with_user(subject, now, |u| u.sign_in(domain, effect, now, cfg)))
     }
 
     fn reserve_source(
@@ -585,12 +755,7 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         s: &PhoneSettings,
     ) -> Result<Result<(), Duration>, StoreError> {
-        let user = self
-            .with_user(keys.subject, now, |u| {
-                let p = u.phone.get_or_insert_with(Box::default);
-                p.sends.try_add(now, s.per_user, 1)
-            })
-            .is_ok();
+        let user = self.with_user(keys.subject, now, |u| u.draw_send(now, s.per_user));
         let number = user
             && self
                 .numbers
@@ -606,11 +771,7 @@ impl StateStore for MemoryStore {
         }
         // All or none: give back what was drawn.
         if user {
-            self.with_user(keys.subject, now, |u| {
-                if let Some(p) = u.phone.as_deref_mut() {
-                    p.sends.remove(1);
-                }
-            });
+            self.with_user(keys.subject, now, UserState::give_back_send);
         }
         if number {
             self.numbers
@@ -619,8 +780,7 @@ impl StateStore for MemoryStore {
         // Refused: the wait is the longest of the budgets, so a send after it fits all
         // three (unless others spend them first).
         let user = self.read_user(keys.subject, |u| {
-            u.and_then(|u| u.phone.as_deref())
-                .and_then(|p| p.sends.wait(now, s.per_user, 1))
+            u.and_then(|u| u.send_wait(now, s.per_user))
         });
         let number = self.numbers.read(&keys.number, |c| {
             c.and_then(|c| c.0.wait(now, s.per_number, 1))
@@ -639,10 +799,7 @@ impl StateStore for MemoryStore {
         subject: Subject,
         now: Timestamp,
     ) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.read_user(subject, |u| {
-            u.and_then(|u| u.phone.as_deref())
-                .and_then(|p| (now < p.blocked_until).then_some(p.blocked_until))
-        }))
+        Ok(self.read_user(subject, |u| u.and_then(|u| u.phone_blocked(now))))
     }
 
     fn phone_failure(
@@ -651,17 +808,7 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         s: &PhoneSettings,
     ) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.with_user(subject, now, |u| {
-            let p = u.phone.get_or_insert_with(Box::default);
-            p.failures.add(now, s.failures.per, 1);
-            if p.failures.estimate(now, s.failures.per) >= u64::from(s.failures.max) {
-                p.blocked_until = now + s.block_for;
-                p.failures = SlidingWindow::default();
-                Some(p.blocked_until)
-            } else {
-                None
-            }
-        }))
+        Ok(self.with_user(subject, now, |u| u.phone_failure(now, s)))
     }
 
     fn put_challenge(
@@ -709,30 +856,17 @@ impl StateStore for MemoryStore {
     }
 
     fn unlock(&self, subject: Subject) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, |u| {
-            u.locks = None;
-            if let Some(p) = u.phone.as_deref_mut() {
-                p.blocked_until = Timestamp::EPOCH;
-                p.failures = SlidingWindow::default();
-            }
-        });
+        self.with_user(subject, Timestamp::EPOCH, UserState::unlock);
         Ok(())
     }
 
     fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, |u| {
-            if u.otp(method).is_some() {
-                u.otp_mut(method).drift = 0;
-            }
-        });
+        self.with_user(subject, Timestamp::EPOCH, |u| u.reset_drift(method));
         Ok(())
     }
 
     fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, |u| {
-            let s = u.otp_mut(method);
-            s.next = s.next.max(next);
-        });
+        self.with_user(subject, Timestamp::EPOCH, |u| u.raise_otp(method, next));
         Ok(())
     }
 

@@ -55,6 +55,42 @@ pub struct SlidingWindow {
 }
 
 impl SlidingWindow {
+    /// Writes the window in record format (`record.rs`).
+    pub(crate) fn put(&self, p: &mut crate::record::Put<'_>) {
+        p.u64(self.base);
+        for s in &self.slots {
+            p.u32(s.offset);
+            p.u32(s.count);
+        }
+    }
+
+    /// Reads a window written by [`put`](Self::put), refusing one whose slots break the
+    /// window's rules (used slots first and in order of time, free slots all zero).
+    pub(crate) fn get(g: &mut crate::record::Get<'_>) -> Result<Self, crate::record::RecordError> {
+        let base = g.u64()?;
+        let mut slots = [Slot::default(); SLOTS];
+        for s in &mut slots {
+            *s = Slot {
+                offset: g.u32()?,
+                count: g.u32()?,
+            };
+        }
+        let used = slots.iter().take_while(|s| s.count > 0).count();
+        let (live, free) = slots.split_at(used);
+        let ordered = live
+            .iter()
+            .zip(live.iter().skip(1))
+            .all(|(a, b)| a.offset <= b.offset);
+        if !ordered || free.iter().any(|s| *s != Slot::default()) {
+            return Err(crate::record::RecordError(
+                "a window's slots are out of order",
+            ));
+        }
+        Ok(Self { base, slots })
+    }
+}
+
+impl SlidingWindow {
     /// The used slots as (latest time, count), oldest first.
     fn used(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.slots

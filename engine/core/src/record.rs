@@ -1,0 +1,78 @@
+//! The byte form of the state a store keeps for one subject: a small, versioned record
+//! that a durable or shared backend can store as an opaque value, while every rule that
+//! reads or changes it stays here in the core (`state::UserState`'s transitions).
+//!
+//! Record format 1, all integers big-endian:
+//!
+//! | field | bytes |
+//! |---|---|
+//! | format | `u8` = 1 |
+//! | OTP states | count `u8` (at most 64), then each: method `u32`, next `u64`, drift `i8` |
+//! | locks | `u8` 0, or 1 and four locks in domain order: failures `u8`, level `u8`, three fingerprints `u32`, last failure `u64` ms, locked until `u64` ms |
+//! | phone | `u8` 0, or 1 and: sends window, failures window, blocked until `u64` ms |
+//!
+//! A window is its base `u64` ms and five slots of offset `u32` ms and count `u32`; used
+//! slots (count above 0) come first, in order of time, and free slots are all zero.
+//! Decoding checks all of it and refuses bytes left over, so a damaged or forged record is
+//! an error, never a state the rules were not written for.
+
+/// Why bytes are not a record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a state record: {0}")]
+pub struct RecordError(pub &'static str);
+
+/// The format this build writes (and the only one it reads).
+pub const FORMAT: u8 = 1;
+
+/// Writes big-endian integers.
+pub(crate) struct Put<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl Put<'_> {
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Reads big-endian integers from the front.
+pub(crate) struct Get<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Get<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(RecordError("cut short"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+    pub(crate) fn u8(&mut self) -> Result<u8, RecordError> {
+        self.take::<1>().map(|[b]| b)
+    }
+    pub(crate) fn u32(&mut self) -> Result<u32, RecordError> {
+        self.take().map(u32::from_be_bytes)
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
+        self.take().map(u64::from_be_bytes)
+    }
+    /// A presence flag: 0 or 1.
+    pub(crate) fn flag(&mut self) -> Result<bool, RecordError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(RecordError("a presence flag is neither 0 nor 1")),
+        }
+    }
+    pub(crate) fn finish(&self) -> Result<(), RecordError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordError("bytes left over"))
+        }
+    }
+}
