@@ -421,3 +421,42 @@ pub fn a_failing_store_fails_closed<S: StateStore>(make: impl Fn() -> S) {
         }
     }
 }
+
+/// The store calls each common decision makes, in order (measured through `Faulty`).
+pub fn calls_per_decision<S: StateStore>(
+    make: impl Fn() -> S,
+) -> Vec<(&'static str, Vec<&'static str>)> {
+    let e = engine(Faulty::new(make()), KOMMUNE);
+    let key = user(&e, "kari");
+    let now = at(T0 + 60);
+    let right = code(&key, now.as_secs());
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let office = Request {
+        ip: "10.20.1.5".parse().unwrap(),
+        ..req("kari", None)
+    };
+    let shapes: [(&str, Request<'_>); 5] = [
+        ("office sign-in, password only", office),
+        (
+            "from home, the app's code",
+            req("kari", Some(Proof::Totp(&right))),
+        ),
+        (
+            "from home, a wrong code",
+            req("kari", Some(Proof::Totp(&wrong))),
+        ),
+        ("from home, no code yet (challenge)", req("kari", None)),
+        (
+            "an unknown name with a code",
+            req("nobody", Some(Proof::Totp(&wrong))),
+        ),
+    ];
+    shapes
+        .into_iter()
+        .map(|(name, r)| {
+            let before = e.store().calls() as usize;
+            e.decide(&r, now);
+            (name, e.store().ops()[before..].to_vec())
+        })
+        .collect()
+}
