@@ -12,7 +12,7 @@ use portvakt_core::{
     config,
 };
 
-pub const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
+pub const KOMMUNE: &str = include_str!("../../../../examples/kommune.toml");
 pub const OFFICE: &str = "10.20.1.5";
 pub const HOME: &str = "203.0.113.9";
 pub const T0: u64 = 1_700_000_010;

@@ -6,7 +6,7 @@
 //! besides the HMACs, and the phantom computes the same HMACs by construction; the
 //! `enumeration` bench measures the rest.)
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 

@@ -1,6 +1,6 @@
 //! The municipality's scenarios and the mission's behaviours, end to end through the core.
 
-mod common;
+use crate::common;
 
 use common::*;
 use portvakt_core::admin::TotpSpec;

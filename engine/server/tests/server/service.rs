@@ -11,7 +11,7 @@ use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
 fn service() -> Service {
-    let policy = config::load(include_str!("../../../examples/kommune.toml")).unwrap();
+    let policy = config::load(include_str!("../../../../examples/kommune.toml")).unwrap();
     let engine = Engine::new(
         policy,
         MemoryStore::default(),

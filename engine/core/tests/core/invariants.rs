@@ -4,7 +4,7 @@
 //! - no step further from the clock than the window plus the drift bound is accepted;
 //! - nothing is allowed while the engine answers locked for the same user and side.
 
-mod common;
+use crate::common;
 
 use common::*;
 use portvakt_core::{Outcome, Proof, Reason};

@@ -14,7 +14,7 @@ use portvakt_core::{
     SendRequest, Timestamp, config,
 };
 
-const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
+const KOMMUNE: &str = include_str!("../../../../examples/kommune.toml");
 const OFFICE: &str = "10.20.1.5";
 const HOME: &str = "203.0.113.9";
 const T0: u64 = 1_700_000_010;
