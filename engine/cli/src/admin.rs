@@ -566,13 +566,7 @@ pub(crate) async fn sign_ins(
 ) -> Result<(), String> {
     use portvakt_wire::admin::Str;
     use portvakt_wire::{Admin, AdminReply};
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX);
+    let now = portvakt_server::clock::now().as_millis();
     let from_ms = now.saturating_sub(since.saturating_mul(1000));
     let mut cursor = 0;
     let mut shown = 0;

@@ -1,6 +1,5 @@
 //! `portvakt`: the command that serves decisions (`serve`), asks for one (`check`) and
 //! administers users (`admin`), on the `portvakt-server` library.
-#![allow(clippy::disallowed_methods)] // a command-line program reads the clock
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};

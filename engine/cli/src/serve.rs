@@ -66,7 +66,7 @@ pub(crate) async fn serve(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let now = portvakt_server::server::now();
+            let now = portvakt_server::clock::now();
             housekeeping.store().sweep(now);
             if metrics_addr.is_some() {
                 portvakt_server::metrics::record_sizes(&housekeeping, now);

@@ -109,7 +109,7 @@ fn serve_then_check_json() {
             .decode(secret.as_bytes())
             .unwrap(),
     );
-    let step = portvakt_server::server::now().as_secs() / 30;
+    let step = portvakt_server::clock::now().as_secs() / 30;
     let code = format!("{:06}", key.hotp(step, portvakt_core::otp::Digits::SIX));
     assert_eq!(
         admin(&[&["confirm", "--method", &method, "--code", &code][..], &who].concat()).trim(),
@@ -768,7 +768,7 @@ fn check_sends_and_answers_codes_and_admin_speaks_json() {
             .decode(enrolled["secret"].as_str().unwrap().as_bytes())
             .unwrap(),
     );
-    let step = portvakt_server::server::now().as_secs() / 30;
+    let step = portvakt_server::clock::now().as_secs() / 30;
     let code = format!("{:06}", key.hotp(step, portvakt_core::otp::Digits::SIX));
     let app = enrolled["method"].to_string();
     assert_eq!(

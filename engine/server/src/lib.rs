@@ -1,9 +1,11 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
 //! Certificates and TLS configuration ([`pki`]), the request handler ([`service`]), the
-//! QUIC endpoint ([`server`]), the sign-in log ([`signin`]), reading import files ([`import`]), Prometheus metrics ([`metrics`]) and the operating system's
-//! randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
+//! QUIC endpoint ([`server`]), the sign-in log ([`signin`]), reading import files
+//! ([`import`]), Prometheus metrics ([`metrics`]), the clocks ([`clock`]) and the
+//! operating system's randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
+pub mod clock;
 pub mod entropy;
 pub mod import;
 pub mod metrics;

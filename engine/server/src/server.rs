@@ -9,16 +9,14 @@
 //! `too_large` code, since the stream cannot be resynchronised; every other bad frame is
 //! answered with an error frame and the stream goes on), and QUIC's flow control, which
 //! stops reading from a client that does not read its answers.
-#![allow(clippy::disallowed_methods)] // the server owns the clock
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use portvakt_core::Timestamp;
 use portvakt_wire::{ErrorCode, Frame, frame_len};
 use rustls::pki_types::CertificateDer;
 
@@ -158,14 +156,6 @@ fn admit_certificate(slot: &mut Slot, limits: &ConnectionLimits, cert: String) -
     *with_this += 1;
     slot.certificate = Some(cert);
     true
-}
-
-/// The wall-clock time, as the core takes it.
-pub fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Why the endpoint could not start.

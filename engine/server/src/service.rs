@@ -3,7 +3,6 @@
 //! Nothing here does I/O; the connection code feeds frames in and writes what comes out.
 //! A frame that cannot be decoded is answered with an error frame naming the problem.
 //! Decisions and refused frames are counted, and decisions timed, for [`crate::metrics`].
-#![allow(clippy::disallowed_methods)] // decisions are timed for the latency histogram
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,7 +72,7 @@ impl Service {
         Self {
             engine,
             policy_file,
-            clock: Box::new(crate::server::now),
+            clock: Box::new(crate::clock::now),
             log: None,
         }
     }
@@ -224,14 +223,14 @@ impl Service {
                     device_token: d.device_token,
                     remember_device: d.remember_device,
                 };
-                let started = std::time::Instant::now();
+                let started = crate::clock::instant();
                 let decision = self.engine.decide(&request, now);
                 record(&decision, started);
                 log(records, now, d.tenant, d.user, d.ip, d.purpose, &decision);
                 Owned::Decision(id, decision, None)
             }
             Frame::SendCode(id, s) => {
-                let started = std::time::Instant::now();
+                let started = crate::clock::instant();
                 let sent = self.engine.send_code(
                     &portvakt_core::SendRequest {
                         tenant: s.tenant,

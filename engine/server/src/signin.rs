@@ -14,7 +14,6 @@
 //! records: a `u16` body length, the body's CRC-32, and the body, which is a [`Record`]
 //! in the log's own encoding. Readers skip bytes that are not a whole record with
 //! a matching checksum (a torn or failed write) and find the next record after them.
-#![allow(clippy::disallowed_methods)] // the sync thread times its syncs
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
