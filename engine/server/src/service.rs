@@ -213,7 +213,7 @@ impl Service {
                     tenant: d.tenant,
                     user: d.user,
                     ip: d.ip,
-                    purpose: purpose(d.purpose),
+                    purpose: d.purpose.into(),
                     first_factor: match d.first_factor {
                         portvakt_wire::FirstFactor::Ok => portvakt_core::FirstFactor::Ok,
                         portvakt_wire::FirstFactor::Failed => portvakt_core::FirstFactor::Failed,
@@ -236,7 +236,7 @@ impl Service {
                         tenant: s.tenant,
                         user: s.user,
                         ip: s.ip,
-                        purpose: purpose(s.purpose),
+                        purpose: s.purpose.into(),
                         method: s.method.map(MethodId),
                     },
                     now,
@@ -436,7 +436,7 @@ impl Service {
                 {
                     Ok((challenge, d)) => Ok(OwnedReply::ConfirmationSent(
                         challenge.0,
-                        wire_kind(d.channel) as u8,
+                        portvakt_wire::MethodKind::from(d.channel) as u8,
                         d.destination,
                         d.code.expose().to_owned(),
                         d.expires.as_millis(),
@@ -544,9 +544,9 @@ fn log(
         user,
         ip,
         purpose: purpose as u8,
-        outcome: outcome(d.outcome) as u8,
+        outcome: portvakt_wire::Outcome::from(d.outcome) as u8,
         reason: d.reason.as_str(),
-        method: d.method.map(|m| wire_kind(m) as u8),
+        method: d.method.map(|m| portvakt_wire::MethodKind::from(m) as u8),
         location: d.location.as_str(),
         rule: d.rule.as_str(),
     };
@@ -569,40 +569,6 @@ fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String>
         digits: Digits::new(digits).ok_or("digits must be 6, 7 or 8")?,
         period: u32::from(period),
     })
-}
-
-fn purpose(p: portvakt_wire::Purpose) -> portvakt_core::Purpose {
-    match p {
-        portvakt_wire::Purpose::SignIn => portvakt_core::Purpose::SignIn,
-        portvakt_wire::Purpose::PasswordReset => portvakt_core::Purpose::PasswordReset,
-        portvakt_wire::Purpose::LegacyProtocol => portvakt_core::Purpose::LegacyProtocol,
-    }
-}
-
-/// The wire code of a method kind.
-pub fn wire_kind(k: MethodKind) -> portvakt_wire::MethodKind {
-    use portvakt_wire::MethodKind as W;
-    match k {
-        MethodKind::AuthenticatorApp => W::AuthenticatorApp,
-        MethodKind::HardwareToken => W::HardwareToken,
-        MethodKind::Sms => W::Sms,
-        MethodKind::Voice => W::Voice,
-        MethodKind::SecurityKey => W::SecurityKey,
-        MethodKind::Email => W::Email,
-        MethodKind::SecurityQuestions => W::SecurityQuestions,
-    }
-}
-
-fn outcome(o: portvakt_core::Outcome) -> portvakt_wire::Outcome {
-    use portvakt_wire::Outcome as W;
-    match o {
-        portvakt_core::Outcome::Allow => W::Allow,
-        portvakt_core::Outcome::Deny => W::Deny,
-        portvakt_core::Outcome::Challenge => W::Challenge,
-        portvakt_core::Outcome::Locked => W::Locked,
-        portvakt_core::Outcome::Register => W::Register,
-        portvakt_core::Outcome::Throttled => W::Throttled,
-    }
 }
 
 /// An answer, owning its data until it is encoded.
@@ -645,7 +611,7 @@ impl Owned {
         let written = match self {
             Self::Decision(id, d, sent) => {
                 let decision = portvakt_wire::Decision {
-                    outcome: outcome(d.outcome),
+                    outcome: d.outcome.into(),
                     reason: d.reason.as_str(),
                     rule: d.rule.as_str(),
                     location: d.location.as_str(),
@@ -654,14 +620,14 @@ impl Owned {
                         .iter()
                         .map(|m| portvakt_wire::MethodInfo {
                             id: m.id.0,
-                            kind: wire_kind(m.kind),
+                            kind: m.kind.into(),
                             hint: m.hint.as_deref(),
                         })
                         .collect(),
                     retry_after_s: d
                         .retry_after
                         .map(|r| u32::try_from(r.as_secs_ceil()).unwrap_or(u32::MAX)),
-                    method: d.method.map(wire_kind),
+                    method: d.method.map(portvakt_wire::MethodKind::from),
                     device_token: d.device_token.as_ref().map(|t| portvakt_wire::DeviceToken {
                         token: t.token.expose(),
                         expires_ms: t.expires.as_millis(),
@@ -674,7 +640,7 @@ impl Owned {
                         decision,
                         challenge: *challenge,
                         delivery: delivery.as_ref().map(|x| portvakt_wire::Delivery {
-                            channel: wire_kind(x.channel),
+                            channel: x.channel.into(),
                             destination: &x.destination,
                             code: x.code.expose(),
                             expires_ms: x.expires.as_millis(),
@@ -724,7 +690,7 @@ impl Owned {
                                     .iter()
                                     .map(|(id, kind, active)| MethodRow {
                                         id: id.0,
-                                        kind: wire_kind(*kind) as u8,
+                                        kind: portvakt_wire::MethodKind::from(*kind) as u8,
                                         active: *active,
                                     })
                                     .collect(),

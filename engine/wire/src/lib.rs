@@ -40,6 +40,8 @@
 
 pub mod admin;
 pub mod codec;
+#[cfg(feature = "core")]
+mod core;
 mod frame;
 
 pub use admin::{Admin, AdminReply};
