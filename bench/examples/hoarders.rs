@@ -76,7 +76,7 @@ async fn main() {
             continue;
         };
         let mut opened = 0;
-        while opened < portvakt_server::server::MAX_STREAMS {
+        while opened < portvakt_server::frontend::quic::endpoint::MAX_STREAMS {
             let Ok(Ok((mut send, recv))) =
                 tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await
             else {

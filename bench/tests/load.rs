@@ -8,8 +8,8 @@ use std::sync::Arc;
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, MemoryStore, config};
+use portvakt_server::frontend::quic::service::Service;
 use portvakt_server::pki::{ensure_dev_pki, fingerprint, load_certs, server_tls};
-use portvakt_server::service::Service;
 
 fn load(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_portvakt-load"))
@@ -40,7 +40,7 @@ async fn load_enrols_and_reports() {
     let tls = server_tls(&files.ca, &files.server.0, &files.server.1).unwrap();
     let admins = HashSet::from([fingerprint(&load_certs(&files.admin.0).unwrap()[0])]);
     let service = Arc::new(Service::new(engine.clone(), None));
-    let (endpoint, _task) = portvakt_server::server::start(
+    let (endpoint, _task) = portvakt_server::frontend::quic::endpoint::start(
         "127.0.0.1:0".parse().unwrap(),
         tls,
         admins,

@@ -15,11 +15,11 @@ use portvakt_core::otp::{Algorithm, Digits, OtpKey};
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::{ManualClock, SeededEntropy};
 use portvakt_core::{Engine, MemoryStore, Timestamp, config};
+use portvakt_server::frontend::quic::endpoint::ConnectionLimits;
+use portvakt_server::frontend::quic::service::Service;
 use portvakt_server::pki::{
     PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
 };
-use portvakt_server::server::ConnectionLimits;
-use portvakt_server::service::Service;
 use portvakt_server::signin::{LogConfig, SignInLog};
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
@@ -101,7 +101,7 @@ fn fixture_with(name: &str, limits: ConnectionLimits) -> Fixture {
     let service = Service::new(Arc::new(engine), None)
         .with_clock(Box::new(move || reader.now()))
         .with_sign_in_log(log);
-    let (endpoint, _task) = portvakt_server::server::start(
+    let (endpoint, _task) = portvakt_server::frontend::quic::endpoint::start(
         "127.0.0.1:0".parse().unwrap(),
         tls,
         admins,

@@ -12,11 +12,11 @@ use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
 use portvakt_core::{Engine, MemoryStore, config};
 use portvakt_server::entropy::OsEntropy;
+use portvakt_server::frontend::quic::endpoint::ConnectionLimits;
+use portvakt_server::frontend::quic::service::Service;
 use portvakt_server::pki::{
     PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
 };
-use portvakt_server::server::ConnectionLimits;
-use portvakt_server::service::Service;
 use portvakt_server::signin::{LogConfig, SignInLog};
 use portvakt_wire::{Decide, Frame, Proof, SendCode};
 

@@ -79,8 +79,9 @@ pub(crate) async fn serve(
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
     }
-    let (endpoint, _task) = portvakt_server::server::start(listen, tls, admins, service, limits)
-        .map_err(|e| e.to_string())?;
+    let (endpoint, _task) =
+        portvakt_server::frontend::quic::endpoint::start(listen, tls, admins, service, limits)
+            .map_err(|e| e.to_string())?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
     say!("portvakt serving QUIC (ALPN portvakt/1) on {addr}");
     say!(

@@ -1,17 +1,16 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
-//! Certificates and TLS configuration ([`pki`]), the request handler ([`service`]), the
-//! QUIC endpoint ([`server`]), the sign-in log ([`signin`]), reading import files
+//! Certificates and TLS configuration ([`pki`]), the frontends ([`frontend`]: the QUIC
+//! endpoint and the service answering its frames), the sign-in log ([`signin`]), reading import files
 //! ([`import`]), Prometheus metrics ([`metrics`]), the clocks ([`clock`]) and the
 //! operating system's randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
 pub mod clock;
 pub mod entropy;
+pub mod frontend;
 pub mod import;
 pub mod metrics;
 pub mod pki;
-pub mod server;
-pub mod service;
 pub mod signin;
 
 /// Writes one line to standard error, ignoring failure (a server must not stop because

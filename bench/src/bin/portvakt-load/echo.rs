@@ -34,7 +34,9 @@ pub(crate) async fn serve(listen: SocketAddr, data: &Path) -> Result<(), String>
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(portvakt_server::server::transport()));
+    config.transport_config(Arc::new(
+        portvakt_server::frontend::quic::endpoint::transport(),
+    ));
     let endpoint = quinn::Endpoint::server(config, listen).map_err(|e| e.to_string())?;
     eprintln!(
         "echo serving on {}",

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, MemoryStore, Timestamp, config};
-use portvakt_server::service::{Handled, Role, Service};
+use portvakt_server::frontend::quic::service::{Handled, Role, Service};
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 

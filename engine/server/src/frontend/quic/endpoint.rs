@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use portvakt_wire::{ErrorCode, Frame, frame_len};
 use rustls::pki_types::CertificateDer;
 
+use super::service::{Handled, Role, Service};
 use crate::pki::fingerprint;
-use crate::service::{Handled, Role, Service};
 
 /// Streams a client may have open at once on one connection.
 pub const MAX_STREAMS: u32 = 16;

@@ -1,0 +1,5 @@
+//! Portvakt's own protocol over QUIC: the endpoint (connections, limits, streams, framing)
+//! and the service that answers each frame.
+
+pub mod endpoint;
+pub mod service;
