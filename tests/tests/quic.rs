@@ -695,3 +695,63 @@ async fn connections_are_bounded_per_certificate_per_address_and_in_all() {
         Outcome::Allow
     );
 }
+
+/// 64 requests at once over four connections (sixteen each, pipelined on their streams),
+/// each answered; returned in no particular order.
+async fn all_at_once(clients: &[Client], requests: Vec<(String, String, String)>) -> Vec<Decision> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (user, ip, code)) in requests.into_iter().enumerate() {
+        let c = clients[i % clients.len()].clone();
+        tasks.spawn(async move { decide(&c, &user, &ip, Some(&code)).await });
+    }
+    let mut out = Vec::new();
+    while let Some(d) = tasks.join_next().await {
+        out.push(d.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn races_and_parallel_guessing_through_the_server() {
+    let f = fixture("races");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(f.frontend().await);
+    }
+    let count = |ds: &[Decision], reason: &str| ds.iter().filter(|d| d.reason == reason).count();
+    // The same right code 64 times at once, in ten rounds (a fresh step and a fresh
+    // address each): exactly one is let in, every other is a replay.
+    for round in 0..10 {
+        f.clock.advance(portvakt_core::Duration::from_secs(30));
+        let code = f.code(SECRET, 0);
+        let ip = format!("203.0.113.{}", 100 + round);
+        let requests = (0..64)
+            .map(|_| ("kari".to_owned(), ip.clone(), code.clone()))
+            .collect();
+        let answers = all_at_once(&clients, requests).await;
+        let allowed = answers
+            .iter()
+            .filter(|d| d.outcome == Outcome::Allow)
+            .count();
+        assert_eq!(allowed, 1, "round {round}: {answers:?}");
+        assert_eq!(count(&answers, "replayed_code"), 63, "round {round}");
+    }
+    // 64 different wrong codes at once, against a user and against a name nobody has:
+    // nine are evaluated, the tenth locks, and the rest are refused unevaluated, alike.
+    let right = f.code(DOCTOR_SECRET, 0).parse::<u32>().unwrap();
+    for (user, ip) in [("lege", "203.0.113.200"), ("nobody", "203.0.113.201")] {
+        let requests = (0..64)
+            .map(|i| {
+                let wrong = format!("{:06}", (right + 1 + i) % 1_000_000);
+                (user.to_owned(), ip.to_owned(), wrong)
+            })
+            .collect();
+        let answers = all_at_once(&clients, requests).await;
+        assert_eq!(count(&answers, "invalid_code"), 9, "{user}: {answers:?}");
+        let locked = answers
+            .iter()
+            .filter(|d| d.outcome == Outcome::Locked)
+            .count();
+        assert_eq!(locked, 55, "{user}");
+    }
+}
