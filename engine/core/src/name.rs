@@ -253,9 +253,14 @@ fn canonical_slow(s: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Checks that `s` can be a user name: [`validate`], then [`canonical`].
+/// Checks that `s` can be a user name: [`validate`], then [`canonical`] (whose fast paths
+/// answer for most names; only a refusal asks the profile itself, for its reason).
 pub fn validate_user(s: &str) -> Result<(), NameError> {
     validate(s)?;
+    let mut buf = [0u8; MAX_NAME_LEN];
+    if canonical(s, &mut buf).is_some() {
+        return Ok(());
+    }
     canonical_slow(s)
         .map(drop)
         .map_err(|why| NameError::NotIdentifier {
@@ -300,11 +305,15 @@ impl Name {
     /// Interns a group name in its compared form (see [`canonical`]), so that
     /// `Legekontor` in a policy and `legekontor` from an administrator are one group.
     pub fn group(s: &str) -> Result<Self, NameError> {
-        validate_user(s)?;
+        validate(s)?;
         let mut buf = [0u8; MAX_NAME_LEN];
-        let form = canonical(s, &mut buf).ok_or(NameError::TooLong)?;
-        let form = std::str::from_utf8(form.as_bytes()).map_err(|_| NameError::TooLong)?;
-        Self::intern(form)
+        match canonical(s, &mut buf) {
+            // ASCII lower case is UTF-8.
+            Some(Canonical::Ascii(b)) => Self::intern(std::str::from_utf8(b).unwrap_or_default()),
+            Some(Canonical::Unicode(form)) => Self::intern(&form),
+            // Not a name: the profile's reason.
+            None => validate_user(s).and(Err(NameError::TooLong)),
+        }
     }
 
     /// A name built into the engine (`"elsewhere"`, `"default"`, ...).

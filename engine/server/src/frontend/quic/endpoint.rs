@@ -11,7 +11,7 @@
 //! stops reading from a client that does not read its answers.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,14 +74,16 @@ impl Default for ConnectionLimits {
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    by_address: HashMap<IpAddr, usize>,
+    /// By source: an IPv4 address or an IPv6 /64 (`portvakt_core::net::source_key`),
+    /// as the decisions' source budgets count them.
+    by_address: HashMap<u128, usize>,
     by_certificate: HashMap<String, usize>,
 }
 
 /// What a connection holds in [`Counts`]; given back when dropped.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
-    address: IpAddr,
+    address: u128,
     certificate: Option<String>,
 }
 
@@ -105,25 +107,13 @@ fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
     }
 }
 
-/// The address a connection is counted under: an IPv4 address, or an IPv6 /64 (one
-/// host's usual allocation, which it can fill with addresses at will).
-fn counted_address(addr: SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-        v4 => v4,
-    }
-}
-
 /// Takes a place for a connection from `addr`, or says which limit is full.
 fn admit(
     counts: &Arc<Mutex<Counts>>,
     limits: &ConnectionLimits,
     addr: SocketAddr,
 ) -> Result<Slot, &'static str> {
-    let address = counted_address(addr);
+    let address = portvakt_core::net::source_key(addr.ip());
     let mut c = counts.lock();
     if c.total >= limits.total {
         return Err("total");
