@@ -19,7 +19,7 @@ use crate::name::Name;
 use crate::otp::{self, Algorithm, Code, Digits, OtpKey, TotpParams};
 use crate::policy::{Purpose, TenantPolicy};
 use crate::secret::{SecretBytes, SecretString};
-use crate::state::{Redeem, StateStore};
+use crate::state::{Redeem, StateOps, StateStore};
 use crate::time::Timestamp;
 
 /// How a new authenticator app is set up.

@@ -22,7 +22,7 @@ use crate::name::Name;
 use crate::otp::{self, Code, TotpWindow};
 use crate::policy::{Purpose, Requirement, Rule, Settings, TenantPolicy, elsewhere};
 use crate::secret::SecretString;
-use crate::state::{Answer, Effect, OtpState, Redeem, StateStore, StoreError};
+use crate::state::{Answer, Effect, Redeem, StateOps, StateStore, StoreError, UserState};
 use crate::time::{Duration, Timestamp};
 
 /// What the frontend's own password check (the first factor) found.
@@ -636,49 +636,73 @@ impl<S: StateStore> Attempt<'_, S> {
             .engine
             .fingerprints
             .of_code(parsed.digits(), parsed.value());
-        // The usual right code matches its authenticator's centre step: one HMAC, no lock
-        // check (the commit checks the lock atomically). Only when the centre misses is the
-        // lock looked at, so guessing against a lock costs one HMAC, not a window of them.
-        // The phantom takes the same steps.
+        // One atomic commit decides the code. Inside it, a lock in force answers before any
+        // HMAC is computed (guessing against a lock costs nothing); then the code is looked
+        // for with the subject's own replay state in hand (no separate read), and what was
+        // found is applied. The phantom takes the same steps. The search is pure, so a
+        // backend may run it again after a conflicting write.
+        let (domain, now, cfg, known) = (
+            self.domain(Factor::Second),
+            self.now,
+            &self.settings.lockout,
+            self.known,
+        );
         let user = self.user;
+        let this = &*self;
+        let r = self
+            .engine
+            .store
+            .update_subject(self.subject, now, |state| {
+                if let locked @ Answer::Locked { .. } = state.check(domain, now) {
+                    return (locked, None);
+                }
+                let found = this.search(user, parsed, next, purpose, kind, state);
+                // A phantom's code is nobody's: a match is a lucky guess, and counts as
+                // wrong.
+                let effect = match found.filter(|_| known) {
+                    Some((method, value, offset)) => Effect::Otp {
+                        method: method.id,
+                        value,
+                        offset,
+                        fingerprint: fp,
+                    },
+                    None => Effect::Fail { fingerprint: fp },
+                };
+                (state.sign_in(domain, effect, now, cfg), found)
+            });
+        let (answer, found) = self.stored(r, (Answer::Locked { until: now }, None));
+        match (answer, found) {
+            (Answer::Accepted, Some((method, _, offset))) => {
+                if method.kind == MethodKind::AuthenticatorApp {
+                    method.drift_hint.store(offset, Ordering::Relaxed);
+                }
+                let mut d = self.decision(Outcome::Allow, self.allowed(purpose));
+                d.method = Some(method.kind);
+                d
+            }
+            (a @ Answer::Replayed(_), _) => self.after_failure(a, Reason::ReplayedCode),
+            (a @ Answer::Failed(_), _) => self.after_failure(a, Reason::InvalidCode),
+            (Answer::Locked { until }, _) => self.locked(until),
+            _ => self.decision(Outcome::Deny, Reason::InternalError),
+        }
+    }
+
+    /// Looks for `code` among the user's methods of `kind`: an authenticator app's centre
+    /// step first (the usual right code costs one HMAC), then every method's window.
+    fn search<'u>(
+        &self,
+        user: &'u User,
+        code: Code,
+        next: Option<Code>,
+        purpose: Purpose,
+        kind: MethodKind,
+        state: &UserState,
+    ) -> Option<(&'u Method, u64, i8)> {
         let centre = match kind {
-            MethodKind::AuthenticatorApp => self.totp_at_centre(user, parsed, purpose),
+            MethodKind::AuthenticatorApp => self.totp_at_centre(user, code, purpose),
             _ => None,
         };
-        let found = match centre {
-            Some(hit) => Some(hit),
-            None => {
-                if let Some(locked) = self.check(Factor::Second) {
-                    return locked;
-                }
-                self.find_otp(user, parsed, next, purpose, kind)
-            }
-        };
-        // A phantom's code is nobody's: a match is a lucky guess, and counts as wrong.
-        match found.filter(|_| self.known) {
-            Some((method, value, offset)) => {
-                let effect = Effect::Otp {
-                    method: method.id,
-                    value,
-                    offset,
-                    fingerprint: fp,
-                };
-                match self.commit(Factor::Second, effect) {
-                    Answer::Accepted => {
-                        if method.kind == MethodKind::AuthenticatorApp {
-                            method.drift_hint.store(offset, Ordering::Relaxed);
-                        }
-                        let mut d = self.decision(Outcome::Allow, self.allowed(purpose));
-                        d.method = Some(method.kind);
-                        d
-                    }
-                    a @ Answer::Replayed(_) => self.after_failure(a, Reason::ReplayedCode),
-                    Answer::Locked { until } => self.locked(until),
-                    _ => self.decision(Outcome::Deny, Reason::InternalError),
-                }
-            }
-            None => self.fail(Factor::Second, fp, Reason::InvalidCode),
-        }
+        centre.or_else(|| self.find_otp(user, code, next, purpose, kind, state))
     }
 
     /// Only the centre step (`now + drift`), within the usual bound.
@@ -725,29 +749,26 @@ impl<S: StateStore> Attempt<'_, S> {
         next: Option<Code>,
         purpose: Purpose,
         kind: MethodKind,
+        state: &UserState,
     ) -> Option<(&'u Method, u64, i8)> {
         for m in user.eligible(purpose).filter(|m| m.kind == kind) {
+            let stored = state.otp(m.id).unwrap_or_default();
             match &m.material {
                 Material::Totp { key, params } => {
-                    // Spent steps are not skipped here: the store refuses them atomically
-                    // and the answer says "replayed" rather than "invalid". The search is
-                    // centred on the method's drift hint, so the usual right code needs no
-                    // read of the store; only a miss consults the store's own drift.
+                    // Spent steps are not skipped here: the commit refuses them and the
+                    // answer says "replayed" rather than "invalid". The search is centred
+                    // on the node's own drift hint first; only a miss tries the record's.
                     let hint = m.drift_hint.load(Ordering::Relaxed);
                     let mut hit =
                         otp::verify_totp(key, params, code, self.now, self.window(None, hint));
-                    if hit.is_none() {
-                        let r = self.engine.store.otp_state(self.subject, m.id);
-                        let stored = self.stored(r, OtpState::default()).drift;
-                        if stored != hint {
-                            hit = otp::verify_totp(
-                                key,
-                                params,
-                                code,
-                                self.now,
-                                self.window(None, stored),
-                            );
-                        }
+                    if hit.is_none() && stored.drift != hint {
+                        hit = otp::verify_totp(
+                            key,
+                            params,
+                            code,
+                            self.now,
+                            self.window(None, stored.drift),
+                        );
                     }
                     if let Some(hit) = hit {
                         let offset = i8::try_from(hit.offset).unwrap_or(0);
@@ -756,15 +777,7 @@ impl<S: StateStore> Attempt<'_, S> {
                 }
                 Material::Hotp { key, digits } => {
                     let s = self.settings;
-                    let r = self.engine.store.otp_state(self.subject, m.id);
-                    // Without the counter, nothing can be accepted.
-                    let state = self.stored(
-                        r,
-                        OtpState {
-                            next: u64::MAX,
-                            drift: 0,
-                        },
-                    );
+                    let state = stored;
                     // The search also looks as far behind the counter as ahead of it, so a
                     // replayed token code is found, refused by the store and answered
                     // `replayed_code`, as a replayed app code is.
@@ -793,12 +806,19 @@ impl<S: StateStore> Attempt<'_, S> {
         let (Some(id), Ok(parsed)) = (ChallengeId::from_hex(challenge), Code::parse(code)) else {
             return self.malformed();
         };
-        if let Some(locked) = self.check(Factor::Second) {
-            return locked;
-        }
-        let blocked = self.engine.store.phone_blocked(self.subject, self.now);
-        if let Some(until) = self.stored(blocked, Some(self.now)) {
-            return self.throttled(Reason::PhoneBlocked, until.since(self.now), purpose);
+        // One read for both bars: a lock, then a block of phone methods.
+        let (domain, now) = (self.domain(Factor::Second), self.now);
+        let barred = self.engine.store.read_subject(self.subject, |u| {
+            u.map_or((Answer::Open, None), |u| {
+                (u.check(domain, now), u.phone_blocked(now))
+            })
+        });
+        match self.stored(barred, (Answer::Locked { until: now }, None)) {
+            (Answer::Locked { until }, _) => return self.locked(until),
+            (_, Some(until)) => {
+                return self.throttled(Reason::PhoneBlocked, until.since(now), purpose);
+            }
+            _ => {}
         }
         let digest = code_digest(&self.engine.pepper, &id, parsed);
         let fp = self.fingerprint(b"sent", &digest.to_bytes());
@@ -826,12 +846,17 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             // A phantom's code is never sent: a match is a lucky guess, and counts as wrong.
             Redeem::Wrong { .. } | Redeem::Redeemed { .. } => {
-                let blocked =
-                    self.engine
-                        .store
-                        .phone_failure(self.subject, self.now, &self.tenant.phone);
-                let blocked = self.stored(blocked, None);
-                let d = self.fail(Factor::Second, fp, Reason::InvalidCode);
+                // The phone block and the lock count in one commit.
+                let (phone, cfg) = (&self.tenant.phone, &self.settings.lockout);
+                let r = self.engine.store.update_subject(self.subject, now, |u| {
+                    let blocked = u.phone_failure(now, phone);
+                    (
+                        u.sign_in(domain, Effect::Fail { fingerprint: fp }, now, cfg),
+                        blocked,
+                    )
+                });
+                let (answer, blocked) = self.stored(r, (Answer::Locked { until: now }, None));
+                let d = self.after_failure(answer, Reason::InvalidCode);
                 match blocked {
                     Some(until) if d.outcome == Outcome::Deny => {
                         self.throttled(Reason::PhoneBlocked, until.since(self.now), purpose)

@@ -14,7 +14,7 @@ use crate::net::source_key;
 use crate::otp::Code;
 use crate::policy::{Policy, Purpose, Requirement};
 use crate::secret::{Entropy, Pepper, SecretDigest, SecretString};
-use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateStore, StoreError};
+use crate::state::{ChallengeRecord, MemoryStore, PhoneKeys, StateOps, StateStore, StoreError};
 use crate::time::Timestamp;
 
 /// The decision engine. Cheap to share: wrap it in an `Arc` and call [`decide`](Self::decide)

@@ -9,8 +9,8 @@
 //! What it does:
 //! - TOTP (RFC 6238) and HOTP (RFC 4226) with precomputed HMAC states, windows, learned
 //!   and bounded clock drift, and HOTP resynchronisation ([`otp`]);
-//! - replay protection, lockout and rate limits as per-key atomic operations on a
-//!   [`StateStore`] ([`state`], [`lockout`], [`window`]);
+//! - replay protection, lockout and rate limits as pure transitions of small records,
+//!   applied atomically by a [`StateStore`] ([`state`], [`lockout`], [`window`]);
 //! - network-location policy with ordered rules ([`policy`], [`net`], [`config`]);
 //! - the directory of users and methods, app passwords, remembered devices, SMS/voice
 //!   and email codes ([`directory`], [`admin`]).
@@ -78,5 +78,5 @@ pub use decide::{Decision, DeviceToken, FirstFactor, MethodInfo, Outcome, Proof,
 pub use engine::{Delivery, Engine, SendRequest, Sent};
 pub use id::{ChallengeId, MethodId, Subject, UserId};
 pub use policy::{Policy, Purpose, Requirement};
-pub use state::{MemoryStore, StateStore};
+pub use state::{MemoryStore, StateOps, StateStore};
 pub use time::{Duration, Timestamp};

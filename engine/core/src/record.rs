@@ -1,8 +1,9 @@
-//! The byte form of the state a store keeps for one subject: a small, versioned record
-//! that a durable or shared backend can store as an opaque value, while every rule that
-//! reads or changes it stays here in the core (`state::UserState`'s transitions).
+//! The byte form of the records a store keeps: small and versioned, so a durable or shared
+//! backend can store them as opaque values, while every rule that reads or changes them
+//! stays here in the core (the transitions of `state::UserState`, `state::Counter` and
+//! `state::ChallengeRecord`).
 //!
-//! Record format 1, all integers big-endian:
+//! Record format 1, all integers big-endian. A subject's state (`UserState`):
 //!
 //! | field | bytes |
 //! |---|---|
@@ -10,6 +11,11 @@
 //! | OTP states | count `u8` (at most 64), then each: method `u32`, next `u64`, drift `i8` |
 //! | locks | `u8` 0, or 1 and four locks in domain order: failures `u8`, level `u8`, three fingerprints `u32`, last failure `u64` ms, locked until `u64` ms |
 //! | phone | `u8` 0, or 1 and: sends window, failures window, blocked until `u64` ms |
+//!
+//! A budget (`Counter`): format `u8` = 1, then one window. A challenge
+//! (`ChallengeRecord`): format `u8` = 1; subject kind `u8` (0 a user, 1 an unknown name)
+//! and its id or keyed hash as `u64`; method `u32`; purpose `u8` (0 sign-in, 1 password
+//! reset, 2 legacy); the code's keyed digest, 32 bytes; expiry `u64` ms; tries left `u8`.
 //!
 //! A window is its base `u64` ms and five slots of offset `u32` ms and count `u32`; used
 //! slots (count above 0) come first, in order of time, and free slots are all zero.
@@ -37,6 +43,9 @@ impl Put<'_> {
     pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
 }
 
 /// Reads big-endian integers from the front.
@@ -59,6 +68,9 @@ impl<'a> Get<'a> {
     }
     pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
         self.take().map(u64::from_be_bytes)
+    }
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        self.take()
     }
     /// A presence flag: 0 or 1.
     pub(crate) fn flag(&mut self) -> Result<bool, RecordError> {

@@ -1,14 +1,16 @@
-//! The state interface: everything a decision changes, behind per-key atomic operations.
+//! The state interface: records a backend keeps, and the core's rules applied to them.
 //!
 //! The pure part of a decision (policy, OTP arithmetic, method checks) computes *what* it
-//! found, for example "the code matches step 55 of method m7"; the store decides *what
-//! happened*, for example "accepted, the watermark is now 56", in one atomic step per key.
-//! Checking and updating are never split: a replayed code, a parallel guess or a spent
-//! challenge is caught inside the same operation that would have accepted it.
+//! found, for example "the code matches step 55 of method m7"; the subject's record
+//! decides *what happened*, for example "accepted, the watermark is now 56", in the same
+//! atomic update. Checking and updating are never split: a replayed code, a parallel guess
+//! or a spent challenge is caught inside the update that would have accepted it.
 //!
-//! [`MemoryStore`] executes the operations on sharded in-memory tables. A durable embedded
-//! store or a shared store (one server-side script per operation) can execute the same
-//! [`StateStore`] contract without changing the decision code; `docs/design.md` states it.
+//! A backend ([`StateStore`]) only keeps records ([`UserState`], [`Counter`],
+//! [`ChallengeRecord`]) by key and applies a function to one of them atomically; the
+//! operations decisions use ([`StateOps`]) and the transitions are here, once.
+//! [`MemoryStore`] holds the records in sharded in-memory tables; a durable embedded store
+//! or a shared store keeps their bytes (`record.rs`). `docs/design.md` states the contract.
 
 use crate::arena::Slots;
 use crate::id::{ChallengeId, MethodId, Subject};
@@ -119,6 +121,100 @@ pub struct ChallengeRecord {
     pub attempts_left: u8,
 }
 
+impl ChallengeRecord {
+    /// Redeems the challenge in `slot` for `subject` with the digest of the presented
+    /// code: a right code spends it, a wrong one uses a try (the last try spends it too);
+    /// someone else's, an expired or a spent challenge is [`Redeem::Gone`].
+    pub fn redeem(
+        slot: &mut Option<Self>,
+        subject: Subject,
+        digest: &SecretDigest,
+        now: Timestamp,
+    ) -> Redeem {
+        let Some(c) = slot.as_mut() else {
+            return Redeem::Gone;
+        };
+        if c.subject != subject || now >= c.expires {
+            return Redeem::Gone;
+        }
+        if c.digest.ct_eq(digest) {
+            let r = Redeem::Redeemed {
+                method: c.method,
+                purpose: c.purpose,
+            };
+            *slot = None;
+            return r;
+        }
+        c.attempts_left = c.attempts_left.saturating_sub(1);
+        let spent = c.attempts_left == 0;
+        if spent {
+            *slot = None;
+        }
+        Redeem::Wrong { spent }
+    }
+
+    /// The record's bytes (record format 1, `record.rs`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut p = crate::record::Put(out);
+        p.u8(crate::record::FORMAT);
+        match self.subject {
+            Subject::Known(id) => {
+                p.u8(0);
+                p.u64(u64::from(id.0));
+            }
+            Subject::Unknown(h) => {
+                p.u8(1);
+                p.u64(h);
+            }
+        }
+        p.u32(self.method.0);
+        p.u8(match self.purpose {
+            Purpose::SignIn => 0,
+            Purpose::PasswordReset => 1,
+            Purpose::LegacyProtocol => 2,
+        });
+        p.bytes(&self.digest.to_bytes());
+        p.u64(self.expires.as_millis());
+        p.u8(self.attempts_left);
+    }
+
+    /// A challenge from its bytes, refusing anything [`encode`](Self::encode) would not
+    /// have written.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::record::RecordError> {
+        use crate::record::{Get, RecordError};
+        let mut g = Get(bytes);
+        if g.u8()? != crate::record::FORMAT {
+            return Err(RecordError("unknown format"));
+        }
+        let subject = match (g.u8()?, g.u64()?) {
+            (0, id) => Subject::Known(crate::id::UserId(
+                u32::try_from(id).map_err(|_| RecordError("a user id past 32 bits"))?,
+            )),
+            (1, h) => Subject::Unknown(h),
+            _ => return Err(RecordError("a subject is neither known nor unknown")),
+        };
+        let method = MethodId(g.u32()?);
+        let purpose = match g.u8()? {
+            0 => Purpose::SignIn,
+            1 => Purpose::PasswordReset,
+            2 => Purpose::LegacyProtocol,
+            _ => return Err(RecordError("an unknown purpose")),
+        };
+        let digest = SecretDigest::from_bytes(g.array()?);
+        let expires = Timestamp::from_millis(g.u64()?);
+        let attempts_left = g.u8()?;
+        g.finish()?;
+        Ok(Self {
+            subject,
+            method,
+            purpose,
+            digest,
+            expires,
+            attempts_left,
+        })
+    }
+}
+
 /// Which phone-code budgets a send draws on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhoneKeys {
@@ -155,16 +251,95 @@ pub struct StoreSizes {
 #[error("the state store failed: {0}")]
 pub struct StoreError(pub String);
 
-/// The per-key atomic operations a decision needs. Each method is atomic with respect to
-/// every other call on the same key; calls on different keys are independent. Every one
-/// can fail with a [`StoreError`], and a failed call has changed nothing or everything it
-/// was asked to, never part of it.
+/// Which budget a [`Counter`] record keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CounterKey {
+    /// Failures from one IPv4 address or IPv6 /64.
+    Source(u128),
+    /// Codes sent to one phone number (keyed hash of the normalised number).
+    Number(u64),
+    /// Codes sent in one tenant (keyed hash of the tenant's name).
+    Tenant(u64),
+}
+
+/// What a backend does: keep records by key, and apply a function to one record
+/// atomically. Nothing else. The rules (what a wrong code counts, when a lock ends, how a
+/// window slides, whether a challenge is spent) are the functions, which the core passes
+/// in; they are the transitions of [`UserState`], [`Counter`] and [`ChallengeRecord`].
+/// The operations a decision uses ([`StateOps`]) are built on these in the core, once,
+/// for every backend.
+///
+/// An `update_*` call runs its function on the record as it is (a default record if there
+/// is none), stores the result and returns the function's value, with no other change to
+/// that record in between. The function is pure: it may be run more than once (a backend
+/// that applies changes by compare-and-set on a version runs it again after a conflict),
+/// and only the last run's result is kept. A record that the function leaves empty (no
+/// state worth keeping) may be dropped. Calls on different keys are independent.
+///
+/// Every call can fail with a [`StoreError`]; a failed call has stored the function's
+/// result whole or not at all, never part of it.
 pub trait StateStore: Send + Sync {
-    /// The replay state of `method` (a plain read: the store checks again on commit).
-    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError>;
+    /// Runs `f` on `subject`'s record, `None` if it has none. Changes nothing.
+    fn read_subject<R>(
+        &self,
+        subject: Subject,
+        f: impl FnOnce(Option<&UserState>) -> R,
+    ) -> Result<R, StoreError>;
+
+    /// Applies `f` to `subject`'s record atomically.
+    fn update_subject<R>(
+        &self,
+        subject: Subject,
+        now: Timestamp,
+        f: impl FnMut(&mut UserState) -> R,
+    ) -> Result<R, StoreError>;
+
+    /// Runs `f` on the counter `key`, `None` if it has none. Changes nothing.
+    fn read_counter<R>(
+        &self,
+        key: CounterKey,
+        f: impl FnOnce(Option<&Counter>) -> R,
+    ) -> Result<R, StoreError>;
+
+    /// Applies `f` to the counter `key` atomically.
+    fn update_counter<R>(
+        &self,
+        key: CounterKey,
+        now: Timestamp,
+        f: impl FnMut(&mut Counter) -> R,
+    ) -> Result<R, StoreError>;
+
+    /// Applies `f` to challenge `id`'s slot atomically (`None`: no such challenge).
+    fn update_challenge<R>(
+        &self,
+        id: ChallengeId,
+        now: Timestamp,
+        f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
+    ) -> Result<R, StoreError>;
+
+    /// Table sizes, for metrics.
+    fn sizes(&self) -> Result<StoreSizes, StoreError>;
+
+    /// How many subjects (known users and unknown names) are locked out of any domain at
+    /// `now` ([`UserState::any_locked`]). A scan of the whole store: for metrics now and
+    /// then, not per request.
+    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// The operations decisions and administrators use, built on [`StateStore`]'s records and
+/// the core's transitions. Implemented for every store and only here, so no backend can
+/// bring its own version of a rule.
+pub trait StateOps: StateStore {
+    /// The replay state of `method` (a plain read).
+    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError> {
+        self.read_subject(subject, |u| {
+            u.and_then(|u| u.otp(method)).unwrap_or_default()
+        })
+    }
 
     /// Applies `effect` to `subject` in lock domain `domain`, atomically: a lock in the
     /// domain or its sibling (the other factor at the same familiarity) refuses everything.
+    /// [`Effect::Check`] only reads.
     fn sign_in(
         &self,
         subject: Subject,
@@ -172,7 +347,14 @@ pub trait StateStore: Send + Sync {
         effect: Effect,
         now: Timestamp,
         cfg: &LockoutConfig,
-    ) -> Result<Answer, StoreError>;
+    ) -> Result<Answer, StoreError> {
+        if effect == Effect::Check {
+            return self.read_subject(subject, |u| {
+                u.map_or(Answer::Open, |u| u.check(domain, now))
+            });
+        }
+        self.update_subject(subject, now, |u| u.sign_in(domain, effect, now, cfg))
+    }
 
     /// Counts one attempt against a source (IPv4 address or IPv6 /64) if that stays within
     /// `rate`; otherwise says how long to wait. Successful attempts are refunded with
@@ -182,26 +364,81 @@ pub trait StateStore: Send + Sync {
         source: u128,
         now: Timestamp,
         rate: Rate,
-    ) -> Result<Result<(), Duration>, StoreError>;
+    ) -> Result<Result<(), Duration>, StoreError> {
+        self.update_counter(CounterKey::Source(source), now, |c| c.reserve(now, rate))
+    }
 
     /// Takes back a reservation whose attempt did not fail.
-    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError>;
+    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError> {
+        self.update_counter(CounterKey::Source(source), now, Counter::refund)
+    }
 
     /// Draws one send from the user's, the number's and the tenant's budgets, all or none;
-    /// otherwise says how long to wait.
+    /// otherwise says how long to wait. A store error part way gives back what was drawn
+    /// (as far as the store lets it: a send not given back only makes the budget stricter).
     fn reserve_phone_send(
         &self,
         keys: PhoneKeys,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Result<Result<(), Duration>, StoreError>;
+    ) -> Result<Result<(), Duration>, StoreError> {
+        let number = CounterKey::Number(keys.number);
+        let tenant = CounterKey::Tenant(keys.tenant);
+        let user = self.update_subject(keys.subject, now, |u| u.draw_send(now, s.per_user))?;
+        let drawn_number = if user {
+            match self.update_counter(number, now, |c| c.reserve(now, s.per_number)) {
+                Ok(r) => r.is_ok(),
+                Err(e) => {
+                    let _ = self.update_subject(keys.subject, now, UserState::give_back_send);
+                    return Err(e);
+                }
+            }
+        } else {
+            false
+        };
+        let drawn_tenant = if drawn_number {
+            match self.update_counter(tenant, now, |c| c.reserve(now, s.per_tenant)) {
+                Ok(r) => r.is_ok(),
+                Err(e) => {
+                    let _ = self.update_subject(keys.subject, now, UserState::give_back_send);
+                    let _ = self.update_counter(number, now, Counter::refund);
+                    return Err(e);
+                }
+            }
+        } else {
+            false
+        };
+        if drawn_tenant {
+            return Ok(Ok(()));
+        }
+        // All or none: give back what was drawn.
+        if user {
+            self.update_subject(keys.subject, now, UserState::give_back_send)?;
+        }
+        if drawn_number {
+            self.update_counter(number, now, Counter::refund)?;
+        }
+        // Refused: the wait is the longest of the budgets, so a send after it fits all
+        // three (unless others spend them first).
+        let user = self.read_subject(keys.subject, |u| {
+            u.and_then(|u| u.send_wait(now, s.per_user))
+        })?;
+        let number = self.read_counter(number, |c| c.and_then(|c| c.wait(now, s.per_number)))?;
+        let tenant = self.read_counter(tenant, |c| c.and_then(|c| c.wait(now, s.per_tenant)))?;
+        Ok(Err(user
+            .max(number)
+            .max(tenant)
+            .unwrap_or(Duration::from_secs(1))))
+    }
 
     /// Whether phone methods are blocked for `subject` after failed verifications.
     fn phone_blocked(
         &self,
         subject: Subject,
         now: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError>;
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.read_subject(subject, |u| u.and_then(|u| u.phone_blocked(now)))
+    }
 
     /// Counts a failed phone-code verification; returns the block's end if this blocks.
     fn phone_failure(
@@ -209,7 +446,9 @@ pub trait StateStore: Send + Sync {
         subject: Subject,
         now: Timestamp,
         s: &PhoneSettings,
-    ) -> Result<Option<Timestamp>, StoreError>;
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.update_subject(subject, now, |u| u.phone_failure(now, s))
+    }
 
     /// Stores a new challenge.
     fn put_challenge(
@@ -217,7 +456,9 @@ pub trait StateStore: Send + Sync {
         id: ChallengeId,
         record: ChallengeRecord,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.update_challenge(id, now, |slot| *slot = Some(record))
+    }
 
     /// Redeems a challenge with the digest of the presented code, atomically: a right code
     /// spends it, a wrong one uses a try.
@@ -227,26 +468,77 @@ pub trait StateStore: Send + Sync {
         subject: Subject,
         digest: &SecretDigest,
         now: Timestamp,
-    ) -> Result<Redeem, StoreError>;
+    ) -> Result<Redeem, StoreError> {
+        self.update_challenge(id, now, |slot| {
+            ChallengeRecord::redeem(slot, subject, digest, now)
+        })
+    }
 
     /// Administrator: clears every lock domain and the phone block of `subject`.
-    fn unlock(&self, subject: Subject) -> Result<(), StoreError>;
+    fn unlock(&self, subject: Subject) -> Result<(), StoreError> {
+        self.update_subject(subject, Timestamp::EPOCH, UserState::unlock)
+    }
 
     /// Administrator: forgets the learned clock drift of `method`.
-    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError>;
+    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError> {
+        self.update_subject(subject, Timestamp::EPOCH, |u| u.reset_drift(method))
+    }
 
     /// Raises `method`'s `next` to at least `next` (enrolment proves a first code).
-    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError>;
+    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError> {
+        self.update_subject(subject, Timestamp::EPOCH, |u| u.raise_otp(method, next))
+    }
 
     /// Forgets `method` (removed), or everything about `subject` when `method` is `None`.
-    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError>;
+    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError> {
+        self.update_subject(subject, Timestamp::EPOCH, |u| match method {
+            Some(m) => u.forget_otp(m),
+            None => *u = UserState::default(),
+        })
+    }
+}
 
-    /// Table sizes, for metrics.
-    fn sizes(&self) -> Result<StoreSizes, StoreError>;
+impl<S: StateStore> StateOps for S {}
 
-    /// How many subjects (known users and unknown names) are locked out of any domain at
-    /// `now`. A scan of the whole store: for metrics now and then, not per request.
-    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError>;
+/// A sliding-window budget (a source's failures, a number's or a tenant's sends) as a
+/// record: [`reserve`](Self::reserve), [`refund`](Self::refund), [`wait`](Self::wait).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter(SlidingWindow);
+
+impl Counter {
+    /// Counts one event if that stays within `rate`; otherwise how long to wait.
+    pub fn reserve(&mut self, now: Timestamp, rate: Rate) -> Result<(), Duration> {
+        self.0.try_add(now, rate, 1)
+    }
+
+    /// Takes back one event counted by [`reserve`](Self::reserve).
+    pub fn refund(&mut self) {
+        self.0.remove(1);
+    }
+
+    /// How long until `rate` has room for one more event, if it has none now.
+    pub fn wait(&self, now: Timestamp, rate: Rate) -> Option<Duration> {
+        self.0.wait(now, rate, 1)
+    }
+
+    /// The record's bytes (record format 1, `record.rs`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut p = crate::record::Put(out);
+        p.u8(crate::record::FORMAT);
+        self.0.put(&mut p);
+    }
+
+    /// A counter from its bytes, refusing anything [`encode`](Self::encode) would not
+    /// have written.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::record::RecordError> {
+        let mut g = crate::record::Get(bytes);
+        if g.u8()? != crate::record::FORMAT {
+            return Err(crate::record::RecordError("unknown format"));
+        }
+        let w = SlidingWindow::get(&mut g)?;
+        g.finish()?;
+        Ok(Self(w))
+    }
 }
 
 /// Everything the store keeps for one subject (a user or an unknown name): replay state,
@@ -467,7 +759,8 @@ impl UserState {
         s.next = s.next.max(next);
     }
 
-    fn any_locked(&self, now: Timestamp) -> bool {
+    /// Whether any lock domain is locked at `now`.
+    pub fn any_locked(&self, now: Timestamp) -> bool {
         self.locks
             .as_deref()
             .is_some_and(|locks| locks.iter().any(|l| l.locked_until(now).is_some()))
@@ -599,9 +892,6 @@ impl Idle for UserState {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Counter(SlidingWindow);
-
 impl Idle for Counter {
     fn is_idle(&self, now: Timestamp) -> bool {
         self.0.is_idle(now, Duration::from_secs(86_400))
@@ -709,180 +999,55 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError> {
-        Ok(self.read_user(subject, |u| {
-            u.and_then(|u| u.otp(method)).unwrap_or_default()
-        }))
-    }
-
-    fn sign_in(
+    fn read_subject<R>(
         &self,
         subject: Subject,
-        domain: Domain,
-        effect: Effect,
-        now: Timestamp,
-        cfg: &LockoutConfig,
-    ) -> Result<Answer, StoreError> {
-        if effect == Effect::Check {
-            return Ok(self.read_user(subject, |u| match u {
-                Some(u) => u.check(domain, now),
-                None => Answer::Open,
-            }));
-        }
-        Ok(self.with_user(subject, now, |u| u.sign_in(domain, effect, now, cfg)))
+        f: impl FnOnce(Option<&UserState>) -> R,
+    ) -> Result<R, StoreError> {
+        Ok(self.read_user(subject, f))
     }
 
-    fn reserve_source(
-        &self,
-        source: u128,
-        now: Timestamp,
-        rate: Rate,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        Ok(self
-            .sources
-            .update(source, now, |c| c.0.try_add(now, rate, 1)))
-    }
-
-    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError> {
-        self.sources
-            .update_existing(&source, now, |c| c.0.remove(1));
-        Ok(())
-    }
-
-    fn reserve_phone_send(
-        &self,
-        keys: PhoneKeys,
-        now: Timestamp,
-        s: &PhoneSettings,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        let user = self.with_user(keys.subject, now, |u| u.draw_send(now, s.per_user));
-        let number = user
-            && self
-                .numbers
-                .update(keys.number, now, |c| c.0.try_add(now, s.per_number, 1))
-                .is_ok();
-        let tenant = number
-            && self
-                .tenants
-                .update(keys.tenant, now, |c| c.0.try_add(now, s.per_tenant, 1))
-                .is_ok();
-        if tenant {
-            return Ok(Ok(()));
-        }
-        // All or none: give back what was drawn.
-        if user {
-            self.with_user(keys.subject, now, UserState::give_back_send);
-        }
-        if number {
-            self.numbers
-                .update_existing(&keys.number, now, |c| c.0.remove(1));
-        }
-        // Refused: the wait is the longest of the budgets, so a send after it fits all
-        // three (unless others spend them first).
-        let user = self.read_user(keys.subject, |u| {
-            u.and_then(|u| u.send_wait(now, s.per_user))
-        });
-        let number = self.numbers.read(&keys.number, |c| {
-            c.and_then(|c| c.0.wait(now, s.per_number, 1))
-        });
-        let tenant = self.tenants.read(&keys.tenant, |c| {
-            c.and_then(|c| c.0.wait(now, s.per_tenant, 1))
-        });
-        Ok(Err(user
-            .max(number)
-            .max(tenant)
-            .unwrap_or(Duration::from_secs(1))))
-    }
-
-    fn phone_blocked(
+    fn update_subject<R>(
         &self,
         subject: Subject,
         now: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.read_user(subject, |u| u.and_then(|u| u.phone_blocked(now))))
+        mut f: impl FnMut(&mut UserState) -> R,
+    ) -> Result<R, StoreError> {
+        Ok(self.with_user(subject, now, |u| f(u)))
     }
 
-    fn phone_failure(
+    fn read_counter<R>(
         &self,
-        subject: Subject,
-        now: Timestamp,
-        s: &PhoneSettings,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.with_user(subject, now, |u| u.phone_failure(now, s)))
+        key: CounterKey,
+        f: impl FnOnce(Option<&Counter>) -> R,
+    ) -> Result<R, StoreError> {
+        Ok(match key {
+            CounterKey::Source(k) => self.sources.read(&k, f),
+            CounterKey::Number(k) => self.numbers.read(&k, f),
+            CounterKey::Tenant(k) => self.tenants.read(&k, f),
+        })
     }
 
-    fn put_challenge(
+    fn update_counter<R>(
+        &self,
+        key: CounterKey,
+        now: Timestamp,
+        mut f: impl FnMut(&mut Counter) -> R,
+    ) -> Result<R, StoreError> {
+        Ok(match key {
+            CounterKey::Source(k) => self.sources.update(k, now, |c| f(c)),
+            CounterKey::Number(k) => self.numbers.update(k, now, |c| f(c)),
+            CounterKey::Tenant(k) => self.tenants.update(k, now, |c| f(c)),
+        })
+    }
+
+    fn update_challenge<R>(
         &self,
         id: ChallengeId,
-        record: ChallengeRecord,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.challenges.put(id, ChallengeSlot(Some(record)), now);
-        Ok(())
-    }
-
-    fn redeem_challenge(
-        &self,
-        id: ChallengeId,
-        subject: Subject,
-        digest: &SecretDigest,
-        now: Timestamp,
-    ) -> Result<Redeem, StoreError> {
-        Ok(self
-            .challenges
-            .update_existing(&id, now, |slot| {
-                let Some(c) = slot.0.as_mut() else {
-                    return Redeem::Gone;
-                };
-                if c.subject != subject || now >= c.expires {
-                    return Redeem::Gone;
-                }
-                if c.digest.ct_eq(digest) {
-                    let r = Redeem::Redeemed {
-                        method: c.method,
-                        purpose: c.purpose,
-                    };
-                    slot.0 = None;
-                    return r;
-                }
-                c.attempts_left = c.attempts_left.saturating_sub(1);
-                let spent = c.attempts_left == 0;
-                if spent {
-                    slot.0 = None;
-                }
-                Redeem::Wrong { spent }
-            })
-            .unwrap_or(Redeem::Gone))
-    }
-
-    fn unlock(&self, subject: Subject) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, UserState::unlock);
-        Ok(())
-    }
-
-    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, |u| u.reset_drift(method));
-        Ok(())
-    }
-
-    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError> {
-        self.with_user(subject, Timestamp::EPOCH, |u| u.raise_otp(method, next));
-        Ok(())
-    }
-
-    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError> {
-        match method {
-            Some(m) => self.with_user(subject, Timestamp::EPOCH, |u| u.forget_otp(m)),
-            None => match subject {
-                Subject::Known(id) => {
-                    if let Some(slot) = self.users.get(id.0) {
-                        *lock(slot) = UserState::default();
-                    }
-                }
-                Subject::Unknown(h) => drop(self.unknown.remove(&h)),
-            },
-        }
-        Ok(())
+        mut f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
+    ) -> Result<R, StoreError> {
+        Ok(self.challenges.update(id, now, |slot| f(&mut slot.0)))
     }
 
     fn sizes(&self) -> Result<StoreSizes, StoreError> {

@@ -116,32 +116,6 @@ impl<K: Hash + Eq, V: Idle + Default> Table<K, V> {
         }
     }
 
-    /// Runs `f` on the entry for `key` only if it exists (never creates one).
-    pub(crate) fn update_existing<R>(
-        &self,
-        key: &K,
-        now: Timestamp,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Option<R> {
-        let mut shard = lock(self.shard(key));
-        let v = shard.get_mut(key)?;
-        let r = f(v);
-        if v.is_idle(now) {
-            shard.remove(key);
-        }
-        Some(r)
-    }
-
-    /// Inserts or replaces the entry for `key`, evicting as [`update`](Self::update) does.
-    pub(crate) fn put(&self, key: K, value: V, now: Timestamp) {
-        self.update(key, now, |v| *v = value);
-    }
-
-    /// Removes the entry for `key`, returning it.
-    pub(crate) fn remove(&self, key: &K) -> Option<V> {
-        lock(self.shard(key)).remove(key)
-    }
-
     /// Entries held now.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
@@ -178,7 +152,7 @@ impl<K: Hash + Eq, V: Idle + Default> Table<K, V> {
 mod tests {
     use super::*;
 
-    #[derive(Default, Debug, PartialEq)]
+    #[derive(Clone, Copy, Default, Debug, PartialEq)]
     struct Count(u32);
     impl Idle for Count {
         fn is_idle(&self, _: Timestamp) -> bool {
@@ -197,8 +171,6 @@ mod tests {
         // An update that leaves the default in place creates nothing.
         t.update(2, now, |_| ());
         assert_eq!(t.len(), 0);
-        assert_eq!(t.update_existing(&3, now, |c| c.0 += 1), None);
-        assert_eq!(t.len(), 0);
     }
 
     #[test]
@@ -212,8 +184,8 @@ mod tests {
         assert!(t.evictions() >= 100_000 - (cap.div_ceil(SHARDS) * SHARDS) as u64);
         // Idle entries are swept first, before live ones.
         let t: Table<u32, Count> = Table::new(Some(SHARDS));
-        t.put(7, Count(1), Timestamp::EPOCH);
+        t.update(7, Timestamp::EPOCH, |c| c.0 = 1);
         assert_eq!(t.sweep(Timestamp::EPOCH), 0);
-        assert_eq!(t.remove(&7), Some(Count(1)));
+        assert_eq!(t.read(&7, |c| c.copied()), Some(Count(1)));
     }
 }

@@ -5,16 +5,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::id::{ChallengeId, MethodId, Subject};
-use crate::lockout::{Domain, LockoutConfig};
-use crate::policy::PhoneSettings;
-use crate::secret::{Entropy, SecretDigest};
+use crate::id::{ChallengeId, Subject};
+use crate::secret::Entropy;
 use crate::state::{
-    Answer, ChallengeRecord, Effect, OtpState, PhoneKeys, Redeem, StateStore, StoreError,
-    StoreSizes,
+    ChallengeRecord, Counter, CounterKey, StateStore, StoreError, StoreSizes, UserState,
 };
 use crate::time::{Duration, Timestamp};
-use crate::window::Rate;
 
 /// Deterministic "randomness" (SplitMix64 over an atomic counter), so tests and benches
 /// can be replayed exactly. Predictable: never use it to serve real users.
@@ -111,7 +107,7 @@ impl<S> Faulty<S> {
         self.calls.load(Ordering::SeqCst)
     }
 
-    /// The operation of every call so far, in order (`sign_in`, `refund_source`, ...).
+    /// The operation of every call so far, in order (`update_subject`, `update_counter(source)`, ...).
     pub fn ops(&self) -> Vec<&'static str> {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -143,90 +139,60 @@ impl<S> Faulty<S> {
 }
 
 impl<S: StateStore> StateStore for Faulty<S> {
-    fn otp_state(&self, subject: Subject, method: MethodId) -> Result<OtpState, StoreError> {
-        self.call("otp_state", |s| s.otp_state(subject, method))
-    }
-    fn sign_in(
+    fn read_subject<R>(
         &self,
         subject: Subject,
-        domain: Domain,
-        effect: Effect,
-        now: Timestamp,
-        cfg: &LockoutConfig,
-    ) -> Result<Answer, StoreError> {
-        self.call("sign_in", |s| s.sign_in(subject, domain, effect, now, cfg))
+        f: impl FnOnce(Option<&UserState>) -> R,
+    ) -> Result<R, StoreError> {
+        self.call("read_subject", |s| s.read_subject(subject, f))
     }
-    fn reserve_source(
-        &self,
-        source: u128,
-        now: Timestamp,
-        rate: Rate,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        self.call("reserve_source", |s| s.reserve_source(source, now, rate))
-    }
-    fn refund_source(&self, source: u128, now: Timestamp) -> Result<(), StoreError> {
-        self.call("refund_source", |s| s.refund_source(source, now))
-    }
-    fn reserve_phone_send(
-        &self,
-        keys: PhoneKeys,
-        now: Timestamp,
-        settings: &PhoneSettings,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        self.call("reserve_phone_send", |s| {
-            s.reserve_phone_send(keys, now, settings)
-        })
-    }
-    fn phone_blocked(
+    fn update_subject<R>(
         &self,
         subject: Subject,
         now: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        self.call("phone_blocked", |s| s.phone_blocked(subject, now))
+        f: impl FnMut(&mut UserState) -> R,
+    ) -> Result<R, StoreError> {
+        self.call("update_subject", |s| s.update_subject(subject, now, f))
     }
-    fn phone_failure(
+    fn read_counter<R>(
         &self,
-        subject: Subject,
-        now: Timestamp,
-        settings: &PhoneSettings,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        self.call("phone_failure", |s| s.phone_failure(subject, now, settings))
+        key: CounterKey,
+        f: impl FnOnce(Option<&Counter>) -> R,
+    ) -> Result<R, StoreError> {
+        self.call(counter_op("read", key), |s| s.read_counter(key, f))
     }
-    fn put_challenge(
+    fn update_counter<R>(
+        &self,
+        key: CounterKey,
+        now: Timestamp,
+        f: impl FnMut(&mut Counter) -> R,
+    ) -> Result<R, StoreError> {
+        self.call(counter_op("update", key), |s| s.update_counter(key, now, f))
+    }
+    fn update_challenge<R>(
         &self,
         id: ChallengeId,
-        record: ChallengeRecord,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.call("put_challenge", |s| s.put_challenge(id, record, now))
-    }
-    fn redeem_challenge(
-        &self,
-        id: ChallengeId,
-        subject: Subject,
-        digest: &SecretDigest,
-        now: Timestamp,
-    ) -> Result<Redeem, StoreError> {
-        self.call("redeem_challenge", |s| {
-            s.redeem_challenge(id, subject, digest, now)
-        })
-    }
-    fn unlock(&self, subject: Subject) -> Result<(), StoreError> {
-        self.call("unlock", |s| s.unlock(subject))
-    }
-    fn reset_drift(&self, subject: Subject, method: MethodId) -> Result<(), StoreError> {
-        self.call("reset_drift", |s| s.reset_drift(subject, method))
-    }
-    fn raise_otp(&self, subject: Subject, method: MethodId, next: u64) -> Result<(), StoreError> {
-        self.call("raise_otp", |s| s.raise_otp(subject, method, next))
-    }
-    fn forget(&self, subject: Subject, method: Option<MethodId>) -> Result<(), StoreError> {
-        self.call("forget", |s| s.forget(subject, method))
+        f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
+    ) -> Result<R, StoreError> {
+        self.call("update_challenge", |s| s.update_challenge(id, now, f))
     }
     fn sizes(&self) -> Result<StoreSizes, StoreError> {
         self.call("sizes", |s| s.sizes())
     }
     fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.call("locked_subjects", |s| s.locked_subjects(now))
+    }
+}
+
+/// The name [`Faulty::ops`] gives a counter call: what it does and to which budget.
+fn counter_op(what: &str, key: CounterKey) -> &'static str {
+    match (what, key) {
+        ("read", CounterKey::Source(_)) => "read_counter(source)",
+        ("read", CounterKey::Number(_)) => "read_counter(number)",
+        ("read", CounterKey::Tenant(_)) => "read_counter(tenant)",
+        (_, CounterKey::Source(_)) => "update_counter(source)",
+        (_, CounterKey::Number(_)) => "update_counter(number)",
+        (_, CounterKey::Tenant(_)) => "update_counter(tenant)",
     }
 }

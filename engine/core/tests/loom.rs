@@ -6,7 +6,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use portvakt_core::lockout::{Domain, Factor, Failure, LockoutConfig};
-use portvakt_core::state::{Answer, Effect, MemoryStore, StateStore, StoreLimits};
+use portvakt_core::state::{Answer, Effect, MemoryStore, StateOps, StoreLimits};
 use portvakt_core::window::Rate;
 use portvakt_core::{Duration, MethodId, Subject, Timestamp, UserId};
 

@@ -11,4 +11,4 @@
 //! and a failing store failing closed. A backend's test file instantiates it with
 //! `contract_tests!(make)`, as `tests/memory.rs` does.
 
-pub use portvakt_core::state::{MemoryStore, StateStore, StoreError};
+pub use portvakt_core::state::{MemoryStore, StateOps, StateStore, StoreError};

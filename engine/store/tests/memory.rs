@@ -14,5 +14,10 @@ fn calls_per_decision_on_the_common_paths() {
         println!("{name}: {} ({})", ops.len(), ops.join(", "));
     }
     let n: Vec<usize> = calls.iter().map(|(_, ops)| ops.len()).collect();
-    assert_eq!(n, [1, 3, 4, 3, 4], "{calls:?}");
+    assert_eq!(n, [1, 3, 2, 3, 2], "{calls:?}");
+    // Of which exactly one touches the subject's record: one commit (or read) per decision.
+    for (name, ops) in &calls {
+        let subject = ops.iter().filter(|op| op.ends_with("_subject")).count();
+        assert_eq!(subject, 1, "{name}: {ops:?}");
+    }
 }

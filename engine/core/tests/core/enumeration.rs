@@ -12,17 +12,15 @@ use std::sync::Mutex;
 
 use common::*;
 use portvakt_core::directory::MethodKind;
-use portvakt_core::lockout::{Domain, LockoutConfig};
-use portvakt_core::policy::PhoneSettings;
-use portvakt_core::secret::{Pepper, SecretDigest};
+use portvakt_core::lockout::{Domain, Factor};
+use portvakt_core::secret::Pepper;
 use portvakt_core::state::{
-    Answer, ChallengeRecord, Effect, OtpState, PhoneKeys, Redeem, StoreError, StoreSizes,
+    Answer, ChallengeRecord, Counter, CounterKey, StoreError, StoreSizes, UserState,
 };
 use portvakt_core::testing::SeededEntropy;
-use portvakt_core::window::Rate;
 use portvakt_core::{
-    ChallengeId, Decision, Duration, Engine, FirstFactor, MemoryStore, MethodId, MethodInfo, Proof,
-    Purpose, Request, SendRequest, StateStore, Subject, Timestamp, config,
+    ChallengeId, Decision, Engine, FirstFactor, MemoryStore, MethodId, MethodInfo, Proof, Purpose,
+    Request, SendRequest, StateStore, Subject, Timestamp, config,
 };
 
 /// Records which operations were called, with what kind of effect, and what they answered.
@@ -41,115 +39,108 @@ impl Recording {
     }
 }
 
-fn effect_kind(e: &Effect) -> &'static str {
-    match e {
-        Effect::Check => "check",
-        Effect::Fail { .. } => "fail",
-        Effect::Otp { .. } => "otp",
-        Effect::Succeed => "succeed",
-    }
+/// What a subject's record shows after a change: whether the change did anything, and
+/// for each lock domain whether it is locked now; and whether phone methods are blocked.
+fn summary(before: &UserState, after: &UserState, now: Timestamp) -> String {
+    let locks: Vec<bool> = [Factor::First, Factor::Second]
+        .into_iter()
+        .flat_map(|factor| {
+            [false, true].map(|familiar| {
+                matches!(
+                    after.check(Domain { factor, familiar }, now),
+                    Answer::Locked { .. }
+                )
+            })
+        })
+        .collect();
+    format!(
+        "changed={} locked={locks:?} phone_blocked={}",
+        before != after,
+        after.phone_blocked(now).is_some()
+    )
 }
 
 impl StateStore for Recording {
-    fn otp_state(&self, s: Subject, m: MethodId) -> Result<OtpState, StoreError> {
-        self.note("otp_state".into());
-        self.inner.otp_state(s, m)
-    }
-    fn sign_in(
+    fn read_subject<R>(
         &self,
         s: Subject,
-        d: Domain,
-        e: Effect,
-        now: Timestamp,
-        cfg: &LockoutConfig,
-    ) -> Result<Answer, StoreError> {
-        let a = self.inner.sign_in(s, d, e, now, cfg)?;
-        let answer = match a {
-            Answer::Failed(f) | Answer::Replayed(f) => {
-                format!("{f:?}").split(' ').next().unwrap_or("").to_owned()
-            }
-            other => format!("{other:?}")
-                .split(' ')
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-        };
-        self.note(format!("sign_in {:?} {} -> {answer}", d, effect_kind(&e)));
-        Ok(a)
+        f: impl FnOnce(Option<&UserState>) -> R,
+    ) -> Result<R, StoreError> {
+        self.note("read_subject".into());
+        self.inner.read_subject(s, f)
     }
-    fn reserve_source(
+    fn update_subject<R>(
         &self,
-        src: u128,
+        s: Subject,
         now: Timestamp,
-        rate: Rate,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        self.note("reserve_source".into());
-        self.inner.reserve_source(src, now, rate)
-    }
-    fn refund_source(&self, src: u128, now: Timestamp) -> Result<(), StoreError> {
-        self.note("refund_source".into());
-        self.inner.refund_source(src, now)
-    }
-    fn reserve_phone_send(
-        &self,
-        k: PhoneKeys,
-        now: Timestamp,
-        s: &PhoneSettings,
-    ) -> Result<Result<(), Duration>, StoreError> {
-        let r = self.inner.reserve_phone_send(k, now, s)?;
-        self.note(format!("reserve_phone_send -> {}", r.is_ok()));
+        mut f: impl FnMut(&mut UserState) -> R,
+    ) -> Result<R, StoreError> {
+        let mut note = String::new();
+        let r = self.inner.update_subject(s, now, |u| {
+            let before = u.clone();
+            let r = f(u);
+            note = summary(&before, u, now);
+            r
+        })?;
+        self.note(format!("update_subject {note}"));
         Ok(r)
     }
-    fn phone_blocked(&self, s: Subject, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
-        self.note("phone_blocked".into());
-        self.inner.phone_blocked(s, now)
-    }
-    fn phone_failure(
+    fn read_counter<R>(
         &self,
-        s: Subject,
-        now: Timestamp,
-        p: &PhoneSettings,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        self.note("phone_failure".into());
-        self.inner.phone_failure(s, now, p)
+        k: CounterKey,
+        f: impl FnOnce(Option<&Counter>) -> R,
+    ) -> Result<R, StoreError> {
+        self.note(format!("read_counter {}", counter_kind(k)));
+        self.inner.read_counter(k, f)
     }
-    fn put_challenge(
+    fn update_counter<R>(
         &self,
-        id: ChallengeId,
-        r: ChallengeRecord,
+        k: CounterKey,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.note("put_challenge".into());
-        self.inner.put_challenge(id, r, now)
-    }
-    fn redeem_challenge(
-        &self,
-        id: ChallengeId,
-        s: Subject,
-        d: &SecretDigest,
-        now: Timestamp,
-    ) -> Result<Redeem, StoreError> {
-        let r = self.inner.redeem_challenge(id, s, d, now)?;
-        self.note(format!("redeem_challenge -> {r:?}"));
+        mut f: impl FnMut(&mut Counter) -> R,
+    ) -> Result<R, StoreError> {
+        let mut changed = false;
+        let r = self.inner.update_counter(k, now, |c| {
+            let before = *c;
+            let r = f(c);
+            changed = before != *c;
+            r
+        })?;
+        self.note(format!(
+            "update_counter {} changed={changed}",
+            counter_kind(k)
+        ));
         Ok(r)
     }
-    fn unlock(&self, s: Subject) -> Result<(), StoreError> {
-        self.inner.unlock(s)
-    }
-    fn reset_drift(&self, s: Subject, m: MethodId) -> Result<(), StoreError> {
-        self.inner.reset_drift(s, m)
-    }
-    fn raise_otp(&self, s: Subject, m: MethodId, next: u64) -> Result<(), StoreError> {
-        self.inner.raise_otp(s, m, next)
-    }
-    fn forget(&self, s: Subject, m: Option<MethodId>) -> Result<(), StoreError> {
-        self.inner.forget(s, m)
+    fn update_challenge<R>(
+        &self,
+        id: ChallengeId,
+        now: Timestamp,
+        mut f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
+    ) -> Result<R, StoreError> {
+        let mut note = String::new();
+        let r = self.inner.update_challenge(id, now, |slot| {
+            let before = slot.map(|c| c.attempts_left);
+            let r = f(slot);
+            note = format!("{before:?} -> {:?}", slot.map(|c| c.attempts_left));
+            r
+        })?;
+        self.note(format!("update_challenge {note}"));
+        Ok(r)
     }
     fn sizes(&self) -> Result<StoreSizes, StoreError> {
         self.inner.sizes()
     }
     fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.inner.locked_subjects(now)
+    }
+}
+
+fn counter_kind(k: CounterKey) -> &'static str {
+    match k {
+        CounterKey::Source(_) => "source",
+        CounterKey::Number(_) => "number",
+        CounterKey::Tenant(_) => "tenant",
     }
 }
 

@@ -1,11 +1,13 @@
-//! The subject record a backend stores: any state the rules can reach is written and read
-//! back unchanged, and goes on to answer exactly as the original does; a fixed record has
-//! fixed bytes; and bytes that are not a record are an error, never a panic.
+//! The records a backend stores (a subject's state, a budget, a challenge): any state the
+//! rules can reach is written and read back unchanged, and goes on to answer exactly as
+//! the original does; a fixed record has fixed bytes; and bytes that are not a record are
+//! an error, never a panic.
 
-use portvakt_core::id::MethodId;
+use portvakt_core::id::{MethodId, Subject, UserId};
 use portvakt_core::lockout::{Domain, Factor, LockoutConfig};
-use portvakt_core::policy::PhoneSettings;
-use portvakt_core::state::{Effect, UserState};
+use portvakt_core::policy::{PhoneSettings, Purpose};
+use portvakt_core::secret::SecretDigest;
+use portvakt_core::state::{ChallengeRecord, Counter, Effect, Redeem, UserState};
 use portvakt_core::time::{Duration, Timestamp};
 use portvakt_core::window::Rate;
 use proptest::prelude::*;
@@ -210,4 +212,134 @@ fn an_empty_record_and_a_small_one_have_fixed_bytes() {
     ] {
         assert!(UserState::decode(&phone(bad)).is_err());
     }
+}
+
+fn counter_round_trip(c: &Counter) -> Counter {
+    let mut bytes = Vec::new();
+    c.encode(&mut bytes);
+    let back = Counter::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
+    let mut again = Vec::new();
+    back.encode(&mut again);
+    assert_eq!(again, bytes);
+    back
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A budget written and read back at any point answers as the one kept in memory.
+    #[test]
+    fn a_counter_read_back_is_the_same_counter(
+        ops in proptest::collection::vec((0u8..3, 0u64..400_000), 1..200)
+    ) {
+        let rate = Rate { max: 7, per: Duration::from_secs(600) };
+        let (mut kept, mut stored) = (Counter::default(), Counter::default());
+        let mut now = Timestamp::from_secs(1_800_000_000);
+        for (what, wait) in ops {
+            stored = counter_round_trip(&stored);
+            prop_assert_eq!(stored, kept);
+            now = now + Duration::from_millis(wait);
+            match what {
+                0 => prop_assert_eq!(kept.reserve(now, rate), stored.reserve(now, rate)),
+                1 => {
+                    kept.refund();
+                    stored.refund();
+                }
+                _ => prop_assert_eq!(kept.wait(now, rate), stored.wait(now, rate)),
+            }
+        }
+    }
+
+    /// Bytes that are neither a counter nor a challenge are refused; the ones that are
+    /// read back canonically.
+    #[test]
+    fn any_bytes_are_a_counter_a_challenge_or_refused(
+        bytes in proptest::collection::vec(any::<u8>(), 0..120)
+    ) {
+        if let Ok(c) = Counter::decode(&bytes) {
+            let mut again = Vec::new();
+            c.encode(&mut again);
+            prop_assert_eq!(again, bytes.clone());
+        }
+        if let Ok(c) = ChallengeRecord::decode(&bytes) {
+            let mut again = Vec::new();
+            c.encode(&mut again);
+            prop_assert_eq!(again, bytes);
+        }
+    }
+}
+
+#[test]
+fn a_challenge_has_fixed_bytes_and_is_redeemed_by_its_rules() {
+    let record = ChallengeRecord {
+        subject: Subject::Known(UserId(7)),
+        method: MethodId(2),
+        purpose: Purpose::PasswordReset,
+        digest: SecretDigest::from_bytes([0xab; 32]),
+        expires: Timestamp::from_millis(0x0102),
+        attempts_left: 2,
+    };
+    let mut bytes = Vec::new();
+    record.encode(&mut bytes);
+    let mut want = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 1];
+    want.extend_from_slice(&[0xab; 32]);
+    want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2, 2]);
+    assert_eq!(
+        bytes, want,
+        "format, known user 7, method 2, password reset, digest, expiry, two tries"
+    );
+    let back = ChallengeRecord::decode(&bytes).unwrap();
+    let mut again = Vec::new();
+    back.encode(&mut again);
+    assert_eq!(again, bytes);
+    // A purpose or a subject kind that does not exist, or a user id past 32 bits: refused.
+    for (at, value) in [(14, 3), (1, 2), (5, 1)] {
+        let mut bad = bytes.clone();
+        bad[at] = value;
+        assert!(
+            ChallengeRecord::decode(&bad).is_err(),
+            "byte {at} = {value}"
+        );
+    }
+
+    // The rules: someone else's or an expired challenge is gone and stays; a wrong code
+    // uses a try, the last try spends it; a right one spends it.
+    let now = Timestamp::from_millis(0x0100);
+    let right = SecretDigest::from_bytes([0xab; 32]);
+    let wrong = SecretDigest::from_bytes([0xac; 32]);
+    let mut slot = Some(back);
+    let other = Subject::Known(UserId(8));
+    assert_eq!(
+        ChallengeRecord::redeem(&mut slot, other, &right, now),
+        Redeem::Gone
+    );
+    let late = Timestamp::from_millis(0x0102);
+    assert_eq!(
+        ChallengeRecord::redeem(&mut slot, record.subject, &right, late),
+        Redeem::Gone
+    );
+    assert!(slot.is_some(), "looking does not spend");
+    assert_eq!(
+        ChallengeRecord::redeem(&mut slot, record.subject, &wrong, now),
+        Redeem::Wrong { spent: false }
+    );
+    assert_eq!(
+        ChallengeRecord::redeem(&mut slot, record.subject, &right, now),
+        Redeem::Redeemed {
+            method: MethodId(2),
+            purpose: Purpose::PasswordReset
+        }
+    );
+    assert!(slot.is_none(), "a right code spends it");
+    let mut slot = Some(record);
+    for spent in [false, true] {
+        assert_eq!(
+            ChallengeRecord::redeem(&mut slot, record.subject, &wrong, now),
+            Redeem::Wrong { spent }
+        );
+    }
+    assert_eq!(
+        ChallengeRecord::redeem(&mut slot, record.subject, &right, now),
+        Redeem::Gone
+    );
 }
