@@ -1,0 +1,292 @@
+//! The seam's primitive by compare-and-set, for backends that keep versioned bytes.
+//!
+//! A backend that cannot hold a lock across the core's function (a shared store several
+//! nodes reach over the network, say) keeps each record as bytes with a version, and can
+//! replace a record only if its version is still the one that was read
+//! ([`VersionedRecords`]). [`CasStore`] turns that into a [`StateStore`]: it reads the
+//! record, runs the core's function on the decoded record, and swaps the result in; if
+//! another writer got there first, it runs the function again on what that writer left.
+//! So the backend still carries no rule, and every run of the function sees a record as it
+//! was at one instant.
+//!
+//! A function that leaves its record as it found it (a lock check, a refused reservation)
+//! writes nothing: its answer was true of the record when it was read.
+
+use portvakt_core::id::{ChallengeId, Subject};
+use portvakt_core::record::RecordError;
+use portvakt_core::state::{
+    ChallengeRecord, Counter, CounterKey, StateStore, StoreError, StoreSizes, UserState,
+};
+use portvakt_core::time::Timestamp;
+
+/// A record's bytes and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// Changes with every write, and never repeats for a key, even after the record was
+    /// removed and written again (a counter over the whole store serves).
+    pub version: u64,
+    /// The record as its `encode` wrote it.
+    pub bytes: Vec<u8>,
+}
+
+/// What a compare-and-set backend offers: versioned byte records by key.
+pub trait VersionedRecords: Send + Sync {
+    /// The record at `key`, if there is one.
+    fn load(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
+
+    /// Replaces the record at `key` with `value` (removes it for `None`) if its version is
+    /// still `expected` (`None`: there is no record); otherwise changes nothing and gives
+    /// the record as it is now.
+    fn swap(
+        &self,
+        key: &[u8],
+        expected: Option<u64>,
+        value: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Versioned>>, StoreError>;
+
+    /// Calls `f` with the bytes of every record whose key starts with `prefix` (a scan,
+    /// for metrics).
+    fn scan(&self, prefix: u8, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError>;
+}
+
+/// How many times one update runs its function before it gives up with an error (and the
+/// decision fails closed). Each conflict means another writer's change went in, so only
+/// a record under constant contention from many writers can come near it.
+pub const MAX_RUNS: usize = 1_000;
+
+/// A [`StateStore`] over any [`VersionedRecords`].
+#[derive(Debug, Default)]
+pub struct CasStore<B> {
+    records: B,
+}
+
+impl<B> CasStore<B> {
+    /// The store over `records`.
+    pub fn new(records: B) -> Self {
+        Self { records }
+    }
+
+    /// The backend.
+    pub fn records(&self) -> &B {
+        &self.records
+    }
+}
+
+/// The key of a record: its kind's letter, then its id, big-endian. Stable across
+/// versions and nodes (`docs/design.md`, stable keys).
+pub fn subject_key(subject: Subject) -> Vec<u8> {
+    match subject {
+        Subject::Known(id) => key(b'u', &id.0.to_be_bytes()),
+        Subject::Unknown(h) => key(b'n', &h.to_be_bytes()),
+    }
+}
+
+/// The key of a budget's record.
+pub fn counter_key(counter: CounterKey) -> Vec<u8> {
+    match counter {
+        CounterKey::Source(s) => key(b's', &s.to_be_bytes()),
+        CounterKey::Number(n) => key(b'p', &n.to_be_bytes()),
+        CounterKey::Tenant(t) => key(b't', &t.to_be_bytes()),
+    }
+}
+
+/// The key of a challenge's record.
+pub fn challenge_key(id: ChallengeId) -> Vec<u8> {
+    key(b'c', &id.0)
+}
+
+fn key(kind: u8, id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(kind);
+    k.extend_from_slice(id);
+    k
+}
+
+/// A record type as the store sees it: bytes, and whether there is anything to keep.
+trait Record: Sized {
+    fn decode(bytes: &[u8]) -> Result<Self, RecordError>;
+    fn encode(&self, out: &mut Vec<u8>);
+    fn empty() -> Self;
+    fn is_empty(&self) -> bool;
+}
+
+impl Record for UserState {
+    fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        UserState::decode(bytes)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        UserState::encode(self, out);
+    }
+    fn empty() -> Self {
+        Self::default()
+    }
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Record for Counter {
+    fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        Counter::decode(bytes)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        Counter::encode(self, out);
+    }
+    fn empty() -> Self {
+        Self::default()
+    }
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Record for Option<ChallengeRecord> {
+    fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        ChallengeRecord::decode(bytes).map(Some)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        if let Some(c) = self {
+            c.encode(out);
+        }
+    }
+    fn empty() -> Self {
+        None
+    }
+    fn is_empty(&self) -> bool {
+        self.is_none()
+    }
+}
+
+fn damaged(key: &[u8], e: RecordError) -> StoreError {
+    // A record this build cannot read is not guessed at: the decision fails closed.
+    StoreError(format!("record {:02x?}: {e}", key))
+}
+
+impl<B: VersionedRecords> CasStore<B> {
+    fn read<T: Record, R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> Result<R, StoreError> {
+        match self.records.load(key)? {
+            None => Ok(f(None)),
+            Some(v) => {
+                let record = T::decode(&v.bytes).map_err(|e| damaged(key, e))?;
+                Ok(f(Some(&record)))
+            }
+        }
+    }
+
+    fn update<T: Record, R>(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(&mut T) -> R,
+    ) -> Result<R, StoreError> {
+        let mut current = self.records.load(key)?;
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_RUNS {
+            let mut record = match &current {
+                Some(v) => T::decode(&v.bytes).map_err(|e| damaged(key, e))?,
+                None => T::empty(),
+            };
+            let r = f(&mut record);
+            bytes.clear();
+            let value = if record.is_empty() {
+                None
+            } else {
+                record.encode(&mut bytes);
+                Some(bytes.as_slice())
+            };
+            if value == current.as_ref().map(|v| v.bytes.as_slice()) {
+                return Ok(r);
+            }
+            match self
+                .records
+                .swap(key, current.as_ref().map(|v| v.version), value)?
+            {
+                Ok(()) => return Ok(r),
+                Err(now) => current = now,
+            }
+        }
+        Err(StoreError(format!(
+            "record {key:02x?}: {MAX_RUNS} conflicting writes in a row"
+        )))
+    }
+}
+
+impl<B: VersionedRecords> StateStore for CasStore<B> {
+    fn read_subject<R>(
+        &self,
+        subject: Subject,
+        f: impl FnOnce(Option<&UserState>) -> R,
+    ) -> Result<R, StoreError> {
+        self.read(&subject_key(subject), f)
+    }
+
+    fn update_subject<R>(
+        &self,
+        subject: Subject,
+        _now: Timestamp,
+        f: impl FnMut(&mut UserState) -> R,
+    ) -> Result<R, StoreError> {
+        self.update(&subject_key(subject), f)
+    }
+
+    fn read_counter<R>(
+        &self,
+        key: CounterKey,
+        f: impl FnOnce(Option<&Counter>) -> R,
+    ) -> Result<R, StoreError> {
+        self.read(&counter_key(key), f)
+    }
+
+    fn update_counter<R>(
+        &self,
+        key: CounterKey,
+        _now: Timestamp,
+        f: impl FnMut(&mut Counter) -> R,
+    ) -> Result<R, StoreError> {
+        self.update(&counter_key(key), f)
+    }
+
+    fn update_challenge<R>(
+        &self,
+        id: ChallengeId,
+        _now: Timestamp,
+        f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
+    ) -> Result<R, StoreError> {
+        self.update(&challenge_key(id), f)
+    }
+
+    fn sizes(&self) -> Result<StoreSizes, StoreError> {
+        let count = |prefix: u8| -> Result<usize, StoreError> {
+            let mut n = 0;
+            self.records.scan(prefix, &mut |_| n += 1)?;
+            Ok(n)
+        };
+        Ok(StoreSizes {
+            users: count(b'u')?,
+            unknown: count(b'n')?,
+            sources: count(b's')?,
+            numbers: count(b'p')?,
+            challenges: count(b'c')?,
+            evictions: 0,
+        })
+    }
+
+    fn locked_subjects(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut locked = 0;
+        let mut damaged = None;
+        for prefix in [b'u', b'n'] {
+            self.records
+                .scan(prefix, &mut |bytes| match UserState::decode(bytes) {
+                    Ok(u) => locked += usize::from(u.any_locked(now)),
+                    Err(e) => damaged = Some(e),
+                })?;
+        }
+        match damaged {
+            Some(e) => Err(StoreError(format!("a subject record: {e}"))),
+            None => Ok(locked),
+        }
+    }
+}
