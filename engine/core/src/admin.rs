@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 
 use data_encoding::BASE32_NOPAD;
 
+use crate::directory::change::{Change, MethodRecord, Op};
 use crate::directory::{
-    self, AppPassword, DirectoryError, Material, Method, MethodKind, User, check_email,
-    check_label, normalise_phone,
+    self, DirectoryError, Material, MethodKind, User, check_email, check_label, normalise_phone,
 };
 use crate::engine::{Delivery, Engine, code_digest};
 use crate::id::{ChallengeId, MethodId, Subject, UserId};
@@ -159,11 +159,17 @@ impl<S: StateStore> Engine<S> {
         let tenant = self.with_tenant(tenant, |t| t.name)?;
         let groups = Self::groups(groups)?;
         self.directory.insert(tenant, user, || {
-            User::new(
-                UserId(self.next_user.fetch_add(1, Ordering::Relaxed)),
-                groups,
+            // An id is given out once, logged or not: a failed log burns it.
+            let id = UserId(self.next_user.fetch_add(1, Ordering::Relaxed));
+            let change = Change(Op::AddUser {
+                id,
+                tenant,
+                name: user.into(),
+                groups: groups.clone(),
                 passwordless,
-            )
+            });
+            self.log_changes(std::slice::from_ref(&change))?;
+            Ok(User::new(id, groups, passwordless))
         })
     }
 
@@ -172,11 +178,11 @@ impl<S: StateStore> Engine<S> {
         // The user goes first, so nothing of it can be used again; its state is then only
         // garbage under an id never given out again, which a failed store may leave (and
         // which is counted, not refused: the removal itself has happened).
-        let u = self
-            .directory
-            .remove(tenant, user)
-            .ok_or(DirectoryError::UnknownUser)?;
-        self.forget_state(Subject::Known(u.id), None);
+        let u = self.directory.get_mut(tenant, user)?;
+        let id = u.id;
+        self.log_changes(&[Change(Op::RemoveUser(id))])?;
+        self.directory.remove(u);
+        self.forget_state(Subject::Known(id), None);
         Ok(())
     }
 
@@ -188,8 +194,9 @@ impl<S: StateStore> Engine<S> {
         groups: &[&str],
     ) -> Result<(), DirectoryError> {
         let groups = Self::groups(groups)?;
-        self.directory.get_mut(tenant, user)?.set_groups(groups);
-        Ok(())
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let id = u.id;
+        self.commit(&mut u, &[Change(Op::SetGroups(id, groups))])
     }
 
     /// Makes an account passwordless, or gives it back its password.
@@ -199,8 +206,9 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         passwordless: bool,
     ) -> Result<(), DirectoryError> {
-        self.directory.get_mut(tenant, user)?.passwordless = passwordless;
-        Ok(())
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let id = u.id;
+        self.commit(&mut u, &[Change(Op::SetPasswordless(id, passwordless))])
     }
 
     /// Turns two-step verification off (or on) for one user. Refused where the tenant
@@ -215,8 +223,9 @@ impl<S: StateStore> Engine<S> {
         if opt_out && required {
             return Err(DirectoryError::MfaRequired);
         }
-        self.directory.get_mut(tenant, user)?.mfa_opt_out = opt_out;
-        Ok(())
+        let mut u = self.directory.get_mut(tenant, user)?;
+        let id = u.id;
+        self.commit(&mut u, &[Change(Op::SetMfaOptOut(id, opt_out))])
     }
 
     /// A snapshot of a user.
@@ -241,6 +250,8 @@ impl<S: StateStore> Engine<S> {
         })
     }
 
+    /// Registers a method, after `prepare` (given the user and the method's id) has done
+    /// what must come first. A new set of security questions replaces the old one.
     fn add_method(
         &self,
         tenant: &str,
@@ -248,6 +259,7 @@ impl<S: StateStore> Engine<S> {
         kind: MethodKind,
         active: bool,
         material: Material,
+        prepare: impl FnOnce(UserId, MethodId) -> Result<(), DirectoryError>,
     ) -> Result<MethodId, DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
         // A second method with the same key would make the same codes under its own replay
@@ -267,7 +279,12 @@ impl<S: StateStore> Engine<S> {
         {
             return Err(DirectoryError::DuplicateSecret);
         }
-        if u.methods.len() >= directory::MAX_METHODS {
+        let replaced = u
+            .methods
+            .iter()
+            .find(|m| kind == MethodKind::SecurityQuestions && m.kind == kind)
+            .map(|m| m.id);
+        if u.methods.len() - usize::from(replaced.is_some()) >= directory::MAX_METHODS {
             return Err(DirectoryError::TooManyMethods);
         }
         if kind.is_otp_device()
@@ -276,17 +293,23 @@ impl<S: StateStore> Engine<S> {
         {
             return Err(DirectoryError::TooManyOtpDevices);
         }
+        let uid = u.id;
+        // Past every registered id, the replaced one's too.
         let id = u.next_method_id().ok_or(DirectoryError::TooManyMethods)?;
-        // Exact capacity: a growing Vec would reserve four methods for the first one.
-        u.methods.reserve_exact(1);
-        u.methods.push(Method {
-            id,
-            kind,
-            active,
-            material,
-            drift_hint: Default::default(),
-        });
-        u.fix_default();
+        prepare(uid, id)?;
+        let add = Change(Op::AddMethod(
+            uid,
+            MethodRecord {
+                id,
+                kind,
+                active,
+                material,
+            },
+        ));
+        match replaced {
+            Some(old) => self.commit(&mut u, &[Change(Op::RemoveMethod(uid, old)), add])?,
+            None => self.commit(&mut u, &[add])?,
+        }
         Ok(id)
     }
 
@@ -342,6 +365,7 @@ impl<S: StateStore> Engine<S> {
             MethodKind::AuthenticatorApp,
             active,
             Material::Totp { key, params },
+            |_, _| Ok(()),
         )
     }
 
@@ -356,24 +380,16 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<MethodId, DirectoryError> {
         check_secret(secret)?;
         let key = OtpKey::new(Algorithm::Sha1, secret);
-        let id = self.add_method(
+        // The token has shown codes up to `counter` already: the counter is raised before
+        // the token is registered, so without it, it is not registered at all.
+        self.add_method(
             tenant,
             user,
             MethodKind::HardwareToken,
             false,
             Material::Hotp { key, digits },
-        )?;
-        // The token has shown codes up to `counter` already: without the raised counter
-        // they would be accepted again, so a failed store takes the token back out.
-        let subject = self.subject_of(tenant, user)?;
-        if let Err(e) = self.store.raise_otp(subject, id, counter) {
-            self.directory
-                .get_mut(tenant, user)?
-                .methods
-                .retain(|m| m.id != id);
-            return Err(e.into());
-        }
-        Ok(id)
+            |uid, id| Ok(self.store.raise_otp(Subject::Known(uid), id, counter)?),
+        )
     }
 
     /// Adds a phone for SMS or voice codes, pending until a sent code is proved.
@@ -396,6 +412,7 @@ impl<S: StateStore> Engine<S> {
             Material::Phone {
                 number: number.into(),
             },
+            |_, _| Ok(()),
         )
     }
 
@@ -415,6 +432,7 @@ impl<S: StateStore> Engine<S> {
             Material::Email {
                 address: address.into(),
             },
+            |_, _| Ok(()),
         )
     }
 
@@ -426,6 +444,7 @@ impl<S: StateStore> Engine<S> {
             MethodKind::SecurityKey,
             true,
             Material::SecurityKey,
+            |_, _| Ok(()),
         )
     }
 
@@ -451,17 +470,13 @@ impl<S: StateStore> Engine<S> {
             .iter()
             .map(|a| self.answer_digest(uid.0, a))
             .collect();
-        {
-            let mut u = self.directory.get_mut(tenant, user)?;
-            u.methods
-                .retain(|m| m.kind != MethodKind::SecurityQuestions);
-        }
         self.add_method(
             tenant,
             user,
             MethodKind::SecurityQuestions,
             true,
             Material::Questions { answers: digests },
+            |_, _| Ok(()),
         )
     }
 
@@ -512,11 +527,8 @@ impl<S: StateStore> Engine<S> {
         // The code is spent before the method becomes active, or not at all.
         self.store
             .raise_otp(subject, method, value.saturating_add(1))?;
-        if let Some(m) = u.method_mut(method) {
-            m.active = true;
-        }
-        u.fix_default();
-        Ok(())
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::ActivateMethod(uid, method))])
     }
 
     /// Sends a code to a pending phone or email method, to prove it.
@@ -577,11 +589,9 @@ impl<S: StateStore> Engine<S> {
         {
             Redeem::Redeemed { method: m, .. } if m == method => {
                 let mut u = self.directory.get_mut(tenant, user)?;
-                u.method_mut(method)
-                    .ok_or(DirectoryError::UnknownMethod)?
-                    .active = true;
-                u.fix_default();
-                Ok(())
+                u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+                let uid = u.id;
+                self.commit(&mut u, &[Change(Op::ActivateMethod(uid, method))])
             }
             _ => Err(DirectoryError::WrongCode),
         }
@@ -595,13 +605,9 @@ impl<S: StateStore> Engine<S> {
         method: MethodId,
     ) -> Result<(), DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
-        let before = u.methods.len();
-        u.methods.retain(|m| m.id != method);
-        if u.methods.len() == before {
-            return Err(DirectoryError::UnknownMethod);
-        }
-        u.retire_method(method);
-        u.fix_default();
+        u.method(method).ok_or(DirectoryError::UnknownMethod)?;
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::RemoveMethod(uid, method))])?;
         // As for a removed user: the method is gone, its id is never reused, and its
         // state is garbage (forgetting it first would let a spent code through meanwhile).
         self.forget_state(Subject::Known(u.id), Some(method));
@@ -612,15 +618,10 @@ impl<S: StateStore> Engine<S> {
     /// so the next sign-in answers register. App passwords are kept (revoke them apart).
     pub fn remove_all_methods(&self, tenant: &str, user: &str) -> Result<usize, DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
-        let removed: Vec<MethodId> = u.methods.drain(..).map(|m| m.id).collect();
-        if let Some(&last) = removed.iter().max() {
-            u.retire_method(last);
-        }
-        u.default_method = None;
-        if let Some(e) = u.extras.as_deref_mut() {
-            e.devices.clear();
-        }
-        let subject = Subject::Known(u.id);
+        let removed: Vec<MethodId> = u.methods.iter().map(|m| m.id).collect();
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::RemoveAllMethods(uid))])?;
+        let subject = Subject::Known(uid);
         for m in &removed {
             self.forget_state(subject, Some(*m));
         }
@@ -639,8 +640,8 @@ impl<S: StateStore> Engine<S> {
         if !m.active {
             return Err(DirectoryError::NotActive);
         }
-        u.default_method = Some(method);
-        Ok(())
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::SetDefault(uid, method))])
     }
 
     /// Forgets the state of what was just removed from the directory. A failure leaves
@@ -703,15 +704,20 @@ impl<S: StateStore> Engine<S> {
             .map(|_| char::from(b'a' + (self.entropy.below(26) as u8)))
             .collect();
         let digest = self.app_password_digest(uid, &secret);
-        let e = u.extras_mut();
-        e.next_id = e.next_id.wrapping_add(1);
-        let id = e.next_id;
-        e.app_passwords.push(AppPassword {
+        let id = u
+            .extras
+            .as_deref()
+            .map_or(0, |e| e.next_id)
+            .checked_add(1)
+            .ok_or(DirectoryError::TooManyAppPasswords)?;
+        let change = Change(Op::AddAppPassword {
+            user: u.id,
             id,
             label: label.into(),
             digest,
             created: now,
         });
+        self.commit(&mut u, &[change])?;
         Ok((id, SecretString::new(secret)))
     }
 
@@ -723,13 +729,15 @@ impl<S: StateStore> Engine<S> {
         id: u32,
     ) -> Result<(), DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
-        let e = u.extras.as_deref_mut().ok_or(DirectoryError::UnknownItem)?;
-        let before = e.app_passwords.len();
-        e.app_passwords.retain(|a| a.id != id);
-        if e.app_passwords.len() == before {
+        let known = u
+            .extras
+            .as_deref()
+            .is_some_and(|e| e.app_passwords.iter().any(|a| a.id == id));
+        if !known {
             return Err(DirectoryError::UnknownItem);
         }
-        Ok(())
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::RevokeAppPassword(uid, id))])
     }
 
     /// Forgets one remembered device, or all of them when `id` is `None`.
@@ -740,24 +748,77 @@ impl<S: StateStore> Engine<S> {
         id: Option<u32>,
     ) -> Result<(), DirectoryError> {
         let mut u = self.directory.get_mut(tenant, user)?;
-        let Some(e) = u.extras.as_deref_mut() else {
-            return if id.is_none() {
-                Ok(())
-            } else {
-                Err(DirectoryError::UnknownItem)
-            };
-        };
-        match id {
-            None => e.devices.clear(),
-            Some(id) => {
-                let before = e.devices.len();
-                e.devices.retain(|d| d.id != id);
-                if e.devices.len() == before {
-                    return Err(DirectoryError::UnknownItem);
+        let known = id.is_none_or(|id| {
+            u.extras
+                .as_deref()
+                .is_some_and(|e| e.devices.iter().any(|d| d.id == id))
+        });
+        if !known {
+            return Err(DirectoryError::UnknownItem);
+        }
+        let uid = u.id;
+        self.commit(&mut u, &[Change(Op::ForgetDevices(uid, id))])
+    }
+
+    /// Hands `changes` to the log; a failure is counted and refuses the operation.
+    fn log_changes(&self, changes: &[Change]) -> Result<(), DirectoryError> {
+        self.log.append(changes).map_err(|e| {
+            self.count_store_error(&e);
+            DirectoryError::Store(e)
+        })
+    }
+
+    /// Logs `changes` (one batch) and applies them to `u`, whose write lock the caller
+    /// has held since it checked them against the user as it is.
+    pub(crate) fn commit(&self, u: &mut User, changes: &[Change]) -> Result<(), DirectoryError> {
+        self.log_changes(changes)?;
+        changes.iter().try_for_each(|c| u.apply(&c.0))
+    }
+
+    /// Applies changes made elsewhere: read back from a log after a restart, or made on
+    /// another node. Nothing is logged. A removed user's sign-in state is not touched:
+    /// the node that removed it forgot it in the shared store. Stops at the first change
+    /// that does not fit the directory as it is.
+    pub fn apply_changes(&self, changes: &[Change]) -> Result<(), DirectoryError> {
+        for c in changes {
+            match &c.0 {
+                Op::NextUser(n) => {
+                    self.next_user.fetch_max(*n, Ordering::Relaxed);
+                }
+                Op::AddUser {
+                    id,
+                    tenant,
+                    name,
+                    groups,
+                    passwordless,
+                } => {
+                    self.directory.insert(*tenant, name, || {
+                        Ok(User::new(*id, groups.clone(), *passwordless))
+                    })?;
+                    self.next_user
+                        .fetch_max(id.0.saturating_add(1), Ordering::Relaxed);
+                }
+                Op::RemoveUser(id) => {
+                    let u = self.directory.get_mut_by_id(*id)?;
+                    self.directory.remove(u);
+                }
+                op => {
+                    let id = c.user().ok_or(DirectoryError::UnknownUser)?;
+                    self.directory.get_mut_by_id(id)?.apply(op)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The whole directory as changes that rebuild it: the next user id, then each user
+    /// with its methods, app passwords and remembered devices (each user as it was at one
+    /// instant). Applied to an empty engine with the same pepper
+    /// ([`apply_changes`](Self::apply_changes)), it gives the same users, ids and secrets.
+    pub fn snapshot(&self) -> Vec<Change> {
+        let mut out = vec![Change(Op::NextUser(self.next_user.load(Ordering::Relaxed)))];
+        self.directory.for_each(|u| out.extend(u.recreate()));
+        out
     }
 }
 

@@ -7,7 +7,8 @@ use arc_swap::ArcSwap;
 use data_encoding::BASE64URL_NOPAD;
 
 use crate::decide::{Attempt, Decision, Outcome, Reason, Request, no_rule, nowhere};
-use crate::directory::{Device, Directory, Material, MethodKind, User};
+use crate::directory::change::{Change, Op};
+use crate::directory::{Directory, Material, MethodKind, User};
 use crate::id::{ChallengeId, MethodId, Subject, UserId};
 use crate::lockout::Factor;
 use crate::net::source_key;
@@ -31,6 +32,8 @@ pub struct Engine<S: StateStore = MemoryStore> {
     /// The stable keys of unknown names, phone numbers and tenants in the store.
     subjects: crate::secret::KeyedHash,
     pub(crate) next_user: std::sync::atomic::AtomicU32,
+    /// Takes every directory change before it is applied.
+    pub(crate) log: Box<dyn crate::directory::change::ChangeLog>,
     /// Store calls that failed, since start.
     store_errors: std::sync::atomic::AtomicU64,
 }
@@ -128,8 +131,16 @@ impl<S: StateStore> Engine<S> {
             pepper,
             entropy,
             next_user: 1.into(),
+            log: Box::new(crate::directory::change::InMemoryOnly),
             store_errors: 0.into(),
         }
+    }
+
+    /// The engine with `log` taking every directory change before it is applied: an
+    /// administrator operation is acknowledged only after its changes are in the log.
+    pub fn with_change_log(mut self, log: Box<dyn crate::directory::change::ChangeLog>) -> Self {
+        self.log = log;
+        self
     }
 
     /// The current policy.
@@ -344,23 +355,25 @@ impl<S: StateStore> Engine<S> {
     ) -> Option<crate::decide::DeviceToken> {
         let mut u = self.directory.get_mut(tenant, user).ok()?;
         let user_id = u.id;
-        let extras = u.extras_mut();
-        extras.next_id = extras.next_id.wrapping_add(1);
-        let id = extras.next_id;
+        let id = u
+            .extras
+            .as_deref()
+            .map_or(0, |e| e.next_id)
+            .checked_add(1)?;
         let mut raw = [0u8; 36];
         raw[..4].copy_from_slice(&id.to_le_bytes());
         self.entropy.fill(&mut raw[4..]);
         let digest = self.device_digest(user_id, id, &raw[4..]);
-        let extras = u.extras_mut();
-        extras.devices.retain(|d| d.expires > now);
-        if extras.devices.len() >= crate::directory::MAX_DEVICES {
-            extras.devices.remove(0);
-        }
-        extras.devices.push(Device {
+        let change = Change(Op::RememberDevice {
+            user: user_id,
             id,
             digest,
             expires,
+            now,
         });
+        // Not remembered (the log failed, counted there): the sign-in stands, without a
+        // token.
+        self.commit(&mut u, &[change]).ok()?;
         let token = SecretString::new(BASE64URL_NOPAD.encode(&raw));
         zeroize::Zeroize::zeroize(&mut raw);
         Some(crate::decide::DeviceToken { token, expires })

@@ -166,6 +166,54 @@ impl OtpKey {
         .into()
     }
 
+    /// Writes the key in record form (`directory/change.rs`): the algorithm (0 SHA-1,
+    /// 1 SHA-256, 2 SHA-512), then the two precomputed states, big-endian. As secret as the
+    /// key: it makes the same codes.
+    pub(crate) fn put(&self, p: &mut crate::record::Put<'_>) {
+        match &self.0 {
+            KeyState::Sha1(s) => {
+                p.u8(0);
+                s.as_flattened().iter().for_each(|w| p.u32(*w));
+            }
+            KeyState::Sha256(s) => {
+                p.u8(1);
+                s.as_flattened().iter().for_each(|w| p.u32(*w));
+            }
+            KeyState::Sha512(s) => {
+                p.u8(2);
+                s.as_flattened().iter().for_each(|w| p.u64(*w));
+            }
+        }
+    }
+
+    /// Reads a key written by [`put`](Self::put).
+    pub(crate) fn get(g: &mut crate::record::Get<'_>) -> Result<Self, crate::record::RecordError> {
+        Ok(Self(match g.u8()? {
+            0 => {
+                let mut s = [[0u32; 5]; 2];
+                for w in s.as_flattened_mut() {
+                    *w = g.u32()?;
+                }
+                KeyState::Sha1(s)
+            }
+            1 => {
+                let mut s = Box::new([[0u32; 8]; 2]);
+                for w in s.as_flattened_mut() {
+                    *w = g.u32()?;
+                }
+                KeyState::Sha256(s)
+            }
+            2 => {
+                let mut s = Box::new([[0u64; 8]; 2]);
+                for w in s.as_flattened_mut() {
+                    *w = g.u64()?;
+                }
+                KeyState::Sha512(s)
+            }
+            _ => return Err(crate::record::RecordError("an unknown OTP algorithm")),
+        }))
+    }
+
     /// The hash this key was prepared for.
     pub fn algorithm(&self) -> Algorithm {
         match self.0 {

@@ -46,6 +46,18 @@ impl Put<'_> {
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
+    /// A string of at most `u16::MAX` bytes, its length first (longer ones are cut at a
+    /// character boundary; every string the directory keeps is far shorter).
+    pub(crate) fn str(&mut self, s: &str) {
+        let mut end = s.len().min(usize::from(u16::MAX));
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let s = s.get(..end).unwrap_or_default();
+        self.0
+            .extend_from_slice(&u16::try_from(s.len()).unwrap_or(u16::MAX).to_be_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+    }
 }
 
 /// Reads big-endian integers from the front.
@@ -71,6 +83,16 @@ impl<'a> Get<'a> {
     }
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         self.take()
+    }
+    /// A string written by [`Put::str`]: refused unless UTF-8.
+    pub(crate) fn str(&mut self) -> Result<&'a str, RecordError> {
+        let len = usize::from(u16::from_be_bytes(self.take()?));
+        if self.0.len() < len {
+            return Err(RecordError("cut short"));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(head).map_err(|_| RecordError("a string is not UTF-8"))
     }
     /// A presence flag: 0 or 1.
     pub(crate) fn flag(&mut self) -> Result<bool, RecordError> {

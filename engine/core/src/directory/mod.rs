@@ -10,6 +10,8 @@
 //! one authenticator app needs no allocation beyond the slot and the name; app passwords
 //! and remembered devices live behind one optional box.
 
+pub mod change;
+
 use std::fmt;
 
 use std::ops::{Deref, DerefMut};
@@ -93,6 +95,7 @@ impl MethodKind {
 }
 
 /// What a method needs to verify a proof.
+#[derive(Clone)]
 pub(crate) enum Material {
     Totp { key: OtpKey, params: TotpParams },
     Hotp { key: OtpKey, digits: Digits },
@@ -514,12 +517,14 @@ impl Directory {
         }
     }
 
-    /// Adds a user; fails if one of that name exists. `id` must be fresh.
+    /// Adds the user `make` gives; fails if one of that name exists, and then does not
+    /// call `make`. Its id must be fresh. The name stays taken while `make` runs, so
+    /// `make` may log the change before the user becomes visible.
     pub(crate) fn insert(
         &self,
         tenant: Name,
         user: &str,
-        make: impl FnOnce() -> User,
+        make: impl FnOnce() -> Result<User, DirectoryError>,
     ) -> Result<UserId, DirectoryError> {
         name::validate_user(user)?;
         let key = self
@@ -528,7 +533,7 @@ impl Directory {
         match self.index.entry(key) {
             dashmap::Entry::Occupied(_) => Err(DirectoryError::UserExists),
             dashmap::Entry::Vacant(v) => {
-                let mut u = make();
+                let mut u = make()?;
                 u.tenant = tenant;
                 u.name = user.into();
                 let id = u.id;
@@ -537,18 +542,49 @@ impl Directory {
                     .get_or_alloc(id.0)
                     .ok_or(DirectoryError::DirectoryFull)?;
                 // The slot is filled before the index points at it, so a reader that finds
-                // the id always finds the user.
-                *slot.write() = Some(u);
+                // the id always finds the user. An id in use (a change replayed from a
+                // damaged or foreign log) is refused, never written over.
+                let mut held = slot.write();
+                if held.is_some() {
+                    return Err(DirectoryError::UserExists);
+                }
+                *held = Some(u);
+                drop(held);
                 v.insert(id.0);
                 Ok(id)
             }
         }
     }
 
-    /// Removes a user.
-    pub(crate) fn remove(&self, tenant: &str, user: &str) -> Option<User> {
-        let (_, id) = self.index.remove(&self.key(tenant, user)?)?;
-        self.slots.get(id)?.write().take()
+    /// The user with id `id`, for changing, held under its slot's write lock.
+    pub(crate) fn get_mut_by_id(&self, id: UserId) -> Result<UserMut<'_>, DirectoryError> {
+        let guard = self
+            .slots
+            .get(id.0)
+            .ok_or(DirectoryError::UnknownUser)?
+            .write();
+        if guard.is_some() {
+            Ok(UserMut(guard))
+        } else {
+            Err(DirectoryError::UnknownUser)
+        }
+    }
+
+    /// Removes the user held by `u`, whose write lock is released on return.
+    pub(crate) fn remove(&self, mut u: UserMut<'_>) -> Option<User> {
+        if let Some(key) = self.key(u.tenant.as_str(), &u.name) {
+            self.index.remove(&key);
+        }
+        u.0.take()
+    }
+
+    /// Calls `f` with every user, each under its slot's read lock in turn.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&User)) {
+        for slot in self.slots.iter() {
+            if let Some(u) = slot.read().as_ref() {
+                f(u);
+            }
+        }
     }
 
     /// Number of users.
@@ -736,7 +772,7 @@ mod tests {
         assert_eq!(d.key("t", &"x".repeat(129)), None);
         assert!(d.key("t", &"u".repeat(128)).is_some());
         let t = Name::intern("t").unwrap();
-        let make = || User::new(UserId(1), Box::new([]), false);
+        let make = || Ok(User::new(UserId(1), Box::new([]), false));
         assert!(d.insert(t, "Kari", make).is_ok());
         assert_eq!(d.insert(t, "kari", make), Err(DirectoryError::UserExists));
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The core's integration tests, one binary (it links once): scenarios from the
 //! municipality's guide, the enumeration walk, invariants and windows against models,
-//! the subject record's byte form, and a failing store failing closed. The loom models
+//! the store's records and the directory's changes as bytes, a directory rebuilt from its
+//! changes, and a failing store or change log failing closed. The loom models
 //! are their own binary (`tests/loom.rs`), built only with `--cfg loom`.
 
+mod changes;
 mod common;
 mod enumeration;
 mod failures;
