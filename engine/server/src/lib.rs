@@ -1,10 +1,14 @@
 //! Portvakt's server: the decision core served to frontends over QUIC.
 //!
-//! Certificates and TLS configuration ([`pki`]), the frontends ([`frontend`]: the QUIC
-//! endpoint and the service answering its frames), the sign-in log ([`signin`]), reading import files
+//! What every frontend shares ([`app`]: the engine, the clock, the policy file, and each
+//! decision timed, counted and recorded in the sign-in log), the frontends
+//! ([`frontend`]: the QUIC endpoint and the service answering its frames), certificates
+//! and TLS configuration ([`pki`]), the sign-in log ([`signin`]), reading import files
 //! ([`import`]), Prometheus metrics ([`metrics`]), the clocks ([`clock`]) and the
-//! operating system's randomness ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
+//! operating system's randomness ([`entropy`]). The client frontends embed is the
+//! `portvakt-client` crate.
 
+pub mod app;
 pub mod clock;
 pub mod entropy;
 pub mod frontend;

@@ -11,13 +11,14 @@ use bytes::BytesMut;
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits};
-use portvakt_core::{Engine, MethodId, Timestamp, config};
+use portvakt_core::{Engine, MethodId, Timestamp};
 use portvakt_wire::admin::{
     AppPasswordRow, AppPasswordRows, DeviceRow, DeviceRows, LongStr, MethodRow, MethodRows,
     SignInRow, SignInRows, Str, StrList,
 };
 use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame};
 
+use crate::app::{App, Clock};
 use crate::signin::{self, SignInLog};
 
 /// What a connection's client certificate allows.
@@ -28,9 +29,6 @@ pub enum Role {
     /// Everything, administrator operations included.
     Admin,
 }
-
-/// Where a service reads the time.
-pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// Why an administrator operation failed: `refused` with the directory's reason, or
 /// `internal` when the state store failed (the operation may be retried).
@@ -57,12 +55,10 @@ impl From<&str> for AdminError {
     }
 }
 
-/// The request handler shared by all connections.
+/// The request handler shared by all connections: the frames of Portvakt's protocol over
+/// the frontend-neutral [`App`].
 pub struct Service {
-    engine: Arc<Engine>,
-    policy_file: Option<PathBuf>,
-    clock: Clock,
-    log: Option<SignInLog>,
+    app: App,
 }
 
 impl Service {
@@ -70,54 +66,46 @@ impl Service {
     /// reads.
     pub fn new(engine: Arc<Engine>, policy_file: Option<PathBuf>) -> Self {
         Self {
-            engine,
-            policy_file,
-            clock: Box::new(crate::clock::now),
-            log: None,
+            app: App::new(engine, policy_file),
         }
     }
 
     /// The same service reading time from `clock` (tests use a manual clock to let locks
     /// expire without waiting).
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.app = self.app.with_clock(clock);
         self
-    }
-
-    /// The time now, as the service's clock tells it.
-    pub fn now(&self) -> Timestamp {
-        (self.clock)()
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Reads the policy file again and swaps the new policy in atomically (decisions in
-    /// flight finish on the old one). A file that does not compile changes nothing.
-    /// Returns the number of tenants.
-    pub fn reload_policy(&self) -> Result<u16, String> {
-        let path = self
-            .policy_file
-            .as_ref()
-            .ok_or("the server runs on its embedded policy; there is no file to reload")?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let policy = config::load(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let tenants = u16::try_from(policy.tenants().len()).unwrap_or(u16::MAX);
-        self.engine.set_policy(policy);
-        Ok(tenants)
-    }
-
-    /// The sign-in log, if the service keeps one.
-    pub fn sign_in_log(&self) -> Option<&SignInLog> {
-        self.log.as_ref()
     }
 
     /// The same service recording every decision in `log`.
     pub fn with_sign_in_log(mut self, log: SignInLog) -> Self {
-        self.log = Some(log);
+        self.app = self.app.with_sign_in_log(log);
         self
+    }
+
+    /// What every frontend shares: engine, clock, policy file, sign-in log.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The time now, as the service's clock tells it.
+    pub fn now(&self) -> Timestamp {
+        self.app.now()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        self.app.engine()
+    }
+
+    /// Reads the policy file again ([`App::reload_policy`]).
+    pub fn reload_policy(&self) -> Result<u16, String> {
+        self.app.reload_policy()
+    }
+
+    /// The sign-in log, if the service keeps one.
+    pub fn sign_in_log(&self) -> Option<&SignInLog> {
+        self.app.sign_in_log()
     }
 
     /// Answers one whole frame (length prefix included), appending the answer to `out`
@@ -154,7 +142,7 @@ impl Service {
     /// the async runtime's threads) and appends the answer. Every answer already sent had
     /// its record written first, so the page holds them.
     pub async fn answer_query(&self, id: u32, query: signin::Query, out: &mut BytesMut) {
-        let reply = match &self.log {
+        let reply = match self.app.sign_in_log() {
             None => Owned::Error(
                 id,
                 ErrorCode::Refused,
@@ -223,34 +211,18 @@ impl Service {
                     device_token: d.device_token,
                     remember_device: d.remember_device,
                 };
-                let started = crate::clock::instant();
-                let decision = self.engine.decide(&request, now);
-                record(&decision, started);
-                log(records, now, d.tenant, d.user, d.ip, d.purpose, &decision);
+                let decision = self.app.decide(&request, now, records);
                 Owned::Decision(id, decision, None)
             }
             Frame::SendCode(id, s) => {
-                let started = crate::clock::instant();
-                let sent = self.engine.send_code(
-                    &portvakt_core::SendRequest {
-                        tenant: s.tenant,
-                        user: s.user,
-                        ip: s.ip,
-                        purpose: s.purpose.into(),
-                        method: s.method.map(MethodId),
-                    },
-                    now,
-                );
-                record(&sent.decision, started);
-                log(
-                    records,
-                    now,
-                    s.tenant,
-                    s.user,
-                    s.ip,
-                    s.purpose,
-                    &sent.decision,
-                );
+                let request = portvakt_core::SendRequest {
+                    tenant: s.tenant,
+                    user: s.user,
+                    ip: s.ip,
+                    purpose: s.purpose.into(),
+                    method: s.method.map(MethodId),
+                };
+                let sent = self.app.send_code(&request, now, records);
                 Owned::Decision(
                     id,
                     sent.decision,
@@ -297,7 +269,7 @@ impl Service {
     }
 
     fn admin(&self, a: Admin<'_>, now: Timestamp) -> Result<OwnedReply, AdminError> {
-        let e = &self.engine;
+        let e = self.app.engine();
         let err = AdminError::from;
         let done = Ok(OwnedReply::Done);
         match a {
@@ -520,41 +492,6 @@ impl Service {
                 .map_err(AdminError::from),
             Admin::SignIns { .. } => Err("the sign-in log is read by the connection".into()),
         }
-    }
-}
-
-fn record(d: &portvakt_core::Decision, started: std::time::Instant) {
-    metrics::histogram!(crate::metrics::DECISION_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
-}
-
-/// Appends the sign-in record of one decision.
-fn log(
-    records: &mut BytesMut,
-    now: Timestamp,
-    tenant: &str,
-    user: &str,
-    ip: std::net::IpAddr,
-    purpose: portvakt_wire::Purpose,
-    d: &portvakt_core::Decision,
-) {
-    let row = signin::Record {
-        at_ms: now.as_millis(),
-        tenant,
-        user,
-        ip,
-        purpose: purpose as u8,
-        outcome: portvakt_wire::Outcome::from(d.outcome) as u8,
-        reason: d.reason.as_str(),
-        method: d.method.map(|m| portvakt_wire::MethodKind::from(m) as u8),
-        location: d.location.as_str(),
-        rule: d.rule.as_str(),
-    };
-    if !signin::append(records, &row) {
-        metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
-        crate::warn(format_args!(
-            "sign-in log: a record over the format's limits was not written ({row:?})"
-        ));
     }
 }
 

@@ -1,0 +1,143 @@
+//! What every frontend shares: the engine, the one clock it reads, the policy file, the
+//! sign-in log. A decision or a sent code is made, timed, counted and recorded here the
+//! same way whichever frontend asked; a frontend only turns its protocol into a core
+//! request and the answer back into its protocol.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use portvakt_core::{Decision, Engine, Request, SendRequest, Sent, Timestamp, config};
+
+use crate::signin::{self, SignInLog};
+
+/// Where the server reads the time.
+pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The engine and what goes with it, shared by every frontend and connection.
+pub struct App {
+    engine: Arc<Engine>,
+    policy_file: Option<PathBuf>,
+    clock: Clock,
+    log: Option<SignInLog>,
+}
+
+impl App {
+    /// An app over `engine` on the system clock; `policy_file` is what a policy reload
+    /// reads.
+    pub fn new(engine: Arc<Engine>, policy_file: Option<PathBuf>) -> Self {
+        Self {
+            engine,
+            policy_file,
+            clock: Box::new(crate::clock::now),
+            log: None,
+        }
+    }
+
+    /// The same app reading time from `clock` (tests use a manual clock to let locks
+    /// expire without waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same app recording every decision in `log`.
+    pub fn with_sign_in_log(mut self, log: SignInLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The time now, as the app's clock tells it.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The sign-in log, if the app keeps one.
+    pub fn sign_in_log(&self) -> Option<&SignInLog> {
+        self.log.as_ref()
+    }
+
+    /// Reads the policy file again and swaps the new policy in atomically (decisions in
+    /// flight finish on the old one). A file that does not compile changes nothing.
+    /// Returns the number of tenants.
+    pub fn reload_policy(&self) -> Result<u16, String> {
+        let path = self
+            .policy_file
+            .as_ref()
+            .ok_or("the server runs on its embedded policy; there is no file to reload")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let policy = config::load(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tenants = u16::try_from(policy.tenants().len()).unwrap_or(u16::MAX);
+        self.engine.set_policy(policy);
+        Ok(tenants)
+    }
+
+    /// Decides `request` at `now`: timed and counted for the metrics, and its sign-in
+    /// record appended to `records` (for [`SignInLog::submit`], before the answer leaves).
+    pub fn decide(
+        &self,
+        request: &Request<'_>,
+        now: Timestamp,
+        records: &mut BytesMut,
+    ) -> Decision {
+        let started = crate::clock::instant();
+        let decision = self.engine.decide(request, now);
+        let who = (request.tenant, request.user, request.ip, request.purpose);
+        account(records, now, started, who, &decision);
+        decision
+    }
+
+    /// Sends a code (or refuses to) as [`decide`](Self::decide) decides: timed, counted and
+    /// recorded.
+    pub fn send_code(
+        &self,
+        request: &SendRequest<'_>,
+        now: Timestamp,
+        records: &mut BytesMut,
+    ) -> Sent {
+        let started = crate::clock::instant();
+        let sent = self.engine.send_code(request, now);
+        let who = (request.tenant, request.user, request.ip, request.purpose);
+        account(records, now, started, who, &sent.decision);
+        sent
+    }
+}
+
+/// Who asked: tenant, user, address, purpose.
+type Who<'a> = (&'a str, &'a str, std::net::IpAddr, portvakt_core::Purpose);
+
+/// Times and counts one decision for the metrics, and appends its sign-in record.
+fn account(
+    records: &mut BytesMut,
+    now: Timestamp,
+    started: std::time::Instant,
+    who: Who<'_>,
+    d: &Decision,
+) {
+    metrics::histogram!(crate::metrics::DECISION_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
+    let (tenant, user, ip, purpose) = who;
+    let row = signin::Record {
+        at_ms: now.as_millis(),
+        tenant,
+        user,
+        ip,
+        purpose: portvakt_wire::Purpose::from(purpose) as u8,
+        outcome: portvakt_wire::Outcome::from(d.outcome) as u8,
+        reason: d.reason.as_str(),
+        method: d.method.map(|m| portvakt_wire::MethodKind::from(m) as u8),
+        location: d.location.as_str(),
+        rule: d.rule.as_str(),
+    };
+    if !signin::append(records, &row) {
+        metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
+        crate::warn(format_args!(
+            "sign-in log: a record over the format's limits was not written ({row:?})"
+        ));
+    }
+}
