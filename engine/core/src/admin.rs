@@ -158,6 +158,7 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<UserId, DirectoryError> {
         let tenant = self.with_tenant(tenant, |t| t.name)?;
         let groups = Self::groups(groups)?;
+        let _gate = self.gate.read();
         self.directory.insert(tenant, user, || {
             // An id is given out once, logged or not: a failed log burns it.
             let id = UserId(self.next_user.fetch_add(1, Ordering::Relaxed));
@@ -178,10 +179,11 @@ impl<S: StateStore> Engine<S> {
         // The user goes first, so nothing of it can be used again; its state is then only
         // garbage under an id never given out again, which a failed store may leave (and
         // which is counted, not refused: the removal itself has happened).
-        let u = self.directory.get_mut(tenant, user)?;
+        let (gate, u) = self.user_mut(tenant, user)?;
         let id = u.id;
         self.log_changes(&[Change(Op::RemoveUser(id))])?;
         self.directory.remove(u);
+        drop(gate);
         self.forget_state(Subject::Known(id), None);
         Ok(())
     }
@@ -194,7 +196,7 @@ impl<S: StateStore> Engine<S> {
         groups: &[&str],
     ) -> Result<(), DirectoryError> {
         let groups = Self::groups(groups)?;
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let id = u.id;
         self.commit(&mut u, &[Change(Op::SetGroups(id, groups))])
     }
@@ -206,7 +208,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         passwordless: bool,
     ) -> Result<(), DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let id = u.id;
         self.commit(&mut u, &[Change(Op::SetPasswordless(id, passwordless))])
     }
@@ -223,7 +225,7 @@ impl<S: StateStore> Engine<S> {
         if opt_out && required {
             return Err(DirectoryError::MfaRequired);
         }
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let id = u.id;
         self.commit(&mut u, &[Change(Op::SetMfaOptOut(id, opt_out))])
     }
@@ -261,7 +263,7 @@ impl<S: StateStore> Engine<S> {
         material: Material,
         prepare: impl FnOnce(UserId, MethodId) -> Result<(), DirectoryError>,
     ) -> Result<MethodId, DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         // A second method with the same key would make the same codes under its own replay
         // watermark, so a code spent on one could be spent again on the other.
         fn key_of(m: &Material) -> Option<&OtpKey> {
@@ -501,7 +503,7 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<(), DirectoryError> {
         let code = Code::parse(code).map_err(|_| DirectoryError::WrongCode)?;
         let settings = self.policy().settings;
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let subject = Subject::Known(u.id);
         let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
         if m.active {
@@ -588,7 +590,7 @@ impl<S: StateStore> Engine<S> {
             .redeem_challenge(challenge, subject, &digest, now)?
         {
             Redeem::Redeemed { method: m, .. } if m == method => {
-                let mut u = self.directory.get_mut(tenant, user)?;
+                let (_gate, mut u) = self.user_mut(tenant, user)?;
                 u.method(method).ok_or(DirectoryError::UnknownMethod)?;
                 let uid = u.id;
                 self.commit(&mut u, &[Change(Op::ActivateMethod(uid, method))])
@@ -604,7 +606,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         method: MethodId,
     ) -> Result<(), DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         u.method(method).ok_or(DirectoryError::UnknownMethod)?;
         let uid = u.id;
         self.commit(&mut u, &[Change(Op::RemoveMethod(uid, method))])?;
@@ -617,7 +619,7 @@ impl<S: StateStore> Engine<S> {
     /// A lost or stolen phone: removes every method and forgets every remembered device,
     /// so the next sign-in answers register. App passwords are kept (revoke them apart).
     pub fn remove_all_methods(&self, tenant: &str, user: &str) -> Result<usize, DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let removed: Vec<MethodId> = u.methods.iter().map(|m| m.id).collect();
         let uid = u.id;
         self.commit(&mut u, &[Change(Op::RemoveAllMethods(uid))])?;
@@ -635,7 +637,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         method: MethodId,
     ) -> Result<(), DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let m = u.method(method).ok_or(DirectoryError::UnknownMethod)?;
         if !m.active {
             return Err(DirectoryError::NotActive);
@@ -692,7 +694,7 @@ impl<S: StateStore> Engine<S> {
         if !self.with_tenant(tenant, |t| t.app_passwords)? {
             return Err(DirectoryError::AppPasswordsDisabled);
         }
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let uid = u.id.0;
         if u.extras
             .as_deref()
@@ -728,7 +730,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         id: u32,
     ) -> Result<(), DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let known = u
             .extras
             .as_deref()
@@ -747,7 +749,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         id: Option<u32>,
     ) -> Result<(), DirectoryError> {
-        let mut u = self.directory.get_mut(tenant, user)?;
+        let (_gate, mut u) = self.user_mut(tenant, user)?;
         let known = id.is_none_or(|id| {
             u.extras
                 .as_deref()
@@ -758,6 +760,25 @@ impl<S: StateStore> Engine<S> {
         }
         let uid = u.id;
         self.commit(&mut u, &[Change(Op::ForgetDevices(uid, id))])
+    }
+
+    /// The user for changing: the snapshot gate (shared) first, then the user's write
+    /// lock, always in that order, so a snapshot (which holds the gate and then reads
+    /// each user) never waits on an operation that waits on it.
+    pub(crate) fn user_mut(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<
+        (
+            parking_lot::RwLockReadGuard<'_, ()>,
+            crate::directory::UserMut<'_>,
+        ),
+        DirectoryError,
+    > {
+        let gate = self.gate.read();
+        let u = self.directory.get_mut(tenant, user)?;
+        Ok((gate, u))
     }
 
     /// Hands `changes` to the log; a failure is counted and refuses the operation.
@@ -780,6 +801,7 @@ impl<S: StateStore> Engine<S> {
     /// the node that removed it forgot it in the shared store. Stops at the first change
     /// that does not fit the directory as it is.
     pub fn apply_changes(&self, changes: &[Change]) -> Result<(), DirectoryError> {
+        let _gate = self.gate.read();
         for c in changes {
             match &c.0 {
                 Op::NextUser(n) => {
@@ -816,9 +838,27 @@ impl<S: StateStore> Engine<S> {
     /// instant). Applied to an empty engine with the same pepper
     /// ([`apply_changes`](Self::apply_changes)), it gives the same users, ids and secrets.
     pub fn snapshot(&self) -> Vec<Change> {
-        let mut out = vec![Change(Op::NextUser(self.next_user.load(Ordering::Relaxed)))];
-        self.directory.for_each(|u| out.extend(u.recreate()));
+        let mut out = Vec::new();
+        let cut: Result<(), ()> = self.snapshot_each(|| Ok(()), |c| out.extend_from_slice(c));
+        debug_assert!(cut.is_ok());
         out
+    }
+
+    /// The snapshot a batch at a time (the next user id, then each user's), with the
+    /// directory held still: `at_cut` runs first, with no change being logged or applied,
+    /// and no change is made until the last batch is out. A log marks its position in
+    /// `at_cut`, so that the changes after it are exactly those the snapshot lacks. If
+    /// `at_cut` fails, nothing is given out.
+    pub fn snapshot_each<E>(
+        &self,
+        at_cut: impl FnOnce() -> Result<(), E>,
+        mut each: impl FnMut(&[Change]),
+    ) -> Result<(), E> {
+        let _gate = self.gate.write();
+        at_cut()?;
+        each(&[Change(Op::NextUser(self.next_user.load(Ordering::Relaxed)))]);
+        self.directory.for_each(|u| each(&u.recreate()));
+        Ok(())
     }
 }
 

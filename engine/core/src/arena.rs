@@ -65,6 +65,19 @@ impl<T: Default> Slots<T> {
             .flat_map(|s| s.iter())
     }
 
+    /// Every slot of every allocated segment, with its index.
+    pub(crate) fn iter_indexed(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter_map(|(s, seg)| seg.get().map(|seg| (s, seg)))
+            .flat_map(|(s, seg)| {
+                seg.iter()
+                    .enumerate()
+                    .map(move |(o, t)| (((s << SEGMENT_BITS) | o) as u32, t))
+            })
+    }
+
     /// Segments allocated so far, for memory accounting.
     pub(crate) fn allocated_slots(&self) -> usize {
         self.segments.iter().filter(|s| s.get().is_some()).count() * SEGMENT

@@ -34,6 +34,9 @@ pub struct Engine<S: StateStore = MemoryStore> {
     pub(crate) next_user: std::sync::atomic::AtomicU32,
     /// Takes every directory change before it is applied.
     pub(crate) log: Box<dyn crate::directory::change::ChangeLog>,
+    /// Held (shared) while a batch of directory changes is logged and applied, and
+    /// (exclusively) while a snapshot cuts the directory: no change is half in a snapshot.
+    pub(crate) gate: parking_lot::RwLock<()>,
     /// Store calls that failed, since start.
     store_errors: std::sync::atomic::AtomicU64,
 }
@@ -132,6 +135,7 @@ impl<S: StateStore> Engine<S> {
             entropy,
             next_user: 1.into(),
             log: Box::new(crate::directory::change::InMemoryOnly),
+            gate: parking_lot::RwLock::new(()),
             store_errors: 0.into(),
         }
     }
@@ -353,7 +357,7 @@ impl<S: StateStore> Engine<S> {
         now: Timestamp,
         expires: Timestamp,
     ) -> Option<crate::decide::DeviceToken> {
-        let mut u = self.directory.get_mut(tenant, user).ok()?;
+        let (_gate, mut u) = self.user_mut(tenant, user).ok()?;
         let user_id = u.id;
         let id = u
             .extras

@@ -262,6 +262,83 @@ pub enum CounterKey {
     Tenant(u64),
 }
 
+/// Which record: a subject's state, a budget, or a challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKey {
+    /// A user's or an unknown name's [`UserState`].
+    Subject(Subject),
+    /// A [`Counter`].
+    Counter(CounterKey),
+    /// A challenge's [`ChallengeRecord`].
+    Challenge(ChallengeId),
+}
+
+impl RecordKey {
+    /// The key's bytes: a kind letter, then the id, big-endian (`u` a user id, `n` an
+    /// unknown name's keyed hash, `s` a source, `p` a phone number, `t` a tenant, `c` a
+    /// challenge). The same in every version and on every node.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            Self::Subject(Subject::Known(id)) => {
+                out.push(b'u');
+                out.extend_from_slice(&id.0.to_be_bytes());
+            }
+            Self::Subject(Subject::Unknown(h)) => {
+                out.push(b'n');
+                out.extend_from_slice(&h.to_be_bytes());
+            }
+            Self::Counter(CounterKey::Source(k)) => {
+                out.push(b's');
+                out.extend_from_slice(&k.to_be_bytes());
+            }
+            Self::Counter(CounterKey::Number(k)) => {
+                out.push(b'p');
+                out.extend_from_slice(&k.to_be_bytes());
+            }
+            Self::Counter(CounterKey::Tenant(k)) => {
+                out.push(b't');
+                out.extend_from_slice(&k.to_be_bytes());
+            }
+            Self::Challenge(id) => {
+                out.push(b'c');
+                out.extend_from_slice(&id.0);
+            }
+        }
+    }
+
+    /// A key from the bytes [`encode`](Self::encode) wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::record::RecordError> {
+        use crate::record::{Get, RecordError};
+        let mut g = Get(bytes);
+        let key = match g.u8()? {
+            b'u' => Self::Subject(Subject::Known(crate::id::UserId(g.u32()?))),
+            b'n' => Self::Subject(Subject::Unknown(g.u64()?)),
+            b's' => Self::Counter(CounterKey::Source(u128::from_be_bytes(g.array()?))),
+            b'p' => Self::Counter(CounterKey::Number(g.u64()?)),
+            b't' => Self::Counter(CounterKey::Tenant(g.u64()?)),
+            b'c' => Self::Challenge(ChallengeId(g.array()?)),
+            _ => return Err(RecordError("an unknown kind of record key")),
+        };
+        g.finish()?;
+        Ok(key)
+    }
+}
+
+/// Hears every change [`MemoryStore`] makes to a record, with the record's new bytes
+/// (empty: no record), inside the change: changes to one record are heard in the order
+/// they were made, and before anyone can see the next. A durable backend writes them to
+/// its log.
+pub trait Journal: Send + Sync {
+    /// Whether changes can be kept now; asked before each change, which an error refuses
+    /// (so the decision fails closed) before anything is changed.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// `key`'s record is now `record`.
+    fn changed(&self, key: RecordKey, record: &[u8]);
+}
+
 /// What a backend does: keep records by key, and apply a function to one record
 /// atomically. Nothing else. The rules (what a wrong code counts, when a lock ends, how a
 /// window slides, whether a challenge is spent) are the functions, which the core passes
@@ -940,6 +1017,8 @@ pub struct MemoryStore {
     numbers: Table<u64, Counter>,
     tenants: Table<u64, Counter>,
     challenges: Table<ChallengeId, ChallengeSlot>,
+    /// Hears every change, once set (a durable backend's log).
+    journal: std::sync::OnceLock<Box<dyn Journal>>,
 }
 
 impl Default for MemoryStore {
@@ -958,7 +1037,128 @@ impl MemoryStore {
             numbers: Table::new(Some(limits.numbers)),
             tenants: Table::new(None),
             challenges: Table::new(Some(limits.challenges)),
+            journal: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends every change from now on to `journal`, which can be set once; a second one
+    /// is handed back.
+    pub fn set_journal(&self, journal: Box<dyn Journal>) -> Result<(), Box<dyn Journal>> {
+        self.journal.set(journal)
+    }
+
+    fn check_journal(&self) -> Result<(), StoreError> {
+        self.journal.get().map_or(Ok(()), |j| j.check())
+    }
+
+    /// Runs `f` on `value`, telling the journal (if there is one) the record's new bytes
+    /// if `f` changed them.
+    fn journaled<V, R>(
+        &self,
+        key: RecordKey,
+        value: &mut V,
+        encode: fn(&V, &mut Vec<u8>),
+        f: impl FnOnce(&mut V) -> R,
+    ) -> R {
+        let Some(journal) = self.journal.get() else {
+            return f(value);
+        };
+        thread_local! {
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BYTES.with(|bytes| {
+            let mut bytes = bytes.borrow_mut();
+            bytes.clear();
+            encode(value, &mut bytes);
+            let before = bytes.len();
+            let r = f(value);
+            encode(value, &mut bytes);
+            let (old, new) = bytes.split_at(before);
+            if old != new {
+                journal.changed(key, new);
+            }
+            r
+        })
+    }
+
+    /// Puts back a record read from a durable copy (`record` as its `encode` wrote it;
+    /// empty: none), without telling the journal. For recovery, before serving.
+    pub fn restore(
+        &self,
+        key: RecordKey,
+        record: &[u8],
+        now: Timestamp,
+    ) -> Result<(), crate::record::RecordError> {
+        match key {
+            RecordKey::Subject(s) => {
+                let state = if record.is_empty() {
+                    UserState::default()
+                } else {
+                    UserState::decode(record)?
+                };
+                self.with_user(s, now, |u| *u = state);
+            }
+            RecordKey::Counter(k) => {
+                let c = if record.is_empty() {
+                    Counter::default()
+                } else {
+                    Counter::decode(record)?
+                };
+                match k {
+                    CounterKey::Source(k) => self.sources.update(k, now, |x| *x = c),
+                    CounterKey::Number(k) => self.numbers.update(k, now, |x| *x = c),
+                    CounterKey::Tenant(k) => self.tenants.update(k, now, |x| *x = c),
+                }
+            }
+            RecordKey::Challenge(id) => {
+                let c = if record.is_empty() {
+                    None
+                } else {
+                    Some(ChallengeRecord::decode(record)?)
+                };
+                self.challenges.update(id, now, |slot| slot.0 = c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every record held and its bytes (a dump for a snapshot: each record
+    /// as it is when it is reached, not all at one instant).
+    pub fn for_each_record(&self, mut f: impl FnMut(RecordKey, &[u8])) {
+        let mut bytes = Vec::new();
+        let mut put = |key: RecordKey, encode: &dyn Fn(&mut Vec<u8>)| {
+            bytes.clear();
+            encode(&mut bytes);
+            f(key, &bytes);
+        };
+        for (i, slot) in self.users.iter_indexed() {
+            let u = lock(slot);
+            if *u != UserState::default() {
+                let key = RecordKey::Subject(Subject::Known(crate::id::UserId(i)));
+                put(key, &|out| u.encode(out));
+            }
+        }
+        self.unknown.for_each(|h, u| {
+            put(RecordKey::Subject(Subject::Unknown(*h)), &|out| {
+                u.encode(out)
+            });
+        });
+        for (table, make) in [
+            (&self.numbers, CounterKey::Number as fn(u64) -> CounterKey),
+            (&self.tenants, CounterKey::Tenant),
+        ] {
+            table.for_each(|k, c| put(RecordKey::Counter(make(*k)), &|out| c.encode(out)));
+        }
+        self.sources.for_each(|k, c| {
+            put(RecordKey::Counter(CounterKey::Source(*k)), &|out| {
+                c.encode(out)
+            });
+        });
+        self.challenges.for_each(|id, slot| {
+            if let Some(c) = slot.0 {
+                put(RecordKey::Challenge(*id), &|out| c.encode(out));
+            }
+        });
     }
 
     fn with_user<R>(
@@ -1013,7 +1213,11 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         mut f: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StoreError> {
-        Ok(self.with_user(subject, now, |u| f(u)))
+        self.check_journal()?;
+        let key = RecordKey::Subject(subject);
+        Ok(self.with_user(subject, now, |u| {
+            self.journaled(key, u, UserState::encode, |u| f(u))
+        }))
     }
 
     fn read_counter<R>(
@@ -1034,10 +1238,13 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         mut f: impl FnMut(&mut Counter) -> R,
     ) -> Result<R, StoreError> {
+        self.check_journal()?;
+        let record = RecordKey::Counter(key);
+        let mut f = |c: &mut Counter| self.journaled(record, c, Counter::encode, |c| f(c));
         Ok(match key {
-            CounterKey::Source(k) => self.sources.update(k, now, |c| f(c)),
-            CounterKey::Number(k) => self.numbers.update(k, now, |c| f(c)),
-            CounterKey::Tenant(k) => self.tenants.update(k, now, |c| f(c)),
+            CounterKey::Source(k) => self.sources.update(k, now, &mut f),
+            CounterKey::Number(k) => self.numbers.update(k, now, &mut f),
+            CounterKey::Tenant(k) => self.tenants.update(k, now, &mut f),
         })
     }
 
@@ -1047,7 +1254,16 @@ impl StateStore for MemoryStore {
         now: Timestamp,
         mut f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
     ) -> Result<R, StoreError> {
-        Ok(self.challenges.update(id, now, |slot| f(&mut slot.0)))
+        fn encode(slot: &Option<ChallengeRecord>, out: &mut Vec<u8>) {
+            if let Some(c) = slot {
+                c.encode(out);
+            }
+        }
+        self.check_journal()?;
+        let key = RecordKey::Challenge(id);
+        Ok(self.challenges.update(id, now, |slot| {
+            self.journaled(key, &mut slot.0, encode, |c| f(c))
+        }))
     }
 
     fn sizes(&self) -> Result<StoreSizes, StoreError> {

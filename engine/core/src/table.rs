@@ -129,6 +129,16 @@ impl<K: Hash + Eq, V: Idle + Default> Table<K, V> {
             .sum()
     }
 
+    /// Calls `f` with every entry, one shard locked at a time (a dump, not a snapshot of
+    /// one instant).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        for shard in self.shards.iter() {
+            for (k, v) in lock(shard).iter() {
+                f(k, v);
+            }
+        }
+    }
+
     /// Entries evicted so far to respect the cap.
     pub(crate) fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)

@@ -3,11 +3,15 @@
 //! the original does; a fixed record has fixed bytes; and bytes that are not a record are
 //! an error, never a panic.
 
+use portvakt_core::Proof;
 use portvakt_core::id::{MethodId, Subject, UserId};
 use portvakt_core::lockout::{Domain, Factor, LockoutConfig};
 use portvakt_core::policy::{PhoneSettings, Purpose};
 use portvakt_core::secret::SecretDigest;
-use portvakt_core::state::{ChallengeRecord, Counter, Effect, Redeem, UserState};
+use portvakt_core::state::{
+    ChallengeRecord, Counter, Effect, Journal, MemoryStore, RecordKey, Redeem, StateOps,
+    StateStore, UserState,
+};
 use portvakt_core::time::{Duration, Timestamp};
 use portvakt_core::window::Rate;
 use proptest::prelude::*;
@@ -341,5 +345,121 @@ fn a_challenge_has_fixed_bytes_and_is_redeemed_by_its_rules() {
     assert_eq!(
         ChallengeRecord::redeem(&mut slot, record.subject, &right, now),
         Redeem::Gone
+    );
+}
+
+/// Hears every change a store makes, in order.
+#[derive(Clone, Default)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<Change>>>);
+
+/// A record's key and its new bytes.
+type Change = (RecordKey, Vec<u8>);
+
+impl Journal for Heard {
+    fn changed(&self, key: RecordKey, record: &[u8]) {
+        self.0.lock().unwrap().push((key, record.to_vec()));
+    }
+}
+
+fn dump(store: &MemoryStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    store.for_each_record(|k, r| {
+        let mut key = Vec::new();
+        k.encode(&mut key);
+        assert_eq!(RecordKey::decode(&key), Ok(k), "a key reads back");
+        out.push((key, r.to_vec()));
+    });
+    out.sort();
+    out
+}
+
+#[test]
+fn the_journal_hears_every_change_and_rebuilds_the_store() {
+    use crate::common::*;
+    let e = kommune();
+    let heard = Heard::default();
+    assert!(e.store().set_journal(Box::new(heard.clone())).is_ok());
+    assert!(
+        e.store().set_journal(Box::new(Heard::default())).is_err(),
+        "set once"
+    );
+    let (_, key) = user_with_app(&e, "kari", &[]);
+    // Codes, a replay, wrong codes up to a lock, an unknown name, a sent code.
+    let now = at(T0 + 60);
+    let right = code(&key, now.as_secs());
+    for c in [right.as_str(), right.as_str()] {
+        e.decide(&req("kari", HOME, Some(Proof::Totp(c))), now);
+    }
+    for i in 0..12 {
+        let wrong = format!("{:06}", (i * 7919) % 1_000_000);
+        e.decide(&req("kari", HOME, Some(Proof::Totp(&wrong))), now);
+        e.decide(&req("nobody", HOME, Some(Proof::Totp(&wrong))), now);
+    }
+    // An office sign-in with nothing to forgive changes no record: nothing is heard.
+    let before = heard.0.lock().unwrap().len();
+    let d = e.decide(&req("kari", OFFICE, None), now);
+    assert_eq!(d.outcome, portvakt_core::Outcome::Allow);
+    assert_eq!(heard.0.lock().unwrap().len(), before);
+
+    // Replaying what was heard, in order, gives the same records; so does a dump.
+    let rebuilt = MemoryStore::default();
+    for (k, r) in heard.0.lock().unwrap().iter() {
+        rebuilt.restore(*k, r, now).unwrap();
+    }
+    let original = dump(e.store());
+    assert!(original.len() >= 3, "{original:?}");
+    assert_eq!(dump(&rebuilt), original);
+    let again = MemoryStore::default();
+    for (k, r) in &original {
+        again
+            .restore(RecordKey::decode(k).unwrap(), r, now)
+            .unwrap();
+    }
+    assert_eq!(dump(&again), original);
+    // And the rebuilt store answers as the original: the lock and the spent code hold.
+    let check = |s: &MemoryStore| {
+        let subject = e.user_info("kommune", "kari").unwrap().id;
+        s.read_subject(portvakt_core::Subject::Known(subject), |u| {
+            u.map(|u| u.any_locked(now))
+        })
+        .unwrap()
+    };
+    assert_eq!(check(&rebuilt), Some(true));
+    assert_eq!(check(e.store()), Some(true));
+    // A damaged record is refused, not guessed at.
+    let (k, mut r) = original[0].clone();
+    r.push(0);
+    assert!(
+        rebuilt
+            .restore(RecordKey::decode(&k).unwrap(), &r, now)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_change_that_changes_nothing_is_not_heard() {
+    let store = MemoryStore::default();
+    let heard = Heard::default();
+    store.set_journal(Box::new(heard.clone())).ok().unwrap();
+    let now = Timestamp::from_secs(1_800_000_000);
+    let s = portvakt_core::Subject::Known(UserId(4));
+    store.raise_otp(s, MethodId(1), 5).unwrap();
+    store.raise_otp(s, MethodId(1), 3).unwrap();
+    store.unlock(s).unwrap();
+    let rate = Rate {
+        max: 1,
+        per: Duration::from_secs(60),
+    };
+    store.reserve_source(9, now, rate).unwrap().unwrap();
+    store.reserve_source(9, now, rate).unwrap().unwrap_err();
+    let heard = heard.0.lock().unwrap().clone();
+    let kinds: Vec<RecordKey> = heard.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKey::Subject(s),
+            RecordKey::Counter(portvakt_core::state::CounterKey::Source(9))
+        ],
+        "only the first raise and the first reservation changed anything"
     );
 }
