@@ -15,7 +15,7 @@
 use portvakt_core::id::{ChallengeId, Subject};
 use portvakt_core::record::RecordError;
 use portvakt_core::state::{
-    ChallengeRecord, Counter, CounterKey, StateStore, StoreError, StoreSizes, UserState,
+    ChallengeRecord, Counter, CounterKey, RecordKey, StateStore, StoreError, StoreSizes, UserState,
 };
 use portvakt_core::time::Timestamp;
 
@@ -72,33 +72,24 @@ impl<B> CasStore<B> {
     }
 }
 
-/// The key of a record: its kind's letter, then its id, big-endian. Stable across
-/// versions and nodes (`docs/design.md`, stable keys).
+/// The key of a subject's record (`RecordKey::encode`).
 pub fn subject_key(subject: Subject) -> Vec<u8> {
-    match subject {
-        Subject::Known(id) => key(b'u', &id.0.to_be_bytes()),
-        Subject::Unknown(h) => key(b'n', &h.to_be_bytes()),
-    }
+    key(RecordKey::Subject(subject))
 }
 
 /// The key of a budget's record.
 pub fn counter_key(counter: CounterKey) -> Vec<u8> {
-    match counter {
-        CounterKey::Source(s) => key(b's', &s.to_be_bytes()),
-        CounterKey::Number(n) => key(b'p', &n.to_be_bytes()),
-        CounterKey::Tenant(t) => key(b't', &t.to_be_bytes()),
-    }
+    key(RecordKey::Counter(counter))
 }
 
 /// The key of a challenge's record.
 pub fn challenge_key(id: ChallengeId) -> Vec<u8> {
-    key(b'c', &id.0)
+    key(RecordKey::Challenge(id))
 }
 
-fn key(kind: u8, id: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(kind);
-    k.extend_from_slice(id);
+fn key(key: RecordKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    key.encode(&mut k);
     k
 }
 

@@ -16,5 +16,6 @@
 //! `contract_tests!(make)`, as `tests/memory.rs` and `tests/cas.rs` do.
 
 pub mod cas;
+pub mod durable;
 
 pub use portvakt_core::state::{MemoryStore, StateOps, StateStore, StoreError};

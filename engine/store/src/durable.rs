@@ -1,0 +1,866 @@
+//! The durable embedded store: the state records and the directory's changes, on disk.
+//!
+//! Decisions run on the in-memory store as before. What changes is told to a log:
+//! [`MemoryStore`]'s journal hears each changed record's new bytes, inside the change,
+//! and the directory's [`ChangeLog`] hands over each batch of changes. Both append to one
+//! write-ahead log ([`Wal`]). A committer thread writes what has gathered and syncs it
+//! with one `fdatasync`, so many decisions share one sync (group commit). Nobody waits
+//! inside the store: a frontend reads the log's end after it decided and waits, before
+//! its answers leave, until the log is durable up to there ([`Wal::durable`]). Whatever
+//! an answer depends on (a spent code, a lock, an administrator's change) is then on
+//! disk.
+//!
+//! Now and then a snapshot ([`snapshot`]) writes everything to a temporary file, syncs
+//! it and renames it over the last one; the log segments it covers are removed only after
+//! that. A start ([`open`]) reads the snapshot, then the log after it.
+//!
+//! Files, in the store's directory:
+//! - `snapshot`: `PVSNAP` `\0` `\x01`, the first log segment after it (`u64`), then frames,
+//!   ending with an end frame.
+//! - `wal-<16 hex digits>`: `PVWAL` `\0\0` `\x01`, its sequence number (`u64`), then frames.
+//!
+//! A frame is the magic `PV`, its kind (`u8`: 1 a record, 2 a batch of directory changes,
+//! 3 the snapshot's end), the body's length (`u32`), a CRC-32 of kind, length and body,
+//! and the body. A record's body is its key's length (`u8`), the key
+//! (`state::RecordKey`) and the record (empty: none); a batch's body is
+//! `Change::encode_batch`'s bytes; the end's body is the number of frames before it
+//! (`u64`). All integers are big-endian.
+//!
+//! Damage: a log segment that ends in a frame cut short or failing its checksum, with no
+//! good frame after it, was being written when the process died: it is cut there. Damage
+//! anywhere else (a bad frame with good ones after it, a bad snapshot, a gap in the
+//! segments) stops the start with the file and offset, never silently dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use portvakt_core::directory::change::{Change, ChangeLog};
+use portvakt_core::state::{Journal, MemoryStore, RecordKey, StoreError, StoreLimits};
+use portvakt_core::{Engine, Timestamp};
+
+const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"PVSNAP\0\x01";
+const WAL_MAGIC: &[u8; 8] = b"PVWAL\0\0\x01";
+const HEADER: usize = 16;
+const FRAME_HEADER: usize = 11;
+/// The largest body a frame may have; a length past it is damage, not a record.
+pub const MAX_BODY: usize = 16 << 20;
+
+const RECORD: u8 = 1;
+const BATCH: u8 = 2;
+const END: u8 = 3;
+
+/// Why the store cannot open or write.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A file holds something that is not what the store wrote.
+    #[error(
+        "{path}, offset {offset}: {what}; the store will not start on a damaged file (restore the data directory from a backup)"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The log could not be written; nothing more is accepted until it can.
+    #[error("the state log cannot be written: {0}")]
+    Failed(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DurableError + '_ {
+    move |source| DurableError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn damaged(path: &Path, offset: u64, what: impl Into<String>) -> DurableError {
+    DurableError::Damaged {
+        path: path.to_owned(),
+        offset,
+        what: what.into(),
+    }
+}
+
+/// Appends one frame to `out`.
+fn frame(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[kind]);
+    crc.update(&len.to_be_bytes());
+    for p in parts {
+        crc.update(p);
+    }
+    out.extend_from_slice(b"PV");
+    out.push(kind);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&crc.finalize().to_be_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
+/// The frame at the start of `buf`: its kind and body, and its whole length; `None` if
+/// `buf` does not start with a whole, intact frame.
+fn read_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let head = buf.get(..FRAME_HEADER)?;
+    if head.get(..2)? != b"PV" {
+        return None;
+    }
+    let kind = *head.get(2)?;
+    let len = u32::from_be_bytes(head.get(3..7)?.try_into().ok()?);
+    let crc = u32::from_be_bytes(head.get(7..11)?.try_into().ok()?);
+    let len_usize = usize::try_from(len).ok().filter(|l| *l <= MAX_BODY)?;
+    let body = buf.get(FRAME_HEADER..FRAME_HEADER + len_usize)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[kind]);
+    h.update(&len.to_be_bytes());
+    h.update(body);
+    (h.finalize() == crc && matches!(kind, RECORD | BATCH | END)).then_some((
+        kind,
+        body,
+        FRAME_HEADER + len_usize,
+    ))
+}
+
+/// Whether an intact frame starts anywhere in `buf`.
+fn any_frame_in(buf: &[u8]) -> bool {
+    (0..buf.len()).any(|i| buf.get(i..).and_then(read_frame).is_some())
+}
+
+fn record_body(key: RecordKey, record: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.push(0);
+    key.encode(out);
+    let key_len = out.len() - start - 1;
+    if let Some(b) = out.get_mut(start) {
+        *b = u8::try_from(key_len).unwrap_or(u8::MAX);
+    }
+    out.extend_from_slice(record);
+}
+
+/// What a start found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records read from the snapshot.
+    pub snapshot_records: u64,
+    /// Batches of directory changes read from the snapshot.
+    pub snapshot_batches: u64,
+    /// Frames read from the log after the snapshot.
+    pub log_frames: u64,
+    /// A log segment cut at this offset: its end was being written when the process
+    /// stopped.
+    pub cut: Option<(PathBuf, u64)>,
+}
+
+/// An opened store: its records in memory, the directory's changes to apply, and the log
+/// that takes every change from now on.
+pub struct Opened {
+    /// The records, as of the last durable change.
+    pub store: MemoryStore,
+    /// The directory's changes, in order: the snapshot's, then the log's.
+    pub directory: Vec<Vec<Change>>,
+    /// The log.
+    pub wal: Arc<Wal>,
+    /// What was found.
+    pub recovery: Recovery,
+}
+
+impl Opened {
+    /// The engine over the opened store: the directory rebuilt from its changes, and from
+    /// now on every change of the store's records and of the directory going to the log.
+    /// The log is returned too: answers wait on it ([`Wal::end`], [`Wal::durable`]).
+    pub fn into_engine(
+        self,
+        policy: portvakt_core::Policy,
+        pepper: portvakt_core::secret::Pepper,
+        entropy: Box<dyn portvakt_core::secret::Entropy>,
+    ) -> Result<(Engine, Arc<Wal>, Recovery), DurableError> {
+        let Self {
+            store,
+            directory,
+            wal,
+            recovery,
+        } = self;
+        let engine = Engine::new(policy, store, pepper, entropy);
+        for (i, batch) in directory.iter().enumerate() {
+            engine
+                .apply_changes(batch)
+                .map_err(|e| DurableError::Damaged {
+                    path: wal.dir.clone(),
+                    offset: i as u64,
+                    what: format!("the directory's change batch {i} does not apply: {e}"),
+                })?;
+        }
+        let journal = Box::new(WalJournal(wal.clone()));
+        if engine.store().set_journal(journal).is_err() {
+            return Err(DurableError::Failed(
+                "the store had a journal already".into(),
+            ));
+        }
+        let engine = engine.with_change_log(Box::new(WalChangeLog(wal.clone())));
+        Ok((engine, wal, recovery))
+    }
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("wal-{seq:016x}")
+}
+
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, DurableError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("wal-")) else {
+            continue;
+        };
+        if let Ok(seq) = u64::from_str_radix(hex, 16)
+            && hex.len() == 16
+        {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DurableError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Opens the store in `dir` (made if missing): reads the snapshot and the log into a
+/// memory store with `limits`, and starts the log's committer. `now` is the time records
+/// are put back at (it only decides what the bounded tables may evict).
+pub fn open(dir: &Path, limits: StoreLimits, now: Timestamp) -> Result<Opened, DurableError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let store = MemoryStore::new(limits);
+    let mut directory = Vec::new();
+    let mut recovery = Recovery::default();
+    // A snapshot left half written by a crash was never renamed: it is not the snapshot.
+    let tmp = dir.join(SNAPSHOT_TMP);
+    if tmp.exists() {
+        fs::remove_file(&tmp).map_err(io(&tmp))?;
+    }
+    let mut first_seq = 0;
+    let snap = dir.join(SNAPSHOT);
+    if snap.exists() {
+        let bytes = fs::read(&snap).map_err(io(&snap))?;
+        let head = bytes
+            .get(..HEADER)
+            .ok_or_else(|| damaged(&snap, 0, "shorter than its header"))?;
+        if head.get(..8) != Some(SNAPSHOT_MAGIC.as_slice()) {
+            return Err(damaged(
+                &snap,
+                0,
+                "not a Portvakt snapshot (or another version)",
+            ));
+        }
+        first_seq = u64::from_be_bytes(
+            head.get(8..16)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default(),
+        );
+        let mut at = HEADER;
+        let mut frames = 0u64;
+        let mut ended = false;
+        while at < bytes.len() {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let Some((kind, body, len)) = read_frame(rest) else {
+                return Err(damaged(&snap, at as u64, "a frame is damaged"));
+            };
+            if ended {
+                return Err(damaged(&snap, at as u64, "bytes after the end frame"));
+            }
+            match kind {
+                RECORD => {
+                    apply_record(&store, body, now).map_err(|e| damaged(&snap, at as u64, e))?;
+                    recovery.snapshot_records += 1;
+                }
+                BATCH => {
+                    let batch = Change::decode_batch(body)
+                        .map_err(|e| damaged(&snap, at as u64, e.to_string()))?;
+                    directory.push(batch);
+                    recovery.snapshot_batches += 1;
+                }
+                _ => {
+                    let count = body.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+                    if count != frames {
+                        return Err(damaged(
+                            &snap,
+                            at as u64,
+                            "the end frame counts other frames",
+                        ));
+                    }
+                    ended = true;
+                }
+            }
+            frames += 1;
+            at += len;
+        }
+        if !ended {
+            return Err(damaged(
+                &snap,
+                bytes.len() as u64,
+                "no end frame: the snapshot is cut short",
+            ));
+        }
+    }
+    let mut segs = segments(dir)?;
+    // Segments a snapshot covers are garbage a crash left before they were removed.
+    for (_, path) in segs.iter().filter(|(seq, _)| *seq < first_seq) {
+        fs::remove_file(path).map_err(io(path))?;
+    }
+    segs.retain(|(seq, _)| *seq >= first_seq);
+    if let Some((seq, _)) = segs.first()
+        && *seq != first_seq
+        && snap.exists()
+    {
+        return Err(damaged(
+            &dir.join(segment_name(first_seq)),
+            0,
+            "the log segment after the snapshot is missing",
+        ));
+    }
+    let last = segs.len().saturating_sub(1);
+    let mut next_seq = first_seq;
+    for (i, (seq, path)) in segs.iter().enumerate() {
+        if i > 0 && *seq != next_seq {
+            return Err(damaged(
+                &dir.join(segment_name(next_seq)),
+                0,
+                "a log segment is missing",
+            ));
+        }
+        next_seq = seq + 1;
+        let bytes = fs::read(path).map_err(io(path))?;
+        let header_ok = bytes.get(..8) == Some(WAL_MAGIC.as_slice())
+            && bytes
+                .get(8..16)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                == Some(*seq);
+        if !header_ok {
+            if i == last && bytes.len() <= HEADER {
+                // Made, but its header never reached the disk: an empty segment.
+                fs::remove_file(path).map_err(io(path))?;
+                next_seq = *seq;
+                continue;
+            }
+            return Err(damaged(
+                path,
+                0,
+                "not a Portvakt log segment (or another version)",
+            ));
+        }
+        let mut at = HEADER;
+        while at < bytes.len() {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let Some((kind, body, len)) = read_frame(rest) else {
+                if i == last && !any_frame_in(rest.get(1..).unwrap_or_default()) {
+                    // The tail being written when the process died.
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io(path))?;
+                    f.set_len(at as u64).map_err(io(path))?;
+                    f.sync_all().map_err(io(path))?;
+                    recovery.cut = Some((path.clone(), at as u64));
+                    break;
+                }
+                return Err(damaged(
+                    path,
+                    at as u64,
+                    "a frame is damaged, and good frames follow it",
+                ));
+            };
+            match kind {
+                RECORD => {
+                    apply_record(&store, body, now).map_err(|e| damaged(path, at as u64, e))?
+                }
+                BATCH => directory.push(
+                    Change::decode_batch(body)
+                        .map_err(|e| damaged(path, at as u64, e.to_string()))?,
+                ),
+                _ => return Err(damaged(path, at as u64, "an end frame in a log segment")),
+            }
+            recovery.log_frames += 1;
+            at += len;
+        }
+    }
+    let wal = Wal::start(dir, next_seq)?;
+    Ok(Opened {
+        store,
+        directory,
+        wal,
+        recovery,
+    })
+}
+
+fn apply_record(store: &MemoryStore, body: &[u8], now: Timestamp) -> Result<(), String> {
+    let (&key_len, rest) = body.split_first().ok_or("an empty record frame")?;
+    let key = rest
+        .get(..usize::from(key_len))
+        .ok_or("a record's key is cut short")?;
+    let record = rest.get(usize::from(key_len)..).unwrap_or_default();
+    let key = RecordKey::decode(key).map_err(|e| e.to_string())?;
+    store.restore(key, record, now).map_err(|e| e.to_string())
+}
+
+/// How far the log is durable, and whether writing it fails now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Everything appended before this position is on disk.
+    pub position: u64,
+    /// Why the last write failed, until one succeeds.
+    pub error: Option<String>,
+}
+
+impl Synced {
+    /// Whether a wait for `position` is over: durable, or failed before it got there.
+    fn reached(&self, position: u64) -> Option<Result<(), String>> {
+        if self.position >= position {
+            Some(Ok(()))
+        } else {
+            self.error.clone().map(Err)
+        }
+    }
+}
+
+struct Pending {
+    /// Frames appended and not yet taken by the committer.
+    bytes: Vec<u8>,
+    /// Everything ever appended, as a position.
+    end: u64,
+    /// A rotation asked for at this position.
+    rotate_at: Option<u64>,
+    /// The segment being written.
+    seq: u64,
+    /// Bytes in the segments not yet covered by a snapshot.
+    unsnapshotted: u64,
+    failed: Option<String>,
+    closing: bool,
+}
+
+/// Where the committer writes; a file, or in tests one that fails on purpose.
+pub trait Sink: Send {
+    /// Appends `bytes` and makes them durable.
+    fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes (after a failed append).
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+struct FileSink(File);
+
+impl Sink for FileSink {
+    fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)?;
+        self.0.sync_data()
+    }
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+/// Makes a segment's sink; tests swap in failing ones.
+pub type SinkMaker = Box<dyn Fn(&Path) -> std::io::Result<Box<dyn Sink>> + Send + Sync>;
+
+fn file_sink(path: &Path) -> std::io::Result<Box<dyn Sink>> {
+    let f = OpenOptions::new().append(true).open(path)?;
+    Ok(Box::new(FileSink(f)))
+}
+
+/// The write-ahead log: append from any thread, one committer thread writes and syncs.
+pub struct Wal {
+    dir: PathBuf,
+    pending: Mutex<Pending>,
+    /// Wakes the committer (new bytes, a rotation, closing) and rotation waiters.
+    wake: Condvar,
+    rotated: Condvar,
+    synced: tokio::sync::watch::Sender<Synced>,
+    sinks: SinkMaker,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    me: std::sync::OnceLock<std::sync::Weak<Wal>>,
+}
+
+impl Wal {
+    fn start(dir: &Path, seq: u64) -> Result<Arc<Self>, DurableError> {
+        Self::start_with(dir, seq, Box::new(file_sink))
+    }
+
+    /// Starts a log in `dir` at segment `seq` writing through `sinks` (tests inject
+    /// failures with it).
+    pub fn start_with(dir: &Path, seq: u64, sinks: SinkMaker) -> Result<Arc<Self>, DurableError> {
+        let sink = new_segment(dir, seq, &sinks)?;
+        let unsnapshotted = segments(dir)?
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let wal = Arc::new(Self {
+            dir: dir.to_owned(),
+            pending: Mutex::new(Pending {
+                bytes: Vec::new(),
+                end: 0,
+                rotate_at: None,
+                seq,
+                unsnapshotted,
+                failed: None,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            rotated: Condvar::new(),
+            synced: tokio::sync::watch::Sender::new(Synced::default()),
+            sinks,
+            committer: Mutex::new(None),
+            me: std::sync::OnceLock::new(),
+        });
+        let _ = wal.me.set(Arc::downgrade(&wal));
+        let w = wal.clone();
+        let handle = std::thread::Builder::new()
+            .name("portvakt-wal".into())
+            .spawn(move || w.commit_loop(sink))
+            .map_err(io(dir))?;
+        *lock(&wal.committer) = Some(handle);
+        Ok(wal)
+    }
+
+    /// Appends a frame; its end position. Refused while writing fails.
+    fn append(&self, kind: u8, parts: &[&[u8]], refuse_if_failed: bool) -> Result<u64, StoreError> {
+        let mut p = lock(&self.pending);
+        if refuse_if_failed && let Some(e) = &p.failed {
+            return Err(StoreError(format!("the state log cannot be written: {e}")));
+        }
+        let before = p.bytes.len();
+        frame(&mut p.bytes, kind, parts);
+        p.end += (p.bytes.len() - before) as u64;
+        let end = p.end;
+        drop(p);
+        self.wake.notify_all();
+        Ok(end)
+    }
+
+    /// The position after everything appended so far: what an answer decided now waits for.
+    pub fn end(&self) -> u64 {
+        lock(&self.pending).end
+    }
+
+    /// How far the log is durable.
+    pub fn synced(&self) -> Synced {
+        self.synced.borrow().clone()
+    }
+
+    /// Whether appends are refused now (the last write failed).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.pending).failed.clone()
+    }
+
+    /// Resolves when everything before `position` is durable, or with the error if
+    /// writing fails before it is.
+    pub fn durable(
+        &self,
+        position: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let mut rx = self.synced.subscribe();
+        async move {
+            loop {
+                if let Some(done) = rx.borrow_and_update().reached(position) {
+                    return done;
+                }
+                if rx.changed().await.is_err() {
+                    return Err("the state log is closed".into());
+                }
+            }
+        }
+    }
+
+    /// Blocks until everything before `position` is durable (for tools and tests).
+    pub fn wait_durable(&self, position: u64) -> Result<(), String> {
+        loop {
+            if let Some(done) = self.synced.borrow().reached(position) {
+                return done;
+            }
+            // The committer publishes after every write; poll between.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Bytes in the log not covered by a snapshot yet.
+    pub fn unsnapshotted(&self) -> u64 {
+        lock(&self.pending).unsnapshotted
+    }
+
+    /// Ends the current segment at the current end and starts the next; the next's
+    /// sequence number. Everything appended before the call is in the earlier segments,
+    /// everything after in the new one.
+    pub fn rotate(&self) -> Result<u64, DurableError> {
+        let mut p = lock(&self.pending);
+        let from = p.seq;
+        p.rotate_at = Some(p.end);
+        self.wake.notify_all();
+        while p.seq == from {
+            if let Some(e) = &p.failed {
+                let e = e.clone();
+                p.rotate_at = None;
+                return Err(DurableError::Failed(e));
+            }
+            p = self.rotated.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(p.seq)
+    }
+
+    /// Writes what is pending, then stops the committer.
+    pub fn close(&self) {
+        lock(&self.pending).closing = true;
+        self.wake.notify_all();
+        if let Some(h) = lock(&self.committer).take() {
+            let _ = h.join();
+        }
+    }
+
+    fn commit_loop(&self, mut sink: Box<dyn Sink>) {
+        let mut file_len = HEADER as u64;
+        let mut taken = Vec::new();
+        loop {
+            let mut p = lock(&self.pending);
+            while p.bytes.is_empty() && p.rotate_at.is_none() && !p.closing {
+                let (q, timeout) = self
+                    .wake
+                    .wait_timeout(p, std::time::Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner());
+                p = q;
+                if timeout.timed_out() && p.bytes.is_empty() && self.orphaned() {
+                    return; // nobody can append any more
+                }
+            }
+            if p.bytes.is_empty() && p.rotate_at.is_none() {
+                return; // closing, and nothing left
+            }
+            // Take everything pending, or up to a rotation's cut.
+            let start = p.end - p.bytes.len() as u64;
+            let cut = p.rotate_at.unwrap_or(p.end);
+            let n = usize::try_from(cut.saturating_sub(start))
+                .unwrap_or(usize::MAX)
+                .min(p.bytes.len());
+            taken.clear();
+            taken.extend(p.bytes.drain(..n));
+            let rotate_now = p.rotate_at == Some(start + n as u64);
+            let retrying = p.failed.is_some();
+            drop(p);
+            if retrying {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if !taken.is_empty() {
+                if let Err(e) = sink.append_durably(&taken) {
+                    // Nothing half written stays: the next try starts where the last good
+                    // write ended, with the same bytes.
+                    let _ = sink.cut(file_len);
+                    let mut p = lock(&self.pending);
+                    let rest = std::mem::take(&mut p.bytes);
+                    p.bytes = std::mem::take(&mut taken);
+                    p.bytes.extend_from_slice(&rest);
+                    self.fail(p, e.to_string(), start);
+                    continue;
+                }
+                file_len += taken.len() as u64;
+                let mut p = lock(&self.pending);
+                p.failed = None;
+                p.unsnapshotted += taken.len() as u64;
+                drop(p);
+                self.synced.send_replace(Synced {
+                    position: start + taken.len() as u64,
+                    error: None,
+                });
+            }
+            if rotate_now {
+                let next = lock(&self.pending).seq + 1;
+                match new_segment(&self.dir, next, &self.sinks) {
+                    Ok(s) => {
+                        sink = s;
+                        file_len = HEADER as u64;
+                        let mut p = lock(&self.pending);
+                        p.seq = next;
+                        p.rotate_at = None;
+                        drop(p);
+                        self.rotated.notify_all();
+                    }
+                    Err(e) => {
+                        let p = lock(&self.pending);
+                        let at = p.end - p.bytes.len() as u64;
+                        self.fail(p, e.to_string(), at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the committer is all that is left holding the log.
+    fn orphaned(&self) -> bool {
+        self.me
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .is_none_or(|me| Arc::strong_count(&me) <= 2)
+    }
+
+    /// Marks the log failed: appends are refused, waiters for what is not durable are
+    /// told, and a rotation waiting is given up.
+    fn fail(&self, mut p: std::sync::MutexGuard<'_, Pending>, why: String, durable: u64) {
+        p.failed = Some(why.clone());
+        drop(p);
+        self.rotated.notify_all();
+        self.synced.send_replace(Synced {
+            position: durable,
+            error: Some(why),
+        });
+    }
+
+    /// Forgets the bytes a snapshot now covers.
+    fn snapshotted(&self, covered: u64) {
+        let mut p = lock(&self.pending);
+        p.unsnapshotted = p.unsnapshotted.saturating_sub(covered);
+    }
+}
+
+fn new_segment(dir: &Path, seq: u64, sinks: &SinkMaker) -> Result<Box<dyn Sink>, DurableError> {
+    let path = dir.join(segment_name(seq));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let mut head = WAL_MAGIC.to_vec();
+    head.extend_from_slice(&seq.to_be_bytes());
+    f.write_all(&head).map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
+    drop(f);
+    sync_dir(dir)?;
+    sinks(&path).map_err(io(&path))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The journal [`MemoryStore`] tells its changes to: each becomes a record frame.
+pub struct WalJournal(pub Arc<Wal>);
+
+impl Journal for WalJournal {
+    fn check(&self) -> Result<(), StoreError> {
+        match self.0.failure() {
+            Some(e) => Err(StoreError(format!("the state log cannot be written: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn changed(&self, key: RecordKey, record: &[u8]) {
+        thread_local! {
+            static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BODY.with(|body| {
+            let mut body = body.borrow_mut();
+            body.clear();
+            record_body(key, record, &mut body);
+            // Accepted even if writing fails now: the answer that depends on it waits for
+            // the log and is refused if it never gets there.
+            let _ = self.0.append(RECORD, &[&body], false);
+        });
+    }
+}
+
+/// The directory's change log: each batch becomes a frame, refused while writing fails.
+pub struct WalChangeLog(pub Arc<Wal>);
+
+impl ChangeLog for WalChangeLog {
+    fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut body = Vec::new();
+        Change::encode_batch(changes, &mut body);
+        self.0.append(BATCH, &[&body], true).map(|_| ())
+    }
+}
+
+/// Writes a snapshot of `engine` (its directory and its store's records) and removes the
+/// log segments it covers. The directory is cut at one instant (no change is made while
+/// its users are written); the records are written as they are reached, which the log
+/// after the cut makes whole again on the next start.
+pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
+    let tmp = dir.join(SNAPSHOT_TMP);
+    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut frames = 0u64;
+    let mut buf = Vec::new();
+    // The header is written last, over these zeros: a snapshot without it is no snapshot.
+    let mut write_err = out.write_all(&[0; HEADER]).err();
+    let mut put = |out: &mut BufWriter<File>, kind: u8, body: &[u8], buf: &mut Vec<u8>| {
+        buf.clear();
+        frame(buf, kind, &[body]);
+        if let Err(e) = out.write_all(buf) {
+            write_err.get_or_insert(e);
+        }
+    };
+    let mut header = SNAPSHOT_MAGIC.to_vec();
+    let mut seq = 0;
+    let mut body = Vec::new();
+    let rotated = engine.snapshot_each(
+        || {
+            seq = wal.rotate()?;
+            Ok::<(), DurableError>(())
+        },
+        |changes| {
+            body.clear();
+            Change::encode_batch(changes, &mut body);
+            put(&mut out, BATCH, &body, &mut buf);
+            frames += 1;
+        },
+    );
+    rotated?;
+    engine.store().for_each_record(|key, record| {
+        body.clear();
+        record_body(key, record, &mut body);
+        put(&mut out, RECORD, &body, &mut buf);
+        frames += 1;
+    });
+    put(&mut out, END, &frames.to_be_bytes(), &mut buf);
+    if let Some(e) = write_err {
+        return Err(DurableError::Io {
+            path: tmp,
+            source: e,
+        });
+    }
+    header.extend_from_slice(&seq.to_be_bytes());
+    let file = out.into_inner().map_err(|e| DurableError::Io {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
+    use std::os::unix::fs::FileExt as _;
+    file.write_all_at(&header, 0).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    let snap = dir.join(SNAPSHOT);
+    fs::rename(&tmp, &snap).map_err(io(&snap))?;
+    sync_dir(dir)?;
+    let mut covered = 0;
+    for (s, path) in segments(dir)? {
+        if s < seq {
+            covered += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    wal.snapshotted(covered);
+    Ok(frames)
+}

@@ -1,0 +1,399 @@
+//! The durable store: it passes the contract, and what it made durable comes back after a
+//! crash (the process simply gone, nothing closed): users, methods, app passwords, spent
+//! codes, locks. A torn tail is cut, damage elsewhere stops the start with the file and
+//! offset, and a log that cannot be written fails decisions closed until it can again.
+
+mod contract;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use portvakt_core::admin::TotpSpec;
+use portvakt_core::directory::change::Change;
+use portvakt_core::otp::{Algorithm, Digits, OtpKey};
+use portvakt_core::secret::Pepper;
+use portvakt_core::state::{MemoryStore, StoreLimits};
+use portvakt_core::testing::SeededEntropy;
+use portvakt_core::{
+    Engine, FirstFactor, Outcome, Proof, Purpose, Reason, Request, Timestamp, config,
+};
+use portvakt_store::durable::{self, DurableError, Sink, SinkMaker, Wal};
+
+const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
+const T0: u64 = 1_700_000_010;
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "portvakt-durable-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        Self(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(T0)
+}
+
+/// A journaled memory store over a fresh directory, for the contract. The directory is
+/// left behind in the system's temporary directory only if the test process dies.
+fn journaled() -> MemoryStore {
+    let dir = Dir::new();
+    let opened = durable::open(&dir.0, StoreLimits::default(), now()).unwrap();
+    let store = opened.store;
+    assert!(
+        store
+            .set_journal(Box::new(durable::WalJournal(opened.wal)))
+            .is_ok()
+    );
+    // The files go when the test's process ends; the store needs none of them to run.
+    std::mem::forget(dir);
+    store
+}
+
+contract_tests!(journaled());
+
+/// Opens (or reopens) an engine on `dir`.
+fn engine(dir: &Path) -> (Engine, Arc<Wal>, durable::Recovery) {
+    durable::open(dir, StoreLimits::default(), now())
+        .unwrap()
+        .into_engine(
+            config::load(KOMMUNE).unwrap(),
+            Pepper::new([42; 32]),
+            Box::new(SeededEntropy::new(9)),
+        )
+        .unwrap()
+}
+
+fn code(key: &OtpKey, secs: u64) -> String {
+    format!("{:06}", key.hotp(secs / 30, Digits::SIX))
+}
+
+fn req<'a>(user: &'a str, proof: Option<Proof<'a>>) -> Request<'a> {
+    Request {
+        tenant: "kommune",
+        user,
+        ip: "203.0.113.9".parse().unwrap(),
+        purpose: Purpose::SignIn,
+        first_factor: FirstFactor::Ok,
+        proof,
+        device_token: None,
+        remember_device: false,
+    }
+}
+
+fn secret(name: &str) -> Vec<u8> {
+    let mut s = name.as_bytes().to_vec();
+    s.resize(20, b'#');
+    s
+}
+
+/// Users with apps; kari's code at T0 spent, ola locked out by wrong codes.
+fn history(e: &Engine, wal: &Wal) -> OtpKey {
+    for name in ["kari", "ola", "per"] {
+        e.add_user("kommune", name, &[], false).unwrap();
+        e.import_totp("kommune", name, &secret(name), TotpSpec::default(), true)
+            .unwrap();
+        e.add_security_key("kommune", name).unwrap();
+        e.add_phone(
+            "kommune",
+            name,
+            portvakt_core::directory::MethodKind::Sms,
+            "+4790000001",
+        )
+        .unwrap();
+    }
+    e.remove_user("kommune", "per").unwrap();
+    e.create_app_password("kommune", "kari", "mail", now())
+        .unwrap();
+    let kari = OtpKey::new(Algorithm::Sha1, &secret("kari"));
+    let c = code(&kari, T0);
+    assert_eq!(
+        e.decide(&req("kari", Some(Proof::Totp(&c))), now()).outcome,
+        Outcome::Allow
+    );
+    for i in 0..12 {
+        let wrong = format!("{:06}", (i * 7919 + 13) % 1_000_000);
+        e.decide(&req("ola", Some(Proof::Totp(&wrong))), now());
+    }
+    assert_eq!(e.decide(&req("ola", None), now()).outcome, Outcome::Locked);
+    // What every answer above waited for.
+    wal.wait_durable(wal.end()).unwrap();
+    kari
+}
+
+fn snapshot_bytes(e: &Engine) -> Vec<u8> {
+    let mut b = Vec::new();
+    Change::encode_batch(&e.snapshot(), &mut b);
+    b
+}
+
+fn records(e: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    e.store().for_each_record(|k, r| {
+        let mut key = Vec::new();
+        k.encode(&mut key);
+        out.push((key, r.to_vec()));
+    });
+    out.sort();
+    out
+}
+
+/// After a restart: the same directory and records, the spent code spent, the lock on.
+fn same_after_restart(before: &Engine, after: &Engine, kari: &OtpKey) {
+    assert_eq!(snapshot_bytes(after), snapshot_bytes(before));
+    assert_eq!(records(after), records(before));
+    let c = code(kari, T0);
+    let d = after.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::ReplayedCode));
+    assert_eq!(
+        after.decide(&req("ola", None), now()).outcome,
+        Outcome::Locked
+    );
+    assert!(after.user_info("kommune", "per").is_err());
+}
+
+#[test]
+fn what_was_durable_is_back_after_a_crash() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    let kari = history(&e, &wal);
+    // A crash: nothing closed, nothing flushed beyond what the answers waited for.
+    let (again, _, recovery) = engine(&dir.0);
+    assert!(recovery.log_frames > 10, "{recovery:?}");
+    same_after_restart(&e, &again, &kari);
+}
+
+#[test]
+fn a_snapshot_and_the_log_after_it_bring_everything_back() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    let kari = history(&e, &wal);
+    let frames = durable::snapshot(&e, &wal, &dir.0).unwrap();
+    assert!(frames > 5);
+    // Only the segment after the cut is left.
+    let logs = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("wal-")
+        })
+        .count();
+    assert_eq!(logs, 1);
+    // More after the snapshot: a code, an administrator's change.
+    let c = code(&kari, T0 + 30);
+    assert_eq!(
+        e.decide(&req("kari", Some(Proof::Totp(&c))), now()).outcome,
+        Outcome::Allow
+    );
+    e.set_groups("kommune", "kari", &["it"]).unwrap();
+    wal.wait_durable(wal.end()).unwrap();
+    let (again, _, recovery) = engine(&dir.0);
+    assert!(
+        recovery.snapshot_records > 0 && recovery.snapshot_batches > 0,
+        "{recovery:?}"
+    );
+    same_after_restart(&e, &again, &kari);
+    let d = again.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!(d.reason, Reason::ReplayedCode);
+}
+
+fn the_segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("wal-"))
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_rest_is_kept() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    let kari = history(&e, &wal);
+    let seg = the_segment(&dir.0);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Half a frame more, as a crash in the middle of a write leaves it.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(b"PV\x01\x00\x00\x00\x30\x12\x34");
+    std::fs::write(&seg, &bytes).unwrap();
+    let (again, _, recovery) = engine(&dir.0);
+    assert_eq!(recovery.cut, Some((seg.clone(), len)));
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    same_after_restart(&e, &again, &kari);
+}
+
+#[test]
+fn damage_before_good_frames_stops_the_start_and_names_the_place() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    history(&e, &wal);
+    let seg = the_segment(&dir.0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A byte in the first frame's body.
+    bytes[16 + 11 + 2] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    match durable::open(&dir.0, StoreLimits::default(), now()) {
+        Err(DurableError::Damaged { path, offset, .. }) => {
+            assert_eq!((path, offset), (seg.clone(), 16));
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened a damaged log"),
+    }
+    let e = durable::open(&dir.0, StoreLimits::default(), now())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("offset 16"), "{e}");
+}
+
+#[test]
+fn a_damaged_snapshot_stops_the_start() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    history(&e, &wal);
+    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    let snap = dir.0.join("snapshot");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&snap, &bytes).unwrap();
+    assert!(matches!(
+        durable::open(&dir.0, StoreLimits::default(), now()),
+        Err(DurableError::Damaged { .. })
+    ));
+    // Cut short: no end frame.
+    bytes[at] ^= 1;
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&snap, &bytes).unwrap();
+    let e = durable::open(&dir.0, StoreLimits::default(), now())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("snapshot"), "{e}");
+}
+
+/// A sink that fails while `failing` is set; what it was given is kept in a real file.
+struct Flaky {
+    file: std::fs::File,
+    failing: Arc<AtomicBool>,
+    written: Arc<Mutex<u64>>,
+}
+
+impl Sink for Flaky {
+    fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.failing.load(Ordering::SeqCst) {
+            // Half of it reaches the file, as on a disk that fills up.
+            self.file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(std::io::Error::other("no space left on device (injected)"));
+        }
+        self.file.write_all(bytes)?;
+        *self.written.lock().unwrap() += bytes.len() as u64;
+        self.file.sync_data()
+    }
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+#[test]
+fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
+    let dir = Dir::new();
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(Mutex::new(0));
+    let (f, w) = (failing.clone(), written.clone());
+    let sinks: SinkMaker = Box::new(move |path| {
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(Flaky {
+            file,
+            failing: f.clone(),
+            written: w.clone(),
+        }) as Box<dyn Sink>)
+    });
+    let wal = Wal::start_with(&dir.0, 0, sinks).unwrap();
+    let store = MemoryStore::default();
+    assert!(
+        store
+            .set_journal(Box::new(durable::WalJournal(wal.clone())))
+            .is_ok()
+    );
+    let e = Engine::new(
+        config::load(KOMMUNE).unwrap(),
+        store,
+        Pepper::new([42; 32]),
+        Box::new(SeededEntropy::new(9)),
+    )
+    .with_change_log(Box::new(durable::WalChangeLog(wal.clone())));
+    e.add_user("kommune", "kari", &[], false).unwrap();
+    e.import_totp(
+        "kommune",
+        "kari",
+        &secret("kari"),
+        TotpSpec::default(),
+        true,
+    )
+    .unwrap();
+    e.add_security_key("kommune", "kari").unwrap();
+    wal.wait_durable(wal.end()).unwrap();
+
+    // The disk fills. A change made now (an administrator's) cannot be made durable, and
+    // whoever waits for it (its answer) hears why.
+    failing.store(true, Ordering::SeqCst);
+    e.add_user("kommune", "ola", &[], false).unwrap();
+    let err = wal.wait_durable(wal.end()).unwrap_err();
+    assert!(err.contains("no space left"), "{err}");
+    assert!(wal.failure().is_some());
+    // From now on decisions that change state fail closed, and administrators are
+    // refused, until the log can be written again.
+    let kari = OtpKey::new(Algorithm::Sha1, &secret("kari"));
+    let c = code(&kari, T0);
+    let d = e.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!(
+        (d.outcome, d.reason),
+        (Outcome::Deny, Reason::InternalError)
+    );
+    assert!(e.add_user("kommune", "per", &[], false).is_err());
+    assert!(e.store_errors() >= 2);
+    // Space again: the pending change goes out by itself, and decisions are served.
+    failing.store(false, Ordering::SeqCst);
+    let until = wal.end();
+    let mut waited = 0;
+    while wal.failure().is_some() || wal.synced().position < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+        assert!(waited < 500, "the log did not recover");
+    }
+    let d = e.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!(d.outcome, Outcome::Allow);
+    wal.wait_durable(wal.end()).unwrap();
+    // Nothing half written stayed in the file: it reads back whole. The change whose
+    // answer was an error went out when the disk came back (as an answer lost on its
+    // way); the refused one never happened; the code is spent.
+    drop(e);
+    let (again, _, recovery) = engine(&dir.0);
+    assert_eq!(recovery.cut, None);
+    let d = again.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!(d.reason, Reason::ReplayedCode);
+    assert!(again.user_info("kommune", "ola").is_ok());
+    assert!(again.user_info("kommune", "per").is_err());
+    assert!(*written.lock().unwrap() > 0);
+}
