@@ -54,6 +54,15 @@ use serve::*;
 /// The policy `serve` uses when no file is given: the municipality's example.
 const EMBEDDED_POLICY: &str = include_str!("../../../examples/kommune.toml");
 
+/// Where `serve` keeps users and sign-in state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreKind {
+    /// In the data directory (`state/`): kept across restarts and crashes.
+    Durable,
+    /// In memory only: a restart forgets every user and all state.
+    Memory,
+}
+
 #[derive(Parser)]
 #[command(
     name = "portvakt",
@@ -98,6 +107,10 @@ enum Command {
         /// Connections with one client certificate.
         #[arg(long, default_value_t = ConnectionLimits::default().per_certificate, value_parser = at_least_one)]
         max_connections_per_certificate: usize,
+        /// Where users and sign-in state live: `durable` (in the data directory, kept
+        /// across restarts and crashes) or `memory` (forgotten when the server stops).
+        #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
+        store: StoreKind,
     },
     /// Ask for one decision, as a frontend does (or, with --send-code, for a code to be
     /// sent). Exits by outcome: 0 allow, 2 deny, 3 challenge, 4 locked, 5 register,
@@ -486,6 +499,7 @@ fn main() -> ExitCode {
                 max_connections,
                 max_connections_per_address,
                 max_connections_per_certificate,
+                store,
             } => {
                 let limits = ConnectionLimits {
                     total: max_connections,
@@ -497,7 +511,7 @@ fn main() -> ExitCode {
                     sync_every: std::time::Duration::from_millis(sign_in_sync_ms),
                     ..LogConfig::in_dir(data.join("sign-ins"))
                 };
-                serve(listen, &data, policy, &metrics, log, limits).await
+                serve(listen, &data, policy, &metrics, log, limits, store).await
             }
             Command::Check {
                 tenant,

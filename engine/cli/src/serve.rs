@@ -30,6 +30,7 @@ pub(crate) async fn serve(
     metrics: &str,
     log_config: LogConfig,
     limits: ConnectionLimits,
+    store: StoreKind,
 ) -> Result<(), String> {
     let metrics_addr = match metrics {
         "off" => None,
@@ -51,13 +52,50 @@ pub(crate) async fn serve(
     let tenants: Vec<&str> = policy.tenants().iter().map(|t| t.name.as_str()).collect();
     let first_tenant = tenants.first().copied().unwrap_or("kommune").to_owned();
     let tenants = tenants.join(", ");
-    let engine = Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy));
+    let state_dir = data.join("state");
+    let (engine, state_log, found) = match store {
+        StoreKind::Memory => (
+            Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy)),
+            None,
+            String::new(),
+        ),
+        StoreKind::Durable => {
+            let started = portvakt_server::clock::instant();
+            let opened = portvakt_store::durable::open(
+                &state_dir,
+                portvakt_core::state::StoreLimits::default(),
+                portvakt_server::clock::now(),
+            )
+            .map_err(|e| e.to_string())?;
+            let (engine, wal, found) = opened
+                .into_engine(policy, pepper, Box::new(OsEntropy))
+                .map_err(|e| e.to_string())?;
+            let mut summary = format!(
+                "{} users; {} records and {} directory batches from the snapshot, {} entries from the log; read in {} ms",
+                engine.directory().len(),
+                found.snapshot_records,
+                found.snapshot_batches,
+                found.log_frames,
+                started.elapsed().as_millis()
+            );
+            if let Some((file, offset)) = &found.cut {
+                summary.push_str(&format!(
+                    "; {} ended in a write the last run did not finish, cut at offset {offset}",
+                    file.display()
+                ));
+            }
+            (engine, Some(wal), summary)
+        }
+    };
     let tls = server_tls(&files.ca, &files.server.0, &files.server.1).map_err(|e| e.to_string())?;
     let admin = load_certs(&files.admin.0).map_err(|e| e.to_string())?;
     let admins: HashSet<String> = admin.first().map(fingerprint).into_iter().collect();
     let engine = Arc::new(engine);
     if let Some(addr) = metrics_addr {
         portvakt_server::metrics::install(addr)?;
+    }
+    if let Some(wal) = &state_log {
+        portvakt_server::state::keep(engine.clone(), wal.clone(), state_dir.clone());
     }
     // Every ten seconds: drop idle entries from the bounded tables, and count for the
     // metrics what the store holds.
@@ -75,7 +113,12 @@ pub(crate) async fn serve(
     });
     let (log_dir, kept) = (log_config.dir.clone(), log_config.retain_bytes);
     let log = SignInLog::open(log_config).map_err(|e| e.to_string())?;
-    let service = Arc::new(Service::new(engine, policy_file.clone()).with_sign_in_log(log.clone()));
+    let mut service =
+        Service::new(engine.clone(), policy_file.clone()).with_sign_in_log(log.clone());
+    if let Some(wal) = &state_log {
+        service = service.with_state_log(wal.clone());
+    }
+    let service = Arc::new(service);
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
     }
@@ -117,7 +160,15 @@ pub(crate) async fn serve(
         log_dir.display(),
         kept >> 20
     );
-    say!("  users are held in memory only in this version: a restart forgets them");
+    match &state_log {
+        Some(_) => say!(
+            "  users and sign-in state: {}, kept across restarts ({found})",
+            state_dir.display()
+        ),
+        None => say!(
+            "  users and sign-in state: in memory only (--store memory): a restart forgets them"
+        ),
+    }
     say!("try, from another terminal:");
     // The address a client on this machine reaches the server at.
     let reach = match listen.ip() {
@@ -142,6 +193,17 @@ pub(crate) async fn serve(
     tokio::task::spawn_blocking(move || log.close())
         .await
         .map_err(|e| format!("closing the sign-in log: {e}"))?;
+    if let Some(wal) = state_log {
+        // A snapshot now makes the next start read one file instead of the log.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = portvakt_store::durable::snapshot(&engine, &wal, &state_dir) {
+                esay!("portvakt: no snapshot at shutdown (the log has everything): {e}");
+            }
+            wal.close();
+        })
+        .await
+        .map_err(|e| format!("closing the state log: {e}"))?;
+    }
     Ok(())
 }
 

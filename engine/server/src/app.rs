@@ -9,6 +9,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use portvakt_core::{Decision, Engine, Request, SendRequest, Sent, Timestamp, config};
 
+use portvakt_store::durable::Wal;
+
 use crate::signin::{self, SignInLog};
 
 /// Where the server reads the time.
@@ -20,6 +22,7 @@ pub struct App {
     policy_file: Option<PathBuf>,
     clock: Clock,
     log: Option<SignInLog>,
+    state_log: Option<Arc<Wal>>,
 }
 
 impl App {
@@ -31,6 +34,36 @@ impl App {
             policy_file,
             clock: Box::new(crate::clock::now),
             log: None,
+            state_log: None,
+        }
+    }
+
+    /// The same app with its engine's changes going to `log` (the durable store): an
+    /// answer leaves only once what it depends on is durable ([`App::durable`]).
+    pub fn with_state_log(mut self, log: Arc<Wal>) -> Self {
+        self.state_log = Some(log);
+        self
+    }
+
+    /// The durable store's log, if the engine has one.
+    pub fn state_log(&self) -> Option<&Arc<Wal>> {
+        self.state_log.as_ref()
+    }
+
+    /// Waits until everything decided so far is durable: call it after deciding and
+    /// before the answers leave. An error means it may never be: the answers must not
+    /// leave as they are (the caller answers `internal` instead). Without a durable
+    /// store, at once.
+    pub async fn durable(&self) -> Result<(), String> {
+        match &self.state_log {
+            None => Ok(()),
+            Some(log) => {
+                let end = log.end();
+                if log.synced().position >= end {
+                    return Ok(());
+                }
+                log.durable(end).await
+            }
         }
     }
 

@@ -4,9 +4,9 @@
 //! decision timed, counted and recorded in the sign-in log), the frontends
 //! ([`frontend`]: the QUIC endpoint and the service answering its frames), certificates
 //! and TLS configuration ([`pki`]), the sign-in log ([`signin`]), reading import files
-//! ([`import`]), Prometheus metrics ([`metrics`]), the clocks ([`clock`]) and the
-//! operating system's randomness ([`entropy`]). The client frontends embed is the
-//! `portvakt-client` crate.
+//! ([`import`]), keeping the durable store ([`state`]), Prometheus metrics
+//! ([`metrics`]), the clocks ([`clock`]) and the operating system's randomness
+//! ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
 pub mod app;
 pub mod clock;
@@ -16,6 +16,7 @@ pub mod import;
 pub mod metrics;
 pub mod pki;
 pub mod signin;
+pub mod state;
 
 /// Writes one line to standard error, ignoring failure (a server must not stop because
 /// whoever started it closed its output).

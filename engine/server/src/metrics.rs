@@ -44,6 +44,16 @@ pub const SIGNIN_WRITE_ERRORS: &str = "portvakt_signin_write_errors_total";
 /// Segments of the sign-in log removed by retention.
 pub const SIGNIN_SEGMENTS_REMOVED: &str = "portvakt_signin_segments_removed_total";
 
+/// Rounds of answers withdrawn (answered `internal`) because the state they depended on
+/// could not be made durable.
+pub const STATE_LOG_FAILURES: &str = "portvakt_state_log_failures_total";
+/// 1 while the durable store's log cannot be written (decisions fail closed), else 0.
+pub const STATE_LOG_FAILING: &str = "portvakt_state_log_failing";
+/// Bytes in the durable store's log not yet covered by a snapshot.
+pub const STATE_LOG_BYTES: &str = "portvakt_state_log_bytes";
+/// Snapshots of the durable store written since start.
+pub const STATE_SNAPSHOTS: &str = "portvakt_state_snapshots_total";
+
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
@@ -92,6 +102,20 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         SIGNIN_SEGMENTS_REMOVED,
         "Sign-in log segments removed by retention"
     );
+    metrics::describe_counter!(
+        STATE_LOG_FAILURES,
+        "Rounds of answers withdrawn because their state could not be made durable"
+    );
+    metrics::describe_gauge!(
+        STATE_LOG_FAILING,
+        "1 while the durable store's log cannot be written (decisions fail closed)"
+    );
+    metrics::describe_gauge!(
+        STATE_LOG_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of the durable store's log not yet covered by a snapshot"
+    );
+    metrics::describe_counter!(STATE_SNAPSHOTS, "Snapshots of the durable store written");
     Ok(())
 }
 

@@ -560,6 +560,11 @@ impl Wal {
         lock(&self.pending).end
     }
 
+    /// Follows how far the log is durable, and its failures.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Synced> {
+        self.synced.subscribe()
+    }
+
     /// How far the log is durable.
     pub fn synced(&self) -> Synced {
         self.synced.borrow().clone()

@@ -280,6 +280,8 @@ async fn serve_stream(
     let mut inbox = BytesMut::new();
     let mut outbox = BytesMut::new();
     let mut records = BytesMut::new();
+    // The ids answered in `outbox`, in case the answers cannot be made durable.
+    let mut answered: Vec<u32> = Vec::new();
     loop {
         // Answer every complete frame already received, hand their sign-in records to the
         // log, then write the answers at once.
@@ -287,6 +289,7 @@ async fn serve_stream(
             match frame_len(&inbox) {
                 Ok(Some(n)) => {
                     let frame = inbox.split_to(n);
+                    answered.push(frame_id(&frame));
                     let now = service.now();
                     if let Handled::Query(id, query) =
                         service.handle(role, &frame, now, &mut outbox, &mut records)
@@ -313,6 +316,7 @@ async fn serve_stream(
                     // answers and the error first (for a bounded time), then close. The
                     // answers' records go first, as always.
                     if hand_over(&service, &mut records).await {
+                        made_durable(&service, &mut outbox, &answered).await;
                         let _ = send.write_all(&outbox).await;
                     }
                     let _ = send.finish();
@@ -329,11 +333,13 @@ async fn serve_stream(
             return;
         }
         if !outbox.is_empty() {
+            made_durable(&service, &mut outbox, &answered).await;
             if send.write_all(&outbox).await.is_err() {
                 return;
             }
             outbox.clear();
         }
+        answered.clear();
         match recv.read_chunk(READ, true).await {
             Ok(Some(chunk)) => inbox.extend_from_slice(&chunk.bytes),
             // The client finished its side, or the stream broke: nothing more to answer.
@@ -342,6 +348,34 @@ async fn serve_stream(
                 return;
             }
         }
+    }
+}
+
+/// The id of a whole frame (0 if it is too short to hold one).
+fn frame_id(frame: &[u8]) -> u32 {
+    frame
+        .get(5..9)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// Waits until the state the answers in `outbox` depend on is durable. If it cannot be
+/// made so, the answers are withdrawn: each request gets `internal` instead, since an
+/// answer must never promise what a crash could take back.
+async fn made_durable(service: &Service, outbox: &mut BytesMut, answered: &[u32]) {
+    let Err(why) = service.app().durable().await else {
+        return;
+    };
+    metrics::counter!(crate::metrics::STATE_LOG_FAILURES).increment(1);
+    outbox.clear();
+    let message = format!("the answer could not be made durable: {why}");
+    for &id in answered {
+        let _ = Frame::Error {
+            id,
+            code: ErrorCode::Internal,
+            message: &message,
+        }
+        .encode(outbox);
     }
 }
 

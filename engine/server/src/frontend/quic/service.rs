@@ -108,6 +108,12 @@ impl Service {
         self.app.sign_in_log()
     }
 
+    /// The same service with its engine's changes going to the durable store's `log`.
+    pub fn with_state_log(mut self, log: std::sync::Arc<portvakt_store::durable::Wal>) -> Self {
+        self.app = self.app.with_state_log(log);
+        self
+    }
+
     /// Answers one whole frame (length prefix included), appending the answer to `out`
     /// and, for a decision, its sign-in record to `records` (for [`SignInLog::submit`]).
     /// A sign-in log query is not answered here, since it reads files: it is returned for

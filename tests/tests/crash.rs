@@ -1,0 +1,402 @@
+//! `kill -9` under load, again and again: a real `portvakt serve` on its durable store,
+//! frontends signing in with codes, an attacker guessing until the user is locked out and
+//! an administrator adding users, all at once; the server is killed at a random moment
+//! and started again on the same data directory. After every restart: no code that was
+//! answered `allow` is accepted again, every user answered `locked` still is, every user
+//! whose addition was acknowledged exists, and the sign-in log holds a row for every
+//! decision that was answered.
+//!
+//! The server is the `portvakt` binary the workspace's test run builds (beside this test's
+//! own executable). `PORTVAKT_CRASH_KILLS` sets the number of kills (20 by default; the
+//! longer run in `docs/operations.md` uses 200), `PORTVAKT_CRASH_SEED` the randomness.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portvakt_client::{Client, ClientError};
+use portvakt_core::otp::{Algorithm, Digits, OtpKey};
+use portvakt_server::pki::{PkiFiles, client_tls, ensure_dev_pki};
+use portvakt_wire::admin::{Bytes, Str, StrList};
+use portvakt_wire::*;
+
+const USERS_PER_ROUND: usize = 4;
+
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<this test> → target/<profile>/portvakt
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("portvakt"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace), which build it, or cargo build -p portvakt first",
+        bin.display()
+    );
+    bin
+}
+
+/// The server process, killed when dropped (so a failing test leaves none behind).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A small deterministic generator (xorshift), seeded per run and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server on `data` and waits until it serves; its first line (the state it
+/// found) is returned with it.
+fn start(data: &Path, addr: SocketAddr) -> (Running, String) {
+    let mut child = Command::new(server_binary())
+        .args(["serve", "--metrics", "off", "--listen"])
+        .arg(addr.to_string())
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = None;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if first.is_none() {
+                first = Some(line.clone());
+            }
+            if line.contains("serving") {
+                let _ = tx.send(first.clone().unwrap_or_default());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(first) => (Running(child), first),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not start on {}", data.display())
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr, files: &PkiFiles, admin: bool) -> Client {
+    let (cert, key) = if admin { &files.admin } else { &files.frontend };
+    let tls = client_tls(&files.ca, cert, key).unwrap();
+    Client::builder(addr, tls).connect().await.unwrap()
+}
+
+fn secret(user: &str) -> Vec<u8> {
+    let mut s = user.as_bytes().to_vec();
+    s.resize(20, b'#');
+    s
+}
+
+fn code_now(user: &str) -> String {
+    let secs = portvakt_server::clock::now().as_secs();
+    format!(
+        "{:06}",
+        OtpKey::new(Algorithm::Sha1, &secret(user)).hotp(secs / 30, Digits::SIX)
+    )
+}
+
+fn attempt<'a>(user: &'a str, ip: &str, code: Option<&'a str>) -> Decide<'a> {
+    Decide {
+        tenant: "kommune",
+        user,
+        ip: ip.parse().unwrap(),
+        purpose: Purpose::SignIn,
+        first_factor: FirstFactor::Ok,
+        proof: code.map(Proof::Totp),
+        device_token: None,
+        remember_device: false,
+    }
+}
+
+/// A user with an authenticator app (its secret from its name) and a security key, so
+/// the municipality's two methods are met.
+async fn enrol(admin: &Client, user: &str) -> Result<(), ClientError> {
+    admin
+        .admin(Admin::AddUser {
+            tenant: Str("kommune"),
+            user: Str(user),
+            groups: StrList(vec![]),
+            passwordless: false,
+        })
+        .await?;
+    let s = secret(user);
+    admin
+        .admin(Admin::ImportTotp {
+            tenant: Str("kommune"),
+            user: Str(user),
+            secret: Bytes(&s),
+            algorithm: 1,
+            digits: 6,
+            period: 30,
+            active: true,
+        })
+        .await?;
+    admin
+        .admin(Admin::AddSecurityKey {
+            tenant: Str("kommune"),
+            user: Str(user),
+        })
+        .await?;
+    Ok(())
+}
+
+async fn exists(admin: &Client, user: &str) -> bool {
+    match admin
+        .admin(Admin::UserInfo {
+            tenant: Str("kommune"),
+            user: Str(user),
+        })
+        .await
+    {
+        Ok(_) => true,
+        Err(ClientError::Refused { .. }) => false,
+        Err(e) => panic!("asking for {user}: {e}"),
+    }
+}
+
+async fn sign_in_rows(admin: &Client, user: &str) -> usize {
+    let mut rows = 0;
+    let mut cursor = 0;
+    loop {
+        let answer = admin
+            .admin(Admin::SignIns {
+                tenant: Str("kommune"),
+                user: Str(user),
+                from_ms: 0,
+                to_ms: u64::MAX,
+                cursor,
+                limit: 24,
+            })
+            .await
+            .unwrap();
+        let Frame::AdminReply(_, AdminReply::SignInsFound { rows: found, next }) =
+            answer.frame().unwrap()
+        else {
+            panic!("{answer:?}")
+        };
+        rows += found.0.len();
+        match next {
+            Some(n) => cursor = n,
+            None => return rows,
+        }
+    }
+}
+
+/// What the server answered before it was killed.
+#[derive(Default)]
+struct Ledger {
+    /// Codes answered `allow`: (user, code).
+    allowed: Vec<(String, String)>,
+    /// Users answered `locked` (too many failures).
+    locked: Vec<String>,
+    /// Users whose addition was acknowledged.
+    added: Vec<String>,
+    /// Decisions answered, per user.
+    answered: std::collections::HashMap<String, usize>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_under_load_forgets_nothing_that_was_answered() {
+    let kills: usize = std::env::var("PORTVAKT_CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("PORTVAKT_CRASH_SEED")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| portvakt_server::clock::now().as_millis() | 1);
+    println!("kills {kills}, seed {seed} (PORTVAKT_CRASH_SEED={seed} repeats this run)");
+    let mut rng = Rng(seed);
+    let data = std::env::temp_dir().join(format!("portvakt-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (mut server, _) = start(&data, addr);
+    let (files, _) = ensure_dev_pki(&data.join("certs")).unwrap();
+    // Everyone who will sign in or be locked out, enrolled before the first kill.
+    {
+        let admin = connect(addr, &files, true).await;
+        for round in 0..kills {
+            for j in 0..=USERS_PER_ROUND {
+                enrol(&admin, &format!("r{round}-u{j}")).await.unwrap();
+            }
+        }
+        admin.close().await;
+    }
+    let mut checked = (0, 0, 0, 0);
+    for round in 0..kills {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let (front, admin) = (
+            connect(addr, &files, false).await,
+            connect(addr, &files, true).await,
+        );
+        let (front, admin) = (Arc::new(front), Arc::new(admin));
+        // Sign-ins with the right code, each user once.
+        let signing = {
+            let (front, ledger) = (front.clone(), ledger.clone());
+            tokio::spawn(async move {
+                for j in 0..USERS_PER_ROUND {
+                    let user = format!("r{round}-u{j}");
+                    let code = code_now(&user);
+                    let Ok(d) = front
+                        .decide(attempt(&user, "198.51.100.7", Some(&code)))
+                        .await
+                    else {
+                        return;
+                    };
+                    let mut l = ledger.lock().unwrap();
+                    *l.answered.entry(user.clone()).or_default() += 1;
+                    if d.outcome == Outcome::Allow {
+                        l.allowed.push((user, code));
+                    }
+                }
+            })
+        };
+        // Guessing until the user is locked out, from an address of its own.
+        let guessing = {
+            let (front, ledger) = (front.clone(), ledger.clone());
+            let ip = format!("203.0.113.{}", round % 250 + 1);
+            tokio::spawn(async move {
+                let user = format!("r{round}-u{USERS_PER_ROUND}");
+                for i in 0..15u32 {
+                    let wrong = format!("{:06}", (i * 7919 + round as u32 * 104_729) % 1_000_000);
+                    let Ok(d) = front.decide(attempt(&user, &ip, Some(&wrong))).await else {
+                        return;
+                    };
+                    let mut l = ledger.lock().unwrap();
+                    *l.answered.entry(user.clone()).or_default() += 1;
+                    if d.outcome == Outcome::Locked && d.reason.as_str() == "too_many_failures" {
+                        l.locked.push(user.clone());
+                        return;
+                    }
+                }
+            })
+        };
+        // An administrator adding users.
+        let adding = {
+            let (admin, ledger) = (admin.clone(), ledger.clone());
+            tokio::spawn(async move {
+                for j in 0..50 {
+                    let user = format!("added-r{round}-{j}");
+                    let ok = admin
+                        .admin(Admin::AddUser {
+                            tenant: Str("kommune"),
+                            user: Str(&user),
+                            groups: StrList(vec![]),
+                            passwordless: false,
+                        })
+                        .await
+                        .is_ok();
+                    if !ok {
+                        return;
+                    }
+                    ledger.lock().unwrap().added.push(user);
+                }
+            })
+        };
+        // The kill, at a random moment of the load.
+        tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        // A request in flight when the server died has no answer and never will: it is
+        // not in the ledger, and its task is stopped rather than left to time out.
+        for t in [signing, guessing, adding] {
+            t.abort();
+            let _ = t.await;
+        }
+        drop((front, admin));
+
+        let (restarted, found) = start(&data, addr);
+        server = restarted;
+        let (front, admin) = (
+            connect(addr, &files, false).await,
+            connect(addr, &files, true).await,
+        );
+        let l = std::mem::take(&mut *ledger.lock().unwrap());
+        for (user, code) in &l.allowed {
+            let d = front
+                .decide(attempt(user, "198.51.100.7", Some(code)))
+                .await
+                .unwrap();
+            assert_ne!(
+                d.outcome,
+                Outcome::Allow,
+                "round {round}: {user}'s code {code} was allowed before the kill and again after ({found})"
+            );
+        }
+        for user in &l.locked {
+            let d = front
+                .decide(attempt(user, "203.0.113.251", Some("000000")))
+                .await
+                .unwrap();
+            assert_eq!(
+                (d.outcome, d.reason.as_str()),
+                (Outcome::Locked, "too_many_failures"),
+                "round {round}: {user} was answered locked before the kill ({found})"
+            );
+        }
+        for user in &l.added {
+            assert!(
+                exists(&admin, user).await,
+                "round {round}: adding {user} was acknowledged before the kill ({found})"
+            );
+        }
+        for (user, n) in &l.answered {
+            let rows = sign_in_rows(&admin, user).await;
+            assert!(
+                rows >= *n,
+                "round {round}: {n} decisions for {user} were answered, the sign-in log has {rows}"
+            );
+        }
+        checked.0 += l.allowed.len();
+        checked.1 += l.locked.len();
+        checked.2 += l.added.len();
+        checked.3 += l.answered.values().sum::<usize>();
+        front.close().await;
+        admin.close().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    println!(
+        "after {kills} kills: {} allowed codes stayed spent, {} lockouts stayed, {} added users stayed, {} answered decisions were in the sign-in log",
+        checked.0, checked.1, checked.2, checked.3
+    );
+    // The load must have got somewhere, or the test proved nothing.
+    assert!(
+        checked.0 > 0 && checked.2 > 0 && checked.3 > 0,
+        "{checked:?}"
+    );
+}
