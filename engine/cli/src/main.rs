@@ -111,6 +111,11 @@ enum Command {
         /// across restarts and crashes) or `memory` (forgotten when the server stops).
         #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
         store: StoreKind,
+        /// The master key that seals credential secrets and the pepper at rest (32 bytes,
+        /// readable by the server's user only); without it, `master.key` in the data
+        /// directory, made on first start.
+        #[arg(long)]
+        master_key: Option<PathBuf>,
     },
     /// Ask for one decision, as a frontend does (or, with --send-code, for a code to be
     /// sent). Exits by outcome: 0 allow, 2 deny, 3 challenge, 4 locked, 5 register,
@@ -500,6 +505,7 @@ fn main() -> ExitCode {
                 max_connections_per_address,
                 max_connections_per_certificate,
                 store,
+                master_key,
             } => {
                 let limits = ConnectionLimits {
                     total: max_connections,
@@ -511,7 +517,8 @@ fn main() -> ExitCode {
                     sync_every: std::time::Duration::from_millis(sign_in_sync_ms),
                     ..LogConfig::in_dir(data.join("sign-ins"))
                 };
-                serve(listen, &data, policy, &metrics, log, limits, store).await
+                let state = serve::StateOptions { store, master_key };
+                serve(listen, &data, policy, &metrics, log, limits, state).await
             }
             Command::Check {
                 tenant,

@@ -2,25 +2,62 @@
 //! endpoint, started together.
 
 use super::*;
+use portvakt_store::sealed::{MasterKey, Purpose};
 
-/// The pepper that keys every stored digest: made once, kept in the data directory.
-pub(crate) fn pepper(path: &Path) -> Result<Pepper, String> {
-    if let Ok(bytes) = std::fs::read(path) {
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| format!("{}: must hold exactly 32 bytes", path.display()))?;
-        return Ok(Pepper::new(key));
+/// The pepper file's first bytes: the pepper is sealed with the master key after them.
+const PEPPER_MAGIC: &[u8; 8] = b"PVPEP\0\0\x01";
+
+/// The pepper that keys every stored digest: made once, kept in the data directory,
+/// sealed with the master key. A pepper kept in the clear by an earlier version is read and
+/// sealed in its place.
+pub(crate) fn pepper(path: &Path, key: &MasterKey) -> Result<Pepper, String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut key32 = [0u8; 32];
+            key32.copy_from_slice(&bytes);
+            write_pepper(path, &key32, key)?;
+            Ok(Pepper::new(key32))
+        }
+        Ok(bytes) => {
+            let sealed = bytes
+                .strip_prefix(PEPPER_MAGIC.as_slice())
+                .ok_or_else(|| at(&"not a Portvakt pepper file"))?;
+            let plain = key
+                .open(Purpose::Pepper, sealed)
+                .map_err(|e| at(&format!("the pepper {e}")))?;
+            let key32: [u8; 32] = plain
+                .try_into()
+                .map_err(|_| at(&"the pepper is not 32 bytes"))?;
+            Ok(Pepper::new(key32))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key32 = [0u8; 32];
+            portvakt_core::secret::Entropy::fill(&OsEntropy, &mut key32);
+            write_pepper(path, &key32, key)?;
+            Ok(Pepper::new(key32))
+        }
+        Err(e) => Err(at(&e)),
     }
-    let mut key = [0u8; 32];
-    portvakt_core::secret::Entropy::fill(&OsEntropy, &mut key);
-    std::fs::write(path, key).map_err(|e| format!("{}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(Pepper::new(key))
+}
+
+/// Writes the pepper sealed, beside the file and then over it.
+fn write_pepper(path: &Path, pepper: &[u8; 32], key: &MasterKey) -> Result<(), String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut bytes = PEPPER_MAGIC.to_vec();
+    bytes.extend(key.seal(Purpose::Pepper, pepper).map_err(|e| at(&e))?);
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    portvakt_store::sealed::write_private(&tmp, &bytes).map_err(|e| at(&e))?;
+    std::fs::rename(&tmp, path).map_err(|e| at(&e))
+}
+
+/// Where `serve` keeps users and state, and the key that seals them.
+pub(crate) struct StateOptions {
+    /// Durable or in memory.
+    pub(crate) store: StoreKind,
+    /// The master key's file, if not the data directory's `master.key`.
+    pub(crate) master_key: Option<PathBuf>,
 }
 
 pub(crate) async fn serve(
@@ -30,8 +67,9 @@ pub(crate) async fn serve(
     metrics: &str,
     log_config: LogConfig,
     limits: ConnectionLimits,
-    store: StoreKind,
+    state: StateOptions,
 ) -> Result<(), String> {
+    let StateOptions { store, master_key } = state;
     let metrics_addr = match metrics {
         "off" => None,
         addr => Some(
@@ -40,7 +78,13 @@ pub(crate) async fn serve(
         ),
     };
     let (files, made) = ensure_dev_pki(&data.join("certs")).map_err(|e| e.to_string())?;
-    let pepper = pepper(&data.join("pepper"))?;
+    let master = match &master_key {
+        Some(path) => MasterKey::load(path),
+        None => MasterKey::load_or_make(&data.join("master.key")),
+    }
+    .map_err(|e| e.to_string())?;
+    let master = Arc::new(master);
+    let pepper = pepper(&data.join("pepper"), &master)?;
     let policy_text = match &policy_file {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => EMBEDDED_POLICY.to_owned(),
@@ -65,6 +109,7 @@ pub(crate) async fn serve(
                 &state_dir,
                 portvakt_core::state::StoreLimits::default(),
                 portvakt_server::clock::now(),
+                master.clone(),
             )
             .map_err(|e| e.to_string())?;
             let (engine, wal, found) = opened

@@ -928,3 +928,72 @@ fn check_sends_and_answers_codes_and_admin_speaks_json() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
+    let dir = std::env::temp_dir().join(format!("portvakt-cli-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("portvakt-data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A pepper kept in the clear, as an earlier version kept it.
+    std::fs::write(data.join("pepper"), [9u8; 32]).unwrap();
+    let running = serve_in(&dir, &["--metrics", "off"]);
+    drop(running);
+    let pepper = std::fs::read(data.join("pepper")).unwrap();
+    assert!(
+        pepper.starts_with(b"PVPEP"),
+        "the pepper is sealed in its place"
+    );
+    assert!(!pepper.windows(32).any(|w| w == [9u8; 32]));
+    let key = std::fs::read(data.join("master.key")).unwrap();
+    assert_eq!(key.len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The same key starts again; another one stops the start with a clear message, and the
+    // key itself appears nowhere in it.
+    drop(serve_in(&dir, &["--metrics", "off"]));
+    let other = dir.join("other.key");
+    std::fs::write(&other, [1u8; 32]).unwrap();
+    let out = portvakt()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--master-key",
+        ])
+        .arg(&other)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pepper") && err.contains("master key"),
+        "{err}"
+    );
+    let missing = portvakt()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--master-key",
+            "nope.key",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.key"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,6 +40,8 @@ use portvakt_core::directory::change::{Change, ChangeLog};
 use portvakt_core::state::{Journal, MemoryStore, RecordKey, StoreError, StoreLimits};
 use portvakt_core::{Engine, Timestamp};
 
+use crate::sealed::{MasterKey, Purpose};
+
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"PVSNAP\0\x01";
@@ -247,7 +249,12 @@ fn sync_dir(dir: &Path) -> Result<(), DurableError> {
 /// Opens the store in `dir` (made if missing): reads the snapshot and the log into a
 /// memory store with `limits`, and starts the log's committer. `now` is the time records
 /// are put back at (it only decides what the bounded tables may evict).
-pub fn open(dir: &Path, limits: StoreLimits, now: Timestamp) -> Result<Opened, DurableError> {
+pub fn open(
+    dir: &Path,
+    limits: StoreLimits,
+    now: Timestamp,
+    key: Arc<MasterKey>,
+) -> Result<Opened, DurableError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let store = MemoryStore::new(limits);
     let mut directory = Vec::new();
@@ -293,8 +300,8 @@ pub fn open(dir: &Path, limits: StoreLimits, now: Timestamp) -> Result<Opened, D
                     recovery.snapshot_records += 1;
                 }
                 BATCH => {
-                    let batch = Change::decode_batch(body)
-                        .map_err(|e| damaged(&snap, at as u64, e.to_string()))?;
+                    let batch =
+                        unseal_batch(&key, body).map_err(|e| damaged(&snap, at as u64, e))?;
                     directory.push(batch);
                     recovery.snapshot_batches += 1;
                 }
@@ -393,23 +400,29 @@ pub fn open(dir: &Path, limits: StoreLimits, now: Timestamp) -> Result<Opened, D
                 RECORD => {
                     apply_record(&store, body, now).map_err(|e| damaged(path, at as u64, e))?
                 }
-                BATCH => directory.push(
-                    Change::decode_batch(body)
-                        .map_err(|e| damaged(path, at as u64, e.to_string()))?,
-                ),
+                BATCH => directory
+                    .push(unseal_batch(&key, body).map_err(|e| damaged(path, at as u64, e))?),
                 _ => return Err(damaged(path, at as u64, "an end frame in a log segment")),
             }
             recovery.log_frames += 1;
             at += len;
         }
     }
-    let wal = Wal::start(dir, next_seq)?;
+    let wal = Wal::start(dir, next_seq, key)?;
     Ok(Opened {
         store,
         directory,
         wal,
         recovery,
     })
+}
+
+/// A batch of directory changes from its sealed bytes.
+fn unseal_batch(key: &MasterKey, sealed: &[u8]) -> Result<Vec<Change>, String> {
+    let plain = key
+        .open(Purpose::Changes, sealed)
+        .map_err(|e| format!("a batch of directory changes {e}"))?;
+    Change::decode_batch(&plain).map_err(|e| e.to_string())
 }
 
 fn apply_record(store: &MemoryStore, body: &[u8], now: Timestamp) -> Result<(), String> {
@@ -496,16 +509,23 @@ pub struct Wal {
     sinks: SinkMaker,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     me: std::sync::OnceLock<std::sync::Weak<Wal>>,
+    /// Seals the directory's changes, which carry credential secrets.
+    key: Arc<MasterKey>,
 }
 
 impl Wal {
-    fn start(dir: &Path, seq: u64) -> Result<Arc<Self>, DurableError> {
-        Self::start_with(dir, seq, Box::new(file_sink))
+    fn start(dir: &Path, seq: u64, key: Arc<MasterKey>) -> Result<Arc<Self>, DurableError> {
+        Self::start_with(dir, seq, key, Box::new(file_sink))
     }
 
     /// Starts a log in `dir` at segment `seq` writing through `sinks` (tests inject
     /// failures with it).
-    pub fn start_with(dir: &Path, seq: u64, sinks: SinkMaker) -> Result<Arc<Self>, DurableError> {
+    pub fn start_with(
+        dir: &Path,
+        seq: u64,
+        key: Arc<MasterKey>,
+        sinks: SinkMaker,
+    ) -> Result<Arc<Self>, DurableError> {
         let sink = new_segment(dir, seq, &sinks)?;
         let unsnapshotted = segments(dir)?
             .iter()
@@ -529,6 +549,7 @@ impl Wal {
             sinks,
             committer: Mutex::new(None),
             me: std::sync::OnceLock::new(),
+            key,
         });
         let _ = wal.me.set(Arc::downgrade(&wal));
         let w = wal.clone();
@@ -793,9 +814,14 @@ pub struct WalChangeLog(pub Arc<Wal>);
 
 impl ChangeLog for WalChangeLog {
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut body = Vec::new();
-        Change::encode_batch(changes, &mut body);
-        self.0.append(BATCH, &[&body], true).map(|_| ())
+        let mut plain = Vec::new();
+        Change::encode_batch(changes, &mut plain);
+        let sealed = self
+            .0
+            .key
+            .seal(Purpose::Changes, &plain)
+            .map_err(|e| StoreError(format!("sealing directory changes: {e}")))?;
+        self.0.append(BATCH, &[&sealed], true).map(|_| ())
     }
 }
 
@@ -806,22 +832,38 @@ impl ChangeLog for WalChangeLog {
 pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(io(&tmp))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut frames = 0u64;
-    let mut buf = Vec::new();
-    // The header is written last, over these zeros: a snapshot without it is no snapshot.
-    let mut write_err = out.write_all(&[0; HEADER]).err();
-    let mut put = |out: &mut BufWriter<File>, kind: u8, body: &[u8], buf: &mut Vec<u8>| {
-        buf.clear();
-        frame(buf, kind, &[body]);
-        if let Err(e) = out.write_all(buf) {
-            write_err.get_or_insert(e);
+    let out = BufWriter::with_capacity(1 << 20, file);
+    /// Writes frames, keeping the first error (the snapshot is then abandoned).
+    struct Frames {
+        out: BufWriter<File>,
+        buf: Vec<u8>,
+        count: u64,
+        error: Option<std::io::Error>,
+    }
+    impl Frames {
+        fn put(&mut self, kind: u8, body: &[u8]) {
+            self.buf.clear();
+            frame(&mut self.buf, kind, &[body]);
+            if let Err(e) = self.out.write_all(&self.buf) {
+                self.error.get_or_insert(e);
+            }
+            self.count += 1;
         }
+    }
+    let mut w = Frames {
+        out,
+        buf: Vec::new(),
+        count: 0,
+        error: None,
     };
+    // The header is written last, over these zeros: a snapshot without it is no snapshot.
+    if let Err(e) = w.out.write_all(&[0; HEADER]) {
+        w.error = Some(e);
+    }
     let mut header = SNAPSHOT_MAGIC.to_vec();
     let mut seq = 0;
     let mut body = Vec::new();
-    let rotated = engine.snapshot_each(
+    engine.snapshot_each(
         || {
             seq = wal.rotate()?;
             Ok::<(), DurableError>(())
@@ -829,24 +871,28 @@ pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableEr
         |changes| {
             body.clear();
             Change::encode_batch(changes, &mut body);
-            put(&mut out, BATCH, &body, &mut buf);
-            frames += 1;
+            match wal.key.seal(Purpose::Changes, &body) {
+                Ok(sealed) => w.put(BATCH, &sealed),
+                Err(e) => {
+                    w.error.get_or_insert(std::io::Error::other(e.to_string()));
+                }
+            }
         },
-    );
-    rotated?;
+    )?;
     engine.store().for_each_record(|key, record| {
         body.clear();
         record_body(key, record, &mut body);
-        put(&mut out, RECORD, &body, &mut buf);
-        frames += 1;
+        w.put(RECORD, &body);
     });
-    put(&mut out, END, &frames.to_be_bytes(), &mut buf);
-    if let Some(e) = write_err {
+    let frames = w.count;
+    w.put(END, &frames.to_be_bytes());
+    if let Some(e) = w.error {
         return Err(DurableError::Io {
             path: tmp,
             source: e,
         });
     }
+    let out = w.out;
     header.extend_from_slice(&seq.to_be_bytes());
     let file = out.into_inner().map_err(|e| DurableError::Io {
         path: tmp.clone(),

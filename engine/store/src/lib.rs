@@ -17,5 +17,6 @@
 
 pub mod cas;
 pub mod durable;
+pub mod sealed;
 
 pub use portvakt_core::state::{MemoryStore, StateOps, StateStore, StoreError};

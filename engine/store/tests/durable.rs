@@ -19,6 +19,7 @@ use portvakt_core::{
     Engine, FirstFactor, Outcome, Proof, Purpose, Reason, Request, Timestamp, config,
 };
 use portvakt_store::durable::{self, DurableError, Sink, SinkMaker, Wal};
+use portvakt_store::sealed::MasterKey;
 
 const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
 const T0: u64 = 1_700_000_010;
@@ -45,6 +46,11 @@ impl Drop for Dir {
     }
 }
 
+/// The master key every test store is sealed with.
+fn key() -> Arc<MasterKey> {
+    Arc::new(MasterKey::new(&[3; 32]))
+}
+
 fn now() -> Timestamp {
     Timestamp::from_secs(T0)
 }
@@ -53,7 +59,7 @@ fn now() -> Timestamp {
 /// left behind in the system's temporary directory only if the test process dies.
 fn journaled() -> MemoryStore {
     let dir = Dir::new();
-    let opened = durable::open(&dir.0, StoreLimits::default(), now()).unwrap();
+    let opened = durable::open(&dir.0, StoreLimits::default(), now(), key()).unwrap();
     let store = opened.store;
     assert!(
         store
@@ -69,7 +75,7 @@ contract_tests!(journaled());
 
 /// Opens (or reopens) an engine on `dir`.
 fn engine(dir: &Path) -> (Engine, Arc<Wal>, durable::Recovery) {
-    durable::open(dir, StoreLimits::default(), now())
+    durable::open(dir, StoreLimits::default(), now(), key())
         .unwrap()
         .into_engine(
             config::load(KOMMUNE).unwrap(),
@@ -252,14 +258,14 @@ fn damage_before_good_frames_stops_the_start_and_names_the_place() {
     // A byte in the first frame's body.
     bytes[16 + 11 + 2] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
-    match durable::open(&dir.0, StoreLimits::default(), now()) {
+    match durable::open(&dir.0, StoreLimits::default(), now(), key()) {
         Err(DurableError::Damaged { path, offset, .. }) => {
             assert_eq!((path, offset), (seg.clone(), 16));
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened a damaged log"),
     }
-    let e = durable::open(&dir.0, StoreLimits::default(), now())
+    let e = durable::open(&dir.0, StoreLimits::default(), now(), key())
         .err()
         .unwrap();
     assert!(e.to_string().contains("offset 16"), "{e}");
@@ -277,14 +283,14 @@ fn a_damaged_snapshot_stops_the_start() {
     bytes[at] ^= 1;
     std::fs::write(&snap, &bytes).unwrap();
     assert!(matches!(
-        durable::open(&dir.0, StoreLimits::default(), now()),
+        durable::open(&dir.0, StoreLimits::default(), now(), key()),
         Err(DurableError::Damaged { .. })
     ));
     // Cut short: no end frame.
     bytes[at] ^= 1;
     bytes.truncate(bytes.len() - 3);
     std::fs::write(&snap, &bytes).unwrap();
-    let e = durable::open(&dir.0, StoreLimits::default(), now())
+    let e = durable::open(&dir.0, StoreLimits::default(), now(), key())
         .err()
         .unwrap();
     assert!(e.to_string().contains("snapshot"), "{e}");
@@ -329,7 +335,7 @@ fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
             written: w.clone(),
         }) as Box<dyn Sink>)
     });
-    let wal = Wal::start_with(&dir.0, 0, sinks).unwrap();
+    let wal = Wal::start_with(&dir.0, 0, key(), sinks).unwrap();
     let store = MemoryStore::default();
     assert!(
         store
@@ -396,4 +402,48 @@ fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
     assert!(again.user_info("kommune", "ola").is_ok());
     assert!(again.user_info("kommune", "per").is_err());
     assert!(*written.lock().unwrap() > 0);
+}
+
+#[test]
+fn secrets_are_sealed_on_disk_and_a_wrong_key_stops_the_start() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    history(&e, &wal);
+    e.add_phone(
+        "kommune",
+        "kari",
+        portvakt_core::directory::MethodKind::Voice,
+        "+4798765432",
+    )
+    .unwrap();
+    wal.wait_durable(wal.end()).unwrap();
+    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    e.create_app_password("kommune", "ola", "Calendar on the old laptop", now())
+        .unwrap();
+    wal.wait_durable(wal.end()).unwrap();
+    // Neither in the snapshot nor in the log: a phone number, a label, a user's name.
+    for f in std::fs::read_dir(&dir.0).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        for secret in [&b"98765432"[..], b"Calendar on the old", b"kari"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{:?} in the clear",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+    // Another key opens nothing: a clear error naming the file, not an empty directory.
+    let wrong = durable::open(
+        &dir.0,
+        StoreLimits::default(),
+        now(),
+        Arc::new(MasterKey::new(&[4; 32])),
+    )
+    .err()
+    .unwrap();
+    let text = wrong.to_string();
+    assert!(
+        text.contains("snapshot") && text.contains("master key"),
+        "{text}"
+    );
 }
