@@ -40,14 +40,19 @@ fn open(
     dir: &std::path::Path,
     key: &Arc<MasterKey>,
 ) -> (portvakt_core::Engine, Arc<durable::Wal>, durable::Recovery) {
-    durable::open(dir, StoreLimits::default(), Timestamp::from_secs(T0), key.clone())
-        .unwrap()
-        .into_engine(
-            config::load(include_str!("../../examples/kommune.toml")).unwrap(),
-            Pepper::new([42; 32]),
-            Box::new(SeededEntropy::new(1)),
-        )
-        .unwrap()
+    durable::open(
+        dir,
+        StoreLimits::default(),
+        Timestamp::from_secs(T0),
+        key.clone(),
+    )
+    .unwrap()
+    .into_engine(
+        config::load(include_str!("../../examples/kommune.toml")).unwrap(),
+        Pepper::new([42; 32]),
+        Box::new(SeededEntropy::new(1)),
+    )
+    .unwrap()
 }
 
 fn main() {

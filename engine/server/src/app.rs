@@ -39,7 +39,7 @@ impl App {
     }
 
     /// The same app with its engine's changes going to `log` (the durable store): an
-    /// answer leaves only once what it depends on is durable ([`App::durable`]).
+    /// answer leaves only once what it depends on is durable ([`App::durable_until`]).
     pub fn with_state_log(mut self, log: Arc<Wal>) -> Self {
         self.state_log = Some(log);
         self
@@ -50,20 +50,20 @@ impl App {
         self.state_log.as_ref()
     }
 
-    /// Waits until everything decided so far is durable: call it after deciding and
-    /// before the answers leave. An error means it may never be: the answers must not
-    /// leave as they are (the caller answers `internal` instead). Without a durable
-    /// store, at once.
-    pub async fn durable(&self) -> Result<(), String> {
+    /// How far the state log must be durable for the answers decided so far (read after
+    /// deciding, before the answers leave); `None` without a durable store.
+    pub fn durable_position(&self) -> Option<u64> {
+        self.state_log.as_ref().map(|log| log.end())
+    }
+
+    /// Waits until the state log is durable up to `position` ([`App::durable_position`]).
+    /// An error means it may never be: the answers must not leave as they are (the caller
+    /// answers `internal` instead).
+    pub async fn durable_until(&self, position: u64) -> Result<(), String> {
         match &self.state_log {
             None => Ok(()),
-            Some(log) => {
-                let end = log.end();
-                if log.synced().position >= end {
-                    return Ok(());
-                }
-                log.durable(end).await
-            }
+            Some(log) if log.synced().position >= position => Ok(()),
+            Some(log) => log.durable(position).await,
         }
     }
 

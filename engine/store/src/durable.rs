@@ -468,6 +468,9 @@ struct Pending {
     unsnapshotted: u64,
     failed: Option<String>,
     closing: bool,
+    /// The committer is waiting for work: only then does an append wake it (a wake-up is
+    /// a system call, and appends come from every decision).
+    idle: bool,
 }
 
 /// Where the committer writes; a file, or in tests one that fails on purpose.
@@ -511,6 +514,8 @@ pub struct Wal {
     me: std::sync::OnceLock<std::sync::Weak<Wal>>,
     /// Seals the directory's changes, which carry credential secrets.
     key: Arc<MasterKey>,
+    /// Whether the last write failed: every change asks, so it is read without the lock.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Wal {
@@ -542,6 +547,7 @@ impl Wal {
                 unsnapshotted,
                 failed: None,
                 closing: false,
+                idle: false,
             }),
             wake: Condvar::new(),
             rotated: Condvar::new(),
@@ -550,6 +556,7 @@ impl Wal {
             committer: Mutex::new(None),
             me: std::sync::OnceLock::new(),
             key,
+            failing: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = wal.me.set(Arc::downgrade(&wal));
         let w = wal.clone();
@@ -571,8 +578,11 @@ impl Wal {
         frame(&mut p.bytes, kind, parts);
         p.end += (p.bytes.len() - before) as u64;
         let end = p.end;
+        let idle = std::mem::replace(&mut p.idle, false);
         drop(p);
-        self.wake.notify_all();
+        if idle {
+            self.wake.notify_all();
+        }
         Ok(end)
     }
 
@@ -591,8 +601,11 @@ impl Wal {
         self.synced.borrow().clone()
     }
 
-    /// Whether appends are refused now (the last write failed).
+    /// Why appends are refused now (the last write failed), if they are.
     pub fn failure(&self) -> Option<String> {
+        if !self.failing.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         lock(&self.pending).failed.clone()
     }
 
@@ -665,11 +678,13 @@ impl Wal {
         loop {
             let mut p = lock(&self.pending);
             while p.bytes.is_empty() && p.rotate_at.is_none() && !p.closing {
+                p.idle = true;
                 let (q, timeout) = self
                     .wake
                     .wait_timeout(p, std::time::Duration::from_secs(1))
                     .unwrap_or_else(|e| e.into_inner());
                 p = q;
+                p.idle = false;
                 if timeout.timed_out() && p.bytes.is_empty() && self.orphaned() {
                     return; // nobody can append any more
                 }
@@ -706,6 +721,8 @@ impl Wal {
                 file_len += taken.len() as u64;
                 let mut p = lock(&self.pending);
                 p.failed = None;
+                self.failing
+                    .store(false, std::sync::atomic::Ordering::Release);
                 p.unsnapshotted += taken.len() as u64;
                 drop(p);
                 self.synced.send_replace(Synced {
@@ -747,6 +764,8 @@ impl Wal {
     /// told, and a rotation waiting is given up.
     fn fail(&self, mut p: std::sync::MutexGuard<'_, Pending>, why: String, durable: u64) {
         p.failed = Some(why.clone());
+        self.failing
+            .store(true, std::sync::atomic::Ordering::Release);
         drop(p);
         self.rotated.notify_all();
         self.synced.send_replace(Synced {

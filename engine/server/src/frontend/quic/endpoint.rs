@@ -268,35 +268,56 @@ async fn serve_connection(conn: quinn::Connection, service: Arc<Service>, role: 
     }
 }
 
+/// Rounds of answers a stream holds while they wait to be made durable; past it, the
+/// stream stops reading (backpressure).
+const ROUNDS_WAITING: usize = 64;
+
+/// One round of answers: decided, their sign-in records handed over, waiting until the
+/// state they depend on is durable.
+struct Round {
+    answers: BytesMut,
+    /// The ids answered, in case the answers must be withdrawn.
+    ids: Vec<u32>,
+    /// How far the state log must be durable first (`None`: no durable store).
+    position: Option<u64>,
+    /// After these answers, close the connection with this error.
+    close: Option<(ErrorCode, String)>,
+}
+
 async fn serve_stream(
     conn: quinn::Connection,
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     service: Arc<Service>,
     role: Role,
 ) {
+    // The stream reads and decides on while earlier answers wait for the state log: a
+    // writer sends each round, in order, once it is durable. Without that, a stream would
+    // sit idle for a sync per read.
+    let (rounds, waiting) = tokio::sync::mpsc::channel::<Round>(ROUNDS_WAITING);
+    let writer = tokio::spawn(write_rounds(conn, send, waiting, service.clone()));
     // Buffers grow with use: a stream that only ever holds a partial frame costs that
     // frame, not the buffers of a busy one.
     let mut inbox = BytesMut::new();
     let mut outbox = BytesMut::new();
     let mut records = BytesMut::new();
-    // The ids answered in `outbox`, in case the answers cannot be made durable.
-    let mut answered: Vec<u32> = Vec::new();
-    loop {
-        // Answer every complete frame already received, hand their sign-in records to the
-        // log, then write the answers at once.
+    let mut ids: Vec<u32> = Vec::new();
+    'stream: loop {
+        // Answer every complete frame already received and hand their sign-in records to
+        // the log; the writer sends the answers when their state is durable.
+        let mut close = None;
         loop {
             match frame_len(&inbox) {
                 Ok(Some(n)) => {
                     let frame = inbox.split_to(n);
-                    answered.push(frame_id(&frame));
+                    ids.push(frame_id(&frame));
                     let now = service.now();
                     if let Handled::Query(id, query) =
                         service.handle(role, &frame, now, &mut outbox, &mut records)
                     {
                         // The query must see the decisions answered before it on this stream.
                         if !hand_over(&service, &mut records).await {
-                            break;
+                            break 'stream;
                         }
                         service.answer_query(id, query, &mut outbox).await;
                     }
@@ -312,43 +333,87 @@ async fn serve_stream(
                         message: &e.to_string(),
                     }
                     .encode(&mut outbox);
-                    // Closing drops undelivered stream data, so let the client read the
-                    // answers and the error first (for a bounded time), then close. The
-                    // answers' records go first, as always.
-                    if hand_over(&service, &mut records).await {
-                        made_durable(&service, &mut outbox, &answered).await;
-                        let _ = send.write_all(&outbox).await;
-                    }
-                    let _ = send.finish();
-                    let _ = tokio::time::timeout(CLOSE_GRACE, send.stopped()).await;
-                    conn.close((code as u32).into(), e.to_string().as_bytes());
-                    return;
+                    close = Some((code, e.to_string()));
+                    break;
                 }
             }
         }
         if !hand_over(&service, &mut records).await {
             // The log is closed: the server is stopping, and answers without records
             // must not leave.
-            conn.close(0u32.into(), b"shutting down");
-            return;
+            break;
         }
-        if !outbox.is_empty() {
-            made_durable(&service, &mut outbox, &answered).await;
-            if send.write_all(&outbox).await.is_err() {
-                return;
+        if !outbox.is_empty() || close.is_some() {
+            let round = Round {
+                answers: outbox.split(),
+                ids: std::mem::take(&mut ids),
+                position: service.app().durable_position(),
+                close: close.clone(),
+            };
+            if rounds.send(round).await.is_err() {
+                break; // the writer stopped: the stream is broken
             }
-            outbox.clear();
         }
-        answered.clear();
+        if close.is_some() {
+            break;
+        }
         match recv.read_chunk(READ, true).await {
             Ok(Some(chunk)) => inbox.extend_from_slice(&chunk.bytes),
             // The client finished its side, or the stream broke: nothing more to answer.
-            Ok(None) | Err(_) => {
-                let _ = send.finish();
-                return;
-            }
+            Ok(None) | Err(_) => break,
         }
     }
+    drop(rounds);
+    let _ = writer.await;
+}
+
+/// Sends each round of answers, in order, once the state it depends on is durable;
+/// rounds already waiting go out together. Finishes the stream when the reader is done,
+/// and closes the connection after a round that says so.
+async fn write_rounds(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut waiting: tokio::sync::mpsc::Receiver<Round>,
+    service: Arc<Service>,
+) {
+    let mut out = BytesMut::new();
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.last().is_some_and(|r| r.close.is_none())
+            && let Ok(more) = waiting.try_recv()
+        {
+            batch.push(more);
+        }
+        let position = batch.iter().filter_map(|r| r.position).max();
+        let durable = match position {
+            Some(p) => service.app().durable_until(p).await,
+            None => Ok(()),
+        };
+        out.clear();
+        let mut close = None;
+        for round in batch {
+            match &durable {
+                Ok(()) => out.extend_from_slice(&round.answers),
+                Err(why) => withdraw(&mut out, &round.ids, why),
+            }
+            close = close.or(round.close);
+        }
+        if durable.is_err() {
+            metrics::counter!(crate::metrics::STATE_LOG_FAILURES).increment(1);
+        }
+        if !out.is_empty() && send.write_all(&out).await.is_err() {
+            return;
+        }
+        if let Some((code, message)) = close {
+            // Closing drops undelivered stream data, so let the client read the answers
+            // and the error first (for a bounded time), then close.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(CLOSE_GRACE, send.stopped()).await;
+            conn.close((code as u32).into(), message.as_bytes());
+            return;
+        }
+    }
+    let _ = send.finish();
 }
 
 /// The id of a whole frame (0 if it is too short to hold one).
@@ -359,23 +424,17 @@ fn frame_id(frame: &[u8]) -> u32 {
         .map_or(0, u32::from_be_bytes)
 }
 
-/// Waits until the state the answers in `outbox` depend on is durable. If it cannot be
-/// made so, the answers are withdrawn: each request gets `internal` instead, since an
-/// answer must never promise what a crash could take back.
-async fn made_durable(service: &Service, outbox: &mut BytesMut, answered: &[u32]) {
-    let Err(why) = service.app().durable().await else {
-        return;
-    };
-    metrics::counter!(crate::metrics::STATE_LOG_FAILURES).increment(1);
-    outbox.clear();
+/// Answers `internal` to each of `ids`, in place of answers whose state could not be made
+/// durable: an answer must never promise what a crash could take back.
+fn withdraw(out: &mut BytesMut, ids: &[u32], why: &str) {
     let message = format!("the answer could not be made durable: {why}");
-    for &id in answered {
+    for &id in ids {
         let _ = Frame::Error {
             id,
             code: ErrorCode::Internal,
             message: &message,
         }
-        .encode(outbox);
+        .encode(out);
     }
 }
 
