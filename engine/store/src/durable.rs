@@ -205,8 +205,10 @@ impl Opened {
                 .apply_changes(batch)
                 .map_err(|e| DurableError::Damaged {
                     path: wal.dir.clone(),
-                    offset: i as u64,
-                    what: format!("the directory's change batch {i} does not apply: {e}"),
+                    offset: 0,
+                    what: format!(
+                        "the directory's change batch {i} (counting the snapshot's first) does not apply: {e}"
+                    ),
                 })?;
         }
         let journal = Box::new(WalJournal(wal.clone()));
@@ -334,14 +336,15 @@ pub fn open(
         fs::remove_file(path).map_err(io(path))?;
     }
     segs.retain(|(seq, _)| *seq >= first_seq);
+    // The first segment must be the one the snapshot ends at (0 without one): anything
+    // else means a snapshot or a segment is gone, and starting would silently forget.
     if let Some((seq, _)) = segs.first()
         && *seq != first_seq
-        && snap.exists()
     {
         return Err(damaged(
             &dir.join(segment_name(first_seq)),
             0,
-            "the log segment after the snapshot is missing",
+            "the snapshot, or the log segment it ends at, is missing",
         ));
     }
     let last = segs.len().saturating_sub(1);

@@ -447,3 +447,22 @@ fn secrets_are_sealed_on_disk_and_a_wrong_key_stops_the_start() {
         "{text}"
     );
 }
+
+#[test]
+fn a_missing_snapshot_or_segment_stops_the_start() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    history(&e, &wal);
+    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    drop((e, wal));
+    // Without its snapshot, the log after it would start a store that forgot everything.
+    let snap = dir.0.join("snapshot");
+    let kept = std::fs::read(&snap).unwrap();
+    std::fs::remove_file(&snap).unwrap();
+    let e = durable::open(&dir.0, StoreLimits::default(), now(), key())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("missing"), "{e}");
+    std::fs::write(&snap, kept).unwrap();
+    assert!(durable::open(&dir.0, StoreLimits::default(), now(), key()).is_ok());
+}
