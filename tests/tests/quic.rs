@@ -625,6 +625,11 @@ async fn connections_are_bounded_per_certificate_per_address_and_in_all() {
     // Two frontends may share a certificate; a third with it is closed after its
     // handshake, saying why.
     let (a, b) = (f.frontend().await, f.frontend().await);
+    // A client is connected when it has sent its last handshake message, which the server
+    // may not have read yet: an answer on each says both hold their places.
+    for c in [&a, &b] {
+        decide(c, "kari", OFFICE, None).await;
+    }
     let before = refused("certificate");
     let tls = client_tls(&f.files.ca, &f.files.frontend.0, &f.files.frontend.1).unwrap();
     // The close may reach the client while it connects or at its first request.
