@@ -45,11 +45,6 @@ impl App {
         self
     }
 
-    /// The durable store's log, if the engine has one.
-    pub fn state_log(&self) -> Option<&Arc<Wal>> {
-        self.state_log.as_ref()
-    }
-
     /// How far the state log must be durable for the answers decided so far (read after
     /// deciding, before the answers leave); `None` without a durable store.
     pub fn durable_position(&self) -> Option<u64> {
