@@ -19,12 +19,26 @@
 //!   ending with an end frame.
 //! - `wal-<16 hex digits>`: `PVWAL` `\0\0` `\x01`, its sequence number (`u64`), then frames.
 //!
+//! - `audit-<16 hex digits>`: `PVAUDT` `\0` `\x01`, the number of the log segment whose
+//!   audit events it keeps (`u64`), then those events' frames. A snapshot writes it before
+//!   that segment is removed.
+//! - `lock`: held (`flock`) by the server using the directory ([`lock_dir`]).
+//!
 //! A frame is the magic `PV`, its kind (`u8`: 1 a record, 2 a batch of directory changes,
-//! 3 the snapshot's end), the body's length (`u32`), a CRC-32 of kind, length and body,
-//! and the body. A record's body is its key's length (`u8`), the key
+//! 3 the snapshot's end, 4 an audit event), the body's length (`u32`), a CRC-32 of kind,
+//! length and body, and the body. A record's body is its key's length (`u8`), the key
 //! (`state::RecordKey`) and the record (empty: none); a batch's body is
-//! `Change::encode_batch`'s bytes; the end's body is the number of frames before it
-//! (`u64`). All integers are big-endian.
+//! `Change::encode_batch`'s bytes, sealed; the end's body is the number of frames before
+//! it (`u64`); an audit event's body is the server's and the store does not read it. All
+//! integers are big-endian.
+//!
+//! An administrator's change and its audit event are appended under one [`Hold`], so the
+//! committer writes them in one write: the log never holds the change without the event.
+//!
+//! A backup ([`backup`]) is one file: a fresh snapshot, the archives and the log after
+//! the snapshot, each with its name and a checksum; [`restore`] checks it whole, starts
+//! the store from it once to prove it loads under the master key, and only then puts it
+//! in place.
 //!
 //! Damage: a log segment that ends in a frame cut short or failing its checksum, with no
 //! good frame after it, was being written when the process died: it is cut there. Damage
@@ -32,7 +46,7 @@
 //! segments) stops the start with the file and offset, never silently dropped.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -54,6 +68,11 @@ pub const MAX_BODY: usize = 16 << 20;
 const RECORD: u8 = 1;
 const BATCH: u8 = 2;
 const END: u8 = 3;
+const AUDIT: u8 = 4;
+/// An archive of the audit events of log segment `<hex>`, kept when the segment goes.
+const AUDIT_PREFIX: &str = "audit-";
+/// Taken by a running server, so a restore (or a second server) cannot use the directory.
+const LOCK: &str = "lock";
 
 /// Why the store cannot open or write.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +100,9 @@ pub enum DurableError {
     /// The log could not be written; nothing more is accepted until it can.
     #[error("the state log cannot be written: {0}")]
     Failed(String),
+    /// Another process (a running server) holds the directory.
+    #[error("{0} is in use by a running server (stop it first)")]
+    InUse(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DurableError + '_ {
@@ -133,7 +155,7 @@ fn read_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
     h.update(&[kind]);
     h.update(&len.to_be_bytes());
     h.update(body);
-    (h.finalize() == crc && matches!(kind, RECORD | BATCH | END)).then_some((
+    (h.finalize() == crc && matches!(kind, RECORD | BATCH | END | AUDIT)).then_some((
         kind,
         body,
         FRAME_HEADER + len_usize,
@@ -307,6 +329,9 @@ pub fn open(
                     directory.push(batch);
                     recovery.snapshot_batches += 1;
                 }
+                AUDIT => {
+                    return Err(damaged(&snap, at as u64, "an audit event in a snapshot"));
+                }
                 _ => {
                     let count = body.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
                     if count != frames {
@@ -405,6 +430,8 @@ pub fn open(
                 }
                 BATCH => directory
                     .push(unseal_batch(&key, body).map_err(|e| damaged(path, at as u64, e))?),
+                // Read by audit queries (`read_audit`), not by the store.
+                AUDIT => {}
                 _ => return Err(damaged(path, at as u64, "an end frame in a log segment")),
             }
             recovery.log_frames += 1;
@@ -474,6 +501,58 @@ struct Pending {
     /// The committer is waiting for work: only then does an append wake it (a wake-up is
     /// a system call, and appends come from every decision).
     idle: bool,
+    /// Where each [`Hold`] began (with how many began there): nothing at or past the
+    /// first is written until it is released.
+    holds: std::collections::BTreeMap<u64, usize>,
+}
+
+impl Pending {
+    /// How far the committer may take bytes now: up to a rotation's cut, else up to the
+    /// first hold. A rotation does not wait for holds: it is asked for by a snapshot
+    /// holding the directory still, which a held operation may be waiting for. A closing
+    /// log writes everything.
+    fn limit(&self) -> u64 {
+        match (self.rotate_at, self.closing) {
+            (Some(cut), _) => cut,
+            (None, true) => self.end,
+            (None, false) => self
+                .holds
+                .keys()
+                .next()
+                .map_or(self.end, |&h| h.min(self.end)),
+        }
+    }
+
+    /// Whether the committer has something to do.
+    fn work(&self) -> bool {
+        let start = self.end - self.bytes.len() as u64;
+        self.limit() > start || self.rotate_at == Some(start) || self.closing
+    }
+}
+
+/// Keeps what is appended while it is held out of the disk's reach until it is dropped:
+/// frames that must become durable together (an administrator's change and its audit
+/// event) are appended under one hold.
+pub struct Hold<'a> {
+    wal: &'a Wal,
+    from: u64,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut p = lock(&self.wal.pending);
+        if let std::collections::btree_map::Entry::Occupied(mut e) = p.holds.entry(self.from) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        let idle = p.idle;
+        drop(p);
+        if idle {
+            self.wal.wake.notify_all();
+        }
+    }
 }
 
 /// Where the committer writes; a file, or in tests one that fails on purpose.
@@ -519,6 +598,9 @@ pub struct Wal {
     key: Arc<MasterKey>,
     /// Whether the last write failed: every change asks, so it is read without the lock.
     failing: std::sync::atomic::AtomicBool,
+    /// Held by a snapshot, a backup and an audit query: none of them may see segments
+    /// removed under it.
+    files: Mutex<()>,
 }
 
 impl Wal {
@@ -551,6 +633,7 @@ impl Wal {
                 failed: None,
                 closing: false,
                 idle: false,
+                holds: std::collections::BTreeMap::new(),
             }),
             wake: Condvar::new(),
             rotated: Condvar::new(),
@@ -560,6 +643,7 @@ impl Wal {
             me: std::sync::OnceLock::new(),
             key,
             failing: std::sync::atomic::AtomicBool::new(false),
+            files: Mutex::new(()),
         });
         let _ = wal.me.set(Arc::downgrade(&wal));
         let w = wal.clone();
@@ -592,6 +676,25 @@ impl Wal {
     /// The position after everything appended so far: what an answer decided now waits for.
     pub fn end(&self) -> u64 {
         lock(&self.pending).end
+    }
+
+    /// Holds back from the disk everything appended from now until the hold is dropped
+    /// (appends go on; only their writing waits). Keep it short: every answer decided
+    /// meanwhile waits for it too.
+    pub fn hold(&self) -> Hold<'_> {
+        let mut p = lock(&self.pending);
+        let from = p.end;
+        *p.holds.entry(from).or_default() += 1;
+        Hold { wal: self, from }
+    }
+
+    /// Appends an audit event (bytes the store does not read; [`read_audit`] gives them
+    /// back in order); its end position. Refused while writing fails.
+    pub fn append_audit(&self, event: &[u8]) -> Result<u64, StoreError> {
+        if event.len() > MAX_BODY {
+            return Err(StoreError("an audit event over the frame limit".into()));
+        }
+        self.append(AUDIT, &[event], true)
     }
 
     /// Follows how far the log is durable, and its failures.
@@ -680,7 +783,7 @@ impl Wal {
         let mut taken = Vec::new();
         loop {
             let mut p = lock(&self.pending);
-            while p.bytes.is_empty() && p.rotate_at.is_none() && !p.closing {
+            while !p.work() {
                 p.idle = true;
                 let (q, timeout) = self
                     .wake
@@ -695,9 +798,9 @@ impl Wal {
             if p.bytes.is_empty() && p.rotate_at.is_none() {
                 return; // closing, and nothing left
             }
-            // Take everything pending, or up to a rotation's cut.
+            // Take everything pending, or up to a rotation's cut or a hold.
             let start = p.end - p.bytes.len() as u64;
-            let cut = p.rotate_at.unwrap_or(p.end);
+            let cut = p.limit();
             let n = usize::try_from(cut.saturating_sub(start))
                 .unwrap_or(usize::MAX)
                 .min(p.bytes.len());
@@ -852,6 +955,11 @@ impl ChangeLog for WalChangeLog {
 /// its users are written); the records are written as they are reached, which the log
 /// after the cut makes whole again on the next start.
 pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
+    let _files = lock(&wal.files);
+    snapshot_held(engine, wal, dir)
+}
+
+fn snapshot_held(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let out = BufWriter::with_capacity(1 << 20, file);
@@ -924,6 +1032,13 @@ pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableEr
     file.write_all_at(&header, 0).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     drop(file);
+    // The audit events of the segments about to go are kept first; an archive left by a
+    // crash before the rename is written again, the same, by the next snapshot.
+    for (s, path) in segments(dir)? {
+        if s < seq {
+            archive_audit(dir, s, &path)?;
+        }
+    }
     let snap = dir.join(SNAPSHOT);
     fs::rename(&tmp, &snap).map_err(io(&snap))?;
     sync_dir(dir)?;
@@ -936,4 +1051,466 @@ pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableEr
     }
     wal.snapshotted(covered);
     Ok(frames)
+}
+
+const AUDIT_MAGIC: &[u8; 8] = b"PVAUDT\0\x01";
+
+/// Calls `each` with the kind and body of every intact frame in `r`, in order, until it
+/// answers false; stops quietly at the first bytes that are not an intact frame (the tail
+/// of a segment being written). Reads a frame at a time, however large the file.
+fn scan_frames(r: impl Read, mut each: impl FnMut(u8, &[u8]) -> bool) -> std::io::Result<()> {
+    let mut r = BufReader::with_capacity(1 << 16, r);
+    let mut buf = vec![0; FRAME_HEADER];
+    loop {
+        buf.truncate(FRAME_HEADER);
+        match r.read_exact(&mut buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let len = buf
+            .get(3..7)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|l| *l <= MAX_BODY);
+        let Some(len) = len else { return Ok(()) };
+        buf.resize(FRAME_HEADER + len, 0);
+        match r.read_exact(buf.get_mut(FRAME_HEADER..).unwrap_or_default()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let Some((kind, body, _)) = read_frame(&buf) else {
+            return Ok(());
+        };
+        if !each(kind, body) {
+            return Ok(());
+        }
+    }
+}
+
+fn archive_name(seq: u64) -> String {
+    format!("{AUDIT_PREFIX}{seq:016x}")
+}
+
+/// Writes the audit events of segment `seq` (at `path`) to their archive, if it has any.
+fn archive_audit(dir: &Path, seq: u64, path: &Path) -> Result<(), DurableError> {
+    let mut out = AUDIT_MAGIC.to_vec();
+    out.extend_from_slice(&seq.to_be_bytes());
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut head = [0; HEADER];
+    if f.read_exact(&mut head).is_err() {
+        return Ok(()); // a segment without even its header holds nothing
+    }
+    let mut events = 0;
+    scan_frames(f, |kind, body| {
+        if kind == AUDIT {
+            frame(&mut out, AUDIT, &[body]);
+            events += 1;
+        }
+        true
+    })
+    .map_err(io(path))?;
+    if events == 0 {
+        return Ok(());
+    }
+    let target = dir.join(archive_name(seq));
+    let tmp = dir.join(format!("{}.tmp", archive_name(seq)));
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&out).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, &target).map_err(io(&target))?;
+    sync_dir(dir)
+}
+
+/// Files in `dir` named `<prefix><16 hex digits>`, by number.
+fn numbered(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, DurableError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if hex.len() == 16
+            && let Ok(seq) = u64::from_str_radix(hex, 16)
+        {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The first log segment the snapshot does not cover (0 without a snapshot).
+fn snapshot_seq(dir: &Path) -> Result<u64, DurableError> {
+    let snap = dir.join(SNAPSHOT);
+    let mut head = [0; HEADER];
+    match File::open(&snap) {
+        Ok(mut f) => {
+            f.read_exact(&mut head).map_err(io(&snap))?;
+            Ok(u64::from_be_bytes(
+                head.get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or_default(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io(&snap)(e)),
+    }
+}
+
+impl Wal {
+    /// Calls `each` with every audit event appended, oldest first (the archives, then the
+    /// log), until it answers false. Events not yet durable may be included; a query made
+    /// after an answer finds that answer's event. Reads a frame at a time.
+    pub fn read_audit(&self, mut each: impl FnMut(&[u8]) -> bool) -> Result<(), DurableError> {
+        let _files = lock(&self.files);
+        let first = snapshot_seq(&self.dir)?;
+        let going = std::cell::Cell::new(true);
+        let mut visit = |kind: u8, body: &[u8]| {
+            if kind == AUDIT {
+                going.set(each(body));
+            }
+            going.get()
+        };
+        // Archives of segments the snapshot covers; one of a later segment was left by a
+        // snapshot that never finished, and that segment is still read below.
+        for (_, path) in numbered(&self.dir, AUDIT_PREFIX)?
+            .into_iter()
+            .filter(|(s, _)| *s < first)
+        {
+            let mut f = File::open(&path).map_err(io(&path))?;
+            let mut head = [0; HEADER];
+            f.read_exact(&mut head).map_err(io(&path))?;
+            if head.get(..8) != Some(AUDIT_MAGIC.as_slice()) {
+                return Err(damaged(
+                    &path,
+                    0,
+                    "not an audit archive (or another version)",
+                ));
+            }
+            scan_frames(f, &mut visit).map_err(io(&path))?;
+            if !going.get() {
+                return Ok(());
+            }
+        }
+        for (_, path) in segments(&self.dir)?
+            .into_iter()
+            .filter(|(s, _)| *s >= first)
+        {
+            let mut f = File::open(&path).map_err(io(&path))?;
+            let mut head = [0; HEADER];
+            if f.read_exact(&mut head).is_err() {
+                continue;
+            }
+            scan_frames(f, &mut visit).map_err(io(&path))?;
+            if !going.get() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A data directory held by one server: released when dropped (or when the process
+/// ends, however it ends).
+pub struct DirLock {
+    _file: File,
+}
+
+/// Takes the store directory `dir` (made if missing) for this process, or says that a
+/// running server holds it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, DurableError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(LOCK);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(DirLock { _file: f }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DurableError::InUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
+const BACKUP_MAGIC: &[u8; 8] = b"PVBACK\0\x01";
+
+/// What a backup holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackedUp {
+    /// Its size, in bytes.
+    pub bytes: u64,
+    /// The files in it.
+    pub files: usize,
+}
+
+/// Writes a consistent copy of the store to `dest` (which must not exist) while it
+/// serves: a fresh snapshot, the log after it as far as it is durable, and the audit
+/// archives, in one file with a checksum per file. Restoring it ([`restore`]) is the
+/// start after a crash at the moment the copy ended: nothing acknowledged before the
+/// backup began is missing from it.
+pub fn backup(
+    engine: &Engine,
+    wal: &Wal,
+    dir: &Path,
+    dest: &Path,
+) -> Result<BackedUp, DurableError> {
+    let _files = lock(&wal.files);
+    snapshot_held(engine, wal, dir)?;
+    // What was appended while the snapshot was written (it makes the snapshot's records
+    // whole) must be in the copy.
+    wal.wait_durable(wal.end()).map_err(DurableError::Failed)?;
+    let first = snapshot_seq(dir)?;
+    let mut files = vec![(SNAPSHOT.to_owned(), dir.join(SNAPSHOT))];
+    for (seq, path) in numbered(dir, AUDIT_PREFIX)? {
+        if seq < first {
+            files.push((archive_name(seq), path));
+        }
+    }
+    for (seq, path) in segments(dir)? {
+        if seq >= first {
+            files.push((segment_name(seq), path));
+        }
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| io(dest)(std::io::Error::other("not a file name")))?;
+    let tmp = parent.join(format!(".{}.partial", name.to_string_lossy()));
+    let written = write_backup(&files, &tmp);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Never over an existing file: a backup must not silently replace another.
+    if let Err(e) = fs::hard_link(&tmp, dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(dest)(e));
+    }
+    fs::remove_file(&tmp).map_err(io(&tmp))?;
+    sync_dir(parent)?;
+    let bytes = fs::metadata(dest).map_err(io(dest))?.len();
+    Ok(BackedUp {
+        bytes,
+        files: files.len(),
+    })
+}
+
+/// The backup file: its magic, then per file its name (`u8` length), its length (`u64`),
+/// a CRC-32 of name, length and contents, and the contents; then a zero name length and
+/// the number of files (`u64`).
+fn write_backup(files: &[(String, PathBuf)], tmp: &Path) -> Result<(), DurableError> {
+    let f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(tmp)
+        .map_err(io(tmp))?;
+    set_private(tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, f);
+    out.write_all(BACKUP_MAGIC).map_err(io(tmp))?;
+    let mut contents = Vec::new();
+    for (name, path) in files {
+        contents.clear();
+        // A segment being appended is copied as far as it is written now: a frame cut
+        // short at its end is what a start cuts off after a crash.
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut contents))
+            .map_err(io(path))?;
+        let name_len = u8::try_from(name.len())
+            .map_err(|_| io(path)(std::io::Error::other("name too long")))?;
+        let len = contents.len() as u64;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&[name_len]);
+        crc.update(name.as_bytes());
+        crc.update(&len.to_be_bytes());
+        crc.update(&contents);
+        out.write_all(&[name_len]).map_err(io(tmp))?;
+        out.write_all(name.as_bytes()).map_err(io(tmp))?;
+        out.write_all(&len.to_be_bytes()).map_err(io(tmp))?;
+        out.write_all(&crc.finalize().to_be_bytes())
+            .map_err(io(tmp))?;
+        out.write_all(&contents).map_err(io(tmp))?;
+    }
+    out.write_all(&[0]).map_err(io(tmp))?;
+    out.write_all(&(files.len() as u64).to_be_bytes())
+        .map_err(io(tmp))?;
+    let f = out.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    f.sync_all().map_err(io(tmp))
+}
+
+fn set_private(path: &Path) -> Result<(), DurableError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io(path))
+}
+
+/// Whether `name` is one a store directory holds (and nothing that leaves it).
+fn store_file_name(name: &str) -> bool {
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    name == SNAPSHOT || numbered("wal-") || numbered(AUDIT_PREFIX)
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    /// What opening the restored store found.
+    pub recovery: Recovery,
+    /// Where the store it replaced was moved, if there was one.
+    pub replaced: Option<PathBuf>,
+}
+
+/// Brings back the backup `file` as the store directory `dir`, with the server stopped:
+/// the backup is checked whole (every file's checksum, then a full start of the store
+/// under `key`, so a wrong key or damage stops here), and only then put in place. A
+/// store already in `dir` is kept beside it, renamed, never deleted.
+pub fn restore(
+    file: &Path,
+    dir: &Path,
+    limits: StoreLimits,
+    now: Timestamp,
+    key: Arc<MasterKey>,
+) -> Result<Restored, DurableError> {
+    let held = if dir.exists() {
+        Some(lock_dir(dir)?)
+    } else {
+        None
+    };
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io(dir)(std::io::Error::other("not a directory name")))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io(parent))?;
+    let staging = parent.join(format!("{name}.restoring"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    fs::create_dir(&staging).map_err(io(&staging))?;
+    let checked = unpack(file, &staging).and_then(|()| {
+        let opened = open(&staging, limits, now, key)?;
+        opened.wal.close();
+        Ok(opened.recovery)
+    });
+    let recovery = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let mut replaced = None;
+    if dir.exists() {
+        let secs = now.as_millis() / 1000;
+        let mut aside = parent.join(format!("{name}.before-restore-{secs}"));
+        let mut n = 1;
+        while aside.exists() {
+            aside = parent.join(format!("{name}.before-restore-{secs}-{n}"));
+            n += 1;
+        }
+        fs::rename(dir, &aside).map_err(io(dir))?;
+        replaced = Some(aside);
+    }
+    drop(held);
+    fs::rename(&staging, dir).map_err(io(dir))?;
+    sync_dir(parent)?;
+    Ok(Restored { recovery, replaced })
+}
+
+/// Writes the files of backup `file` into the empty directory `into`, checking each.
+fn unpack(file: &Path, into: &Path) -> Result<(), DurableError> {
+    let f = File::open(file).map_err(io(file))?;
+    let total = f.metadata().map_err(io(file))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut at = 0u64;
+    let mut magic = [0; 8];
+    r.read_exact(&mut magic)
+        .map_err(|_| damaged(file, 0, "shorter than a backup's header"))?;
+    if &magic != BACKUP_MAGIC {
+        return Err(damaged(
+            file,
+            0,
+            "not a Portvakt backup (or another version)",
+        ));
+    }
+    at += 8;
+    let mut count = 0u64;
+    let mut contents = Vec::new();
+    loop {
+        let cut = |at| damaged(file, at, "the backup is cut short");
+        let mut name_len = [0; 1];
+        r.read_exact(&mut name_len).map_err(|_| cut(at))?;
+        if name_len[0] == 0 {
+            let mut n = [0; 8];
+            r.read_exact(&mut n).map_err(|_| cut(at))?;
+            if u64::from_be_bytes(n) != count {
+                return Err(damaged(file, at, "the end counts other files"));
+            }
+            if r.read(&mut [0; 1]).map_err(io(file))? != 0 {
+                return Err(damaged(file, at + 9, "bytes after the end"));
+            }
+            break;
+        }
+        let mut name = vec![0; usize::from(name_len[0])];
+        r.read_exact(&mut name).map_err(|_| cut(at))?;
+        let mut head = [0; 12];
+        r.read_exact(&mut head).map_err(|_| cut(at))?;
+        let len = u64::from_be_bytes(
+            head.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default(),
+        );
+        let crc = u32::from_be_bytes(
+            head.get(8..)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default(),
+        );
+        let name = String::from_utf8(name)
+            .ok()
+            .filter(|n| store_file_name(n))
+            .ok_or_else(|| damaged(file, at, "a file name a store does not have"))?;
+        if len > total {
+            return Err(damaged(file, at, format!("{name}: longer than the backup")));
+        }
+        contents.clear();
+        contents.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
+        r.read_exact(&mut contents).map_err(|_| cut(at))?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&name_len);
+        h.update(name.as_bytes());
+        h.update(&len.to_be_bytes());
+        h.update(&contents);
+        if h.finalize() != crc {
+            return Err(damaged(
+                file,
+                at,
+                format!("{name}: the checksum does not match"),
+            ));
+        }
+        let path = into.join(&name);
+        let mut out = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .map_err(|_| damaged(file, at, format!("{name}: twice in the backup")))?;
+        out.write_all(&contents).map_err(io(&path))?;
+        out.sync_all().map_err(io(&path))?;
+        count += 1;
+        at += 1 + name.len() as u64 + 12 + len;
+    }
+    sync_dir(into)
 }

@@ -466,3 +466,203 @@ fn a_missing_snapshot_or_segment_stops_the_start() {
     std::fs::write(&snap, kept).unwrap();
     assert!(durable::open(&dir.0, StoreLimits::default(), now(), key()).is_ok());
 }
+
+/// Every audit event the store gives back, in order.
+fn audit_events(wal: &Wal) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    wal.read_audit(|e| {
+        out.push(e.to_vec());
+        true
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn what_is_appended_under_a_hold_reaches_the_disk_only_when_it_is_released() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    let hold = wal.hold();
+    e.add_user("kommune", "kari", &[], false).unwrap();
+    let end = wal.append_audit(b"added kari").unwrap();
+    // The committer had every chance to write; it must not have.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(wal.synced().position < end, "{:?}", wal.synced());
+    drop(hold);
+    wal.wait_durable(end).unwrap();
+    // Appends before a hold are not held back by it.
+    e.add_user("kommune", "ola", &[], false).unwrap();
+    let before = wal.end();
+    let hold = wal.hold();
+    wal.wait_durable(before).unwrap();
+    drop(hold);
+}
+
+#[test]
+fn audit_events_come_back_in_order_across_snapshots_and_restarts() {
+    let dir = Dir::new();
+    let (e, wal, _) = engine(&dir.0);
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for i in 0..4 {
+            let event = format!("round {round} event {i}").into_bytes();
+            wal.append_audit(&event).unwrap();
+            expected.push(event);
+            // Other frames between them.
+            e.add_user("kommune", &format!("u{round}-{i}"), &[], false)
+                .unwrap();
+        }
+        durable::snapshot(&e, &wal, &dir.0).unwrap();
+    }
+    wal.append_audit(b"after the last snapshot").unwrap();
+    expected.push(b"after the last snapshot".to_vec());
+    wal.wait_durable(wal.end()).unwrap();
+    assert_eq!(audit_events(&wal), expected);
+    // Stopping early.
+    let mut first = Vec::new();
+    wal.read_audit(|e| {
+        first.push(e.to_vec());
+        first.len() < 5
+    })
+    .unwrap();
+    assert_eq!(first, expected[..5]);
+    // The archives and the log are what a restart reads too.
+    let (_again, wal2, _) = engine(&dir.0);
+    assert_eq!(audit_events(&wal2), expected);
+}
+
+#[test]
+fn a_second_holder_of_the_directory_is_refused() {
+    let dir = Dir::new();
+    let held = durable::lock_dir(&dir.0).unwrap();
+    assert!(matches!(
+        durable::lock_dir(&dir.0),
+        Err(DurableError::InUse(_))
+    ));
+    let file = dir.0.with_extension("backup");
+    std::fs::write(&file, b"whatever").unwrap();
+    let restored = durable::restore(&file, &dir.0, StoreLimits::default(), now(), key());
+    assert!(
+        matches!(restored, Err(DurableError::InUse(_))),
+        "{restored:?}"
+    );
+    drop(held);
+    let _ = std::fs::remove_file(&file);
+    durable::lock_dir(&dir.0).unwrap();
+}
+
+#[test]
+fn a_backup_taken_while_serving_restores_everything_acknowledged_before_it() {
+    let dir = Dir::new();
+    let state = dir.0.join("state");
+    let (e, wal, _) = engine(&state);
+    let kari = history(&e, &wal);
+    let e = Arc::new(e);
+    // A writer keeps adding users, and failing to sign in as one of them, while the
+    // backup is made.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                e.add_user("kommune", &format!("w{n}"), &[], false).unwrap();
+                e.decide(&req("nobody", Some(Proof::Totp("000000"))), now());
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    e.set_groups("kommune", "kari", &["backed-up"]).unwrap();
+    wal.wait_durable(wal.end()).unwrap();
+    let file = dir.0.join("copy.pvbackup");
+    let made = durable::backup(&e, &wal, &state, &file).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(made.bytes > 100 && made.files >= 2, "{made:?}");
+    // Never over an existing file.
+    assert!(durable::backup(&e, &wal, &state, &file).is_err());
+
+    // Restored elsewhere: what was acknowledged before the backup is there.
+    let other = dir.0.join("elsewhere");
+    let restored = durable::restore(&file, &other, StoreLimits::default(), now(), key()).unwrap();
+    assert!(restored.replaced.is_none());
+    let (back, _, _) = engine(&other);
+    let info = back.user_info("kommune", "kari").unwrap();
+    assert_eq!(info.groups, ["backed-up"]);
+    let c = code(&kari, T0);
+    let d = back.decide(&req("kari", Some(Proof::Totp(&c))), now());
+    assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::ReplayedCode));
+    assert_eq!(
+        back.decide(&req("ola", None), now()).outcome,
+        Outcome::Locked
+    );
+    // The writer's users are a prefix of its run, as a crash would leave them.
+    let present: Vec<bool> = (0..written)
+        .map(|n| back.user_info("kommune", &format!("w{n}")).is_ok())
+        .collect();
+    let kept = present.iter().take_while(|p| **p).count();
+    assert!(
+        present[kept..].iter().all(|p| !p),
+        "not a prefix: {kept} of {written}"
+    );
+    assert!(kept > 0, "users acknowledged before the backup are missing");
+    drop(back);
+
+    // Over the live directory's own place: the old store is kept aside.
+    drop((e, wal));
+    let restored = durable::restore(&file, &state, StoreLimits::default(), now(), key()).unwrap();
+    let aside = restored.replaced.expect("the replaced store is kept");
+    assert!(aside.join("snapshot").exists(), "{}", aside.display());
+    let (back, _, _) = engine(&state);
+    assert_eq!(
+        back.user_info("kommune", "kari").unwrap().groups,
+        ["backed-up"]
+    );
+}
+
+#[test]
+fn a_damaged_or_foreign_backup_is_refused_and_changes_nothing() {
+    let dir = Dir::new();
+    let state = dir.0.join("state");
+    let (e, wal, _) = engine(&state);
+    history(&e, &wal);
+    let file = dir.0.join("copy.pvbackup");
+    durable::backup(&e, &wal, &state, &file).unwrap();
+    drop((e, wal));
+    let good = std::fs::read(&file).unwrap();
+    let target = dir.0.join("target");
+    let try_restore = |bytes: &[u8], key: Arc<MasterKey>| {
+        let f = dir.0.join("try.pvbackup");
+        std::fs::write(&f, bytes).unwrap();
+        durable::restore(&f, &target, StoreLimits::default(), now(), key)
+    };
+    // A flipped byte in a file's contents.
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let e = try_restore(&flipped, key()).unwrap_err().to_string();
+    assert!(e.contains("checksum") || e.contains("name"), "{e}");
+    // Cut short.
+    let e = try_restore(&good[..good.len() - 20], key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cut short") || e.contains("checksum"), "{e}");
+    // Not a backup.
+    let e = try_restore(b"PVSNAP\0\x01 something else", key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a Portvakt backup"), "{e}");
+    // The wrong master key.
+    let e = try_restore(&good, Arc::new(MasterKey::new(&[4; 32])))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("master key") || e.contains("sealed"), "{e}");
+    // None of it left anything behind.
+    assert!(!target.exists());
+    assert!(!dir.0.join("target.restoring").exists());
+    // And the good one restores.
+    let restored = try_restore(&good, key()).unwrap();
+    assert!(restored.recovery.snapshot_batches > 0);
+}
