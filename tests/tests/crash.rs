@@ -4,7 +4,7 @@
 //! and started again on the same data directory. After every restart: no code that was
 //! answered `allow` is accepted again, every user answered `locked` still is, every user
 //! whose addition was acknowledged exists, and the sign-in log holds a row for every
-//! decision that was answered.
+//! decision that was answered, and the audit trail holds every acknowledged addition.
 //!
 //! The server is the `portvakt` binary the workspace's test run builds (beside this test's
 //! own executable). `PORTVAKT_CRASH_KILLS` sets the number of kills (20 by default; the
@@ -216,6 +216,39 @@ async fn sign_in_rows(admin: &Client, user: &str) -> usize {
     }
 }
 
+/// The operations the audit trail holds as done: (operation, user).
+async fn audited(admin: &Client) -> std::collections::HashSet<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    loop {
+        let answer = admin
+            .admin(Admin::Audit {
+                tenant: Str("kommune"),
+                user: Str(""),
+                from_ms: 0,
+                to_ms: u64::MAX,
+                cursor,
+                limit: 24,
+            })
+            .await
+            .unwrap();
+        let Frame::AdminReply(_, AdminReply::AuditFound { events, next }) = answer.frame().unwrap()
+        else {
+            panic!("{answer:?}")
+        };
+        for bytes in &events.0 {
+            let e = portvakt_server::audit::Event::decode(bytes).unwrap();
+            if e.outcome == portvakt_server::audit::Outcome::Done {
+                seen.insert((e.op, e.user));
+            }
+        }
+        match next {
+            Some(n) => cursor = n,
+            None => return seen,
+        }
+    }
+}
+
 /// What the server answered before it was killed.
 #[derive(Default)]
 struct Ledger {
@@ -368,10 +401,15 @@ async fn kill_nine_under_load_forgets_nothing_that_was_answered() {
                 "round {round}: {user} was answered locked before the kill ({found})"
             );
         }
+        let trail = audited(&admin).await;
         for user in &l.added {
             assert!(
                 exists(&admin, user).await,
                 "round {round}: adding {user} was acknowledged before the kill ({found})"
+            );
+            assert!(
+                trail.contains(&("add-user".to_owned(), user.clone())),
+                "round {round}: adding {user} was acknowledged, the audit trail does not have it"
             );
         }
         for (user, n) in &l.answered {
@@ -399,4 +437,180 @@ async fn kill_nine_under_load_forgets_nothing_that_was_answered() {
         checked.0 > 0 && checked.2 > 0 && checked.3 > 0,
         "{checked:?}"
     );
+}
+
+/// Runs the `portvakt` binary with `args`; its exit status and output.
+fn portvakt(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(server_binary()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `portvakt admin backup` while the server serves and is being changed, then the server
+/// gone and `portvakt restore` into its data directory: everything acknowledged before the
+/// backup is back (users, a spent code, a lockout, their audit events), what came after
+/// it is not, and a restore is refused while a server holds the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_made_while_serving_is_restored_whole() {
+    let data = std::env::temp_dir().join(format!("portvakt-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (server, _) = start(&data, addr);
+    let (files, _) = ensure_dev_pki(&data.join("certs")).unwrap();
+    let (front, admin) = (
+        connect(addr, &files, false).await,
+        connect(addr, &files, true).await,
+    );
+    for user in ["kari", "ola", "per"] {
+        enrol(&admin, user).await.unwrap();
+    }
+    let code = code_now("kari");
+    let d = front
+        .decide(attempt("kari", "198.51.100.7", Some(&code)))
+        .await
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Allow);
+    let mut locked = false;
+    for i in 0..15u32 {
+        let wrong = format!("{:06}", (i * 7919 + 17) % 1_000_000);
+        let d = front
+            .decide(attempt("ola", "203.0.113.5", Some(&wrong)))
+            .await
+            .unwrap();
+        if d.outcome == Outcome::Locked {
+            locked = true;
+            break;
+        }
+    }
+    assert!(locked, "ola was never locked out");
+
+    // Load while the backup is made: sign-ins for per.
+    let front = Arc::new(front);
+    let load = {
+        let front = front.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = front
+                    .decide(attempt("per", "198.51.100.8", Some("123456")))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let file = data.join("kommune.pvbackup");
+    let addr_s = addr.to_string();
+    let (ok, said) = tokio::task::spawn_blocking({
+        let (file, data) = (file.clone(), data.clone());
+        move || {
+            portvakt(&[
+                "admin".as_ref(),
+                "--server".as_ref(),
+                addr_s.as_ref(),
+                "--data".as_ref(),
+                data.as_os_str(),
+                "backup".as_ref(),
+                file.as_os_str(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    load.abort();
+    assert!(ok, "{said}");
+    assert!(said.contains("backup written"), "{said}");
+    // After the backup: a user the restored store must not have.
+    enrol(&admin, "after").await.unwrap();
+
+    // A restore while the server holds the directory is refused.
+    let (ok, said) = portvakt(&[
+        "restore".as_ref(),
+        file.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(!ok && said.contains("in use by a running server"), "{said}");
+
+    admin.close().await;
+    drop(server);
+    let (ok, said) = portvakt(&[
+        "restore".as_ref(),
+        file.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "{said}");
+    assert!(said.contains("kept in"), "{said}");
+
+    let (_server, _) = start(&data, addr);
+    let (front, admin) = (
+        connect(addr, &files, false).await,
+        connect(addr, &files, true).await,
+    );
+    for user in ["kari", "ola", "per"] {
+        assert!(
+            exists(&admin, user).await,
+            "{user} was added before the backup"
+        );
+    }
+    assert!(
+        !exists(&admin, "after").await,
+        "after was added after the backup"
+    );
+    let d = front
+        .decide(attempt("kari", "198.51.100.7", Some(&code)))
+        .await
+        .unwrap();
+    assert_ne!(
+        d.outcome,
+        Outcome::Allow,
+        "kari's spent code is spent again"
+    );
+    let d = front
+        .decide(attempt("ola", "203.0.113.6", Some("000000")))
+        .await
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Locked, "ola's lockout came back");
+    let trail = audited(&admin).await;
+    for user in ["kari", "ola", "per"] {
+        for op in ["add-user", "import-totp", "add-security-key"] {
+            assert!(
+                trail.contains(&(op.to_owned(), user.to_owned())),
+                "{op} {user} is missing from the restored audit trail"
+            );
+        }
+    }
+    assert!(!trail.contains(&("add-user".to_owned(), "after".to_owned())));
+    // The trail as administrators read it: JSON lines naming the certificate.
+    let (ok, said) = portvakt(&[
+        "admin".as_ref(),
+        "--server".as_ref(),
+        addr.to_string().as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--json".as_ref(),
+        "audit".as_ref(),
+        "--user".as_ref(),
+        "kari".as_ref(),
+    ]);
+    assert!(ok, "{said}");
+    let fingerprint = portvakt_server::pki::fingerprint(
+        &portvakt_client::tls::load_certs(&files.admin.0).unwrap()[0],
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines.len() >= 3, "{said}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["actor"], fingerprint.as_str(), "{line}");
+        assert_eq!(v["user"], "kari", "{line}");
+    }
+    // The secret imported for kari appears nowhere in the trail.
+    assert!(!said.contains("kari####"), "{said}");
+    front.close().await;
+    admin.close().await;
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -80,6 +80,25 @@ pub(crate) async fn admin(
         client.close().await;
         return result;
     }
+    if let AdminOp::Audit {
+        tenant,
+        user,
+        since,
+        limit,
+    } = &op
+    {
+        let result = audit(
+            &client,
+            tenant.as_deref(),
+            user.as_deref(),
+            *since,
+            *limit,
+            json,
+        )
+        .await;
+        client.close().await;
+        return result;
+    }
     if let AdminOp::Import {
         file,
         tenant,
@@ -349,7 +368,20 @@ pub(crate) async fn admin(
             }
         }
         AdminOp::ReloadPolicy => Admin::ReloadPolicy {},
-        AdminOp::SignIns { .. } | AdminOp::Import { .. } => unreachable!("answered above"),
+        AdminOp::Backup { file } => {
+            // The server writes the file: the path must mean the same to it.
+            let path = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            extra = path
+                .to_str()
+                .ok_or_else(|| format!("{}: not UTF-8", path.display()))?
+                .to_owned();
+            Admin::Backup {
+                path: portvakt_wire::admin::LongStr(&extra),
+            }
+        }
+        AdminOp::SignIns { .. } | AdminOp::Import { .. } | AdminOp::Audit { .. } => {
+            unreachable!("answered above")
+        }
     };
     let answer = client.admin(request).await;
     client.close().await;
@@ -440,7 +472,17 @@ pub(crate) async fn admin(
                 AdminReply::PolicyReloaded { tenants } => {
                     println!("policy reloaded ({tenants} tenants)")
                 }
-                AdminReply::SignInsFound { .. } => {
+                AdminReply::BackedUp { bytes, files } => {
+                    let to = match &op {
+                        AdminOp::Backup { file } => file.display().to_string(),
+                        _ => String::new(),
+                    };
+                    println!("backup written to {to} ({bytes} bytes, {files} files)");
+                    println!(
+                        "keep the master key apart from it: the backup is sealed under it and useless without it"
+                    );
+                }
+                AdminReply::SignInsFound { .. } | AdminReply::AuditFound { .. } => {
                     return Err("the server answered with a frame of the wrong kind".into());
                 }
             }
@@ -532,7 +574,10 @@ pub(crate) fn reply_json(
         AdminReply::PolicyReloaded { tenants } => {
             json!({ "reply": "policy_reloaded", "tenants": tenants })
         }
-        AdminReply::SignInsFound { .. } => {
+        AdminReply::BackedUp { bytes, files } => {
+            json!({ "reply": "backed_up", "bytes": bytes, "files": files })
+        }
+        AdminReply::SignInsFound { .. } | AdminReply::AuditFound { .. } => {
             return Err("the server answered with a frame of the wrong kind".into());
         }
     })
@@ -555,6 +600,33 @@ pub(crate) fn refusal_with(cert: &Path) -> impl Fn(portvakt_client::ClientError)
     }
 }
 
+/// Prints the lines of a log the server keeps, page by page: `fetch(cursor, size)` asks
+/// for one page and gives its lines and the cursor of the next, until `limit` lines are
+/// printed or the log has no more.
+async fn print_pages(
+    limit: usize,
+    page_max: usize,
+    mut fetch: impl AsyncFnMut(u64, u8) -> Result<(Vec<String>, Option<u64>), String>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut cursor = 0;
+    let mut shown = 0;
+    let mut out = std::io::stdout().lock();
+    while shown < limit {
+        let size = u8::try_from((limit - shown).min(page_max)).unwrap_or(1);
+        let (lines, next) = fetch(cursor, size).await?;
+        for line in &lines {
+            writeln!(out, "{line}").map_err(|e| format!("standard output: {e}"))?;
+        }
+        shown += lines.len();
+        match next {
+            Some(n) => cursor = n,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
 /// Pages through the sign-in log, printing each record as a line (or a JSON object).
 pub(crate) async fn sign_ins(
     client: &Client,
@@ -568,12 +640,8 @@ pub(crate) async fn sign_ins(
     use portvakt_wire::{Admin, AdminReply};
     let now = portvakt_server::clock::now().as_millis();
     let from_ms = now.saturating_sub(since.saturating_mul(1000));
-    let mut cursor = 0;
-    let mut shown = 0;
-    let mut out = std::io::stdout().lock();
-    while shown < limit {
-        let page =
-            u8::try_from((limit - shown).min(portvakt_wire::admin::MAX_SIGN_IN_ROWS)).unwrap_or(1);
+    let max = portvakt_wire::admin::MAX_SIGN_IN_ROWS;
+    print_pages(limit, max, async |cursor, limit| {
         let answer = client
             .admin(Admin::SignIns {
                 tenant: Str(tenant),
@@ -581,7 +649,7 @@ pub(crate) async fn sign_ins(
                 from_ms,
                 to_ms: u64::MAX,
                 cursor,
-                limit: page,
+                limit,
             })
             .await
             .map_err(refusal)?;
@@ -589,20 +657,97 @@ pub(crate) async fn sign_ins(
         else {
             return Err("the server answered with a frame of the wrong kind".into());
         };
-        for row in &rows.0 {
-            let line = if json {
-                portvakt_server::signin::to_json(row).to_string()
-            } else {
-                portvakt_server::signin::to_line(row)
-            };
-            use std::io::Write as _;
-            writeln!(out, "{line}").map_err(|e| format!("standard output: {e}"))?;
-        }
-        shown += rows.0.len();
-        match next {
-            Some(n) => cursor = n,
-            None => break,
-        }
+        let lines = rows
+            .0
+            .iter()
+            .map(|row| match json {
+                true => portvakt_server::signin::to_json(row).to_string(),
+                false => portvakt_server::signin::to_line(row),
+            })
+            .collect();
+        Ok((lines, next))
+    })
+    .await
+}
+
+/// Pages through the audit trail, printing each event as a line (or a JSON object).
+pub(crate) async fn audit(
+    client: &Client,
+    tenant: Option<&str>,
+    user: Option<&str>,
+    since: Option<u64>,
+    limit: usize,
+    json: bool,
+) -> Result<(), String> {
+    use portvakt_server::audit::Event;
+    use portvakt_wire::admin::Str;
+    use portvakt_wire::{Admin, AdminReply};
+    let from_ms = since.map_or(0, |s| {
+        portvakt_server::clock::now()
+            .as_millis()
+            .saturating_sub(s.saturating_mul(1000))
+    });
+    let max = portvakt_wire::admin::MAX_AUDIT_EVENTS;
+    print_pages(limit, max, async |cursor, limit| {
+        let answer = client
+            .admin(Admin::Audit {
+                tenant: Str(tenant.unwrap_or("")),
+                user: Str(user.unwrap_or("")),
+                from_ms,
+                to_ms: u64::MAX,
+                cursor,
+                limit,
+            })
+            .await
+            .map_err(refusal)?;
+        let Ok(Frame::AdminReply(_, AdminReply::AuditFound { events, next })) = answer.frame()
+        else {
+            return Err("the server answered with a frame of the wrong kind".into());
+        };
+        let lines = events
+            .0
+            .iter()
+            .map(|bytes| match Event::decode(bytes) {
+                Ok(e) if json => e.to_json(),
+                Ok(e) => e.to_line(),
+                Err(e) => format!("{e} ({} bytes the store kept)", bytes.len()),
+            })
+            .collect();
+        Ok((lines, next))
+    })
+    .await
+}
+
+/// `portvakt restore`: the backup checked and put in place of the data directory's store.
+pub(crate) fn restore(file: &Path, data: &Path, master_key: Option<&Path>) -> Result<(), String> {
+    use portvakt_store::sealed::MasterKey;
+    let key = match master_key {
+        Some(path) => MasterKey::load(path),
+        None => MasterKey::load(&data.join("master.key")),
+    }
+    .map_err(|e| e.to_string())?;
+    let restored = portvakt_store::durable::restore(
+        file,
+        &data.join("state"),
+        portvakt_core::state::StoreLimits::default(),
+        portvakt_server::clock::now(),
+        std::sync::Arc::new(key),
+    )
+    .map_err(|e| e.to_string())?;
+    let r = &restored.recovery;
+    println!(
+        "restored {} into {}: {} records and {} directory batches from its snapshot, {} entries from its log",
+        file.display(),
+        data.join("state").display(),
+        r.snapshot_records,
+        r.snapshot_batches,
+        r.log_frames
+    );
+    if let Some(old) = &restored.replaced {
+        println!(
+            "the store it replaced is kept in {} (remove it when the restore is confirmed)",
+            old.display()
+        );
     }
     Ok(())
 }

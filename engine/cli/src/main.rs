@@ -181,6 +181,20 @@ enum Command {
         #[arg(long, default_value = "portvakt-data")]
         data: PathBuf,
     },
+    /// Bring back a backup made with `portvakt admin backup`, with the server stopped.
+    /// The backup is checked whole and started once under the master key before it is
+    /// put in place; the store it replaces is kept beside it, renamed.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Data directory to restore into (its `state` directory is replaced).
+        #[arg(long, default_value = "portvakt-data")]
+        data: PathBuf,
+        /// The master key the backup's server used; without it, `master.key` in the data
+        /// directory.
+        #[arg(long)]
+        master_key: Option<PathBuf>,
+    },
     /// Administrator operations (with the administrator certificate).
     Admin {
         /// Server address.
@@ -441,6 +455,29 @@ enum AdminOp {
         #[arg(long, default_value_t = 32)]
         parallel: usize,
     },
+    /// Write a consistent copy of the durable store (users, methods, replay and lockout
+    /// state, the audit trail) to FILE while the server serves. FILE is written by the
+    /// server, on its machine, and must not exist; the master key is not in it.
+    Backup {
+        /// The new file.
+        file: PathBuf,
+    },
+    /// Read the audit trail: every administrator operation, oldest first (one JSON object
+    /// per line with --json).
+    Audit {
+        /// Only this organisation's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this many seconds ago (all without it).
+        #[arg(long)]
+        since: Option<u64>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Read the sign-in log: a user's decisions (all the tenant's without --user),
     /// oldest first.
     SignIns {
@@ -595,6 +632,11 @@ fn main() -> ExitCode {
                 json,
                 op,
             } => admin(server, &data, op, json).await,
+            Command::Restore {
+                file,
+                data,
+                master_key,
+            } => restore(&file, &data, master_key.as_deref()),
         }
         .map(|()| ExitCode::SUCCESS)
     });

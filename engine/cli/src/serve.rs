@@ -97,6 +97,14 @@ pub(crate) async fn serve(
     let first_tenant = tenants.first().copied().unwrap_or("kommune").to_owned();
     let tenants = tenants.join(", ");
     let state_dir = data.join("state");
+    // Held until the server stops: a second server or a restore on the same directory
+    // is refused rather than let two writers corrupt it.
+    let _held = match store {
+        StoreKind::Durable => {
+            Some(portvakt_store::durable::lock_dir(&state_dir).map_err(|e| e.to_string())?)
+        }
+        StoreKind::Memory => None,
+    };
     let (engine, state_log, found) = match store {
         StoreKind::Memory => (
             Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy)),

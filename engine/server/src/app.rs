@@ -62,6 +62,27 @@ impl App {
         }
     }
 
+    /// The durable store's log, if the app has one.
+    pub fn state_log(&self) -> Option<&Arc<Wal>> {
+        self.state_log.as_ref()
+    }
+
+    /// Records an administrator operation in the audit trail (the durable store's log;
+    /// a server without one keeps no trail). The answer then waits for it like for any
+    /// change ([`App::durable_position`]). An event that cannot be appended (the log fails
+    /// to write) is said in the server's log: the answer is withheld anyway.
+    pub fn audit(&self, event: &crate::audit::Event) {
+        let Some(log) = &self.state_log else { return };
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes);
+        if let Err(e) = log.append_audit(&bytes) {
+            crate::warn(format_args!(
+                "audit trail: the event of {} by {} on {}/{} could not be written: {e}",
+                event.op, event.actor, event.tenant, event.user
+            ));
+        }
+    }
+
     /// The same app reading time from `clock` (tests use a manual clock to let locks
     /// expire without waiting).
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -83,6 +104,11 @@ impl App {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The engine, shared (for work run off the async runtime's threads).
+    pub fn engine_handle(&self) -> Arc<Engine> {
+        self.engine.clone()
     }
 
     /// The sign-in log, if the app keeps one.

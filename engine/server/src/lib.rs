@@ -3,12 +3,13 @@
 //! What every frontend shares ([`app`]: the engine, the clock, the policy file, and each
 //! decision timed, counted and recorded in the sign-in log), the frontends
 //! ([`frontend`]: the QUIC endpoint and the service answering its frames), certificates
-//! and TLS configuration ([`pki`]), the sign-in log ([`signin`]), reading import files
+//! and TLS configuration ([`pki`]), the sign-in log ([`signin`]), the audit trail ([`audit`]), reading import files
 //! ([`import`]), keeping the durable store ([`state`]), Prometheus metrics
 //! ([`metrics`]), the clocks ([`clock`]) and the operating system's randomness
 //! ([`entropy`]). The client frontends embed is the `portvakt-client` crate.
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod entropy;
 pub mod frontend;

@@ -678,6 +678,11 @@ impl Wal {
         lock(&self.pending).end
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Holds back from the disk everything appended from now until the hold is dropped
     /// (appends go on; only their writing waits). Keep it short: every answer decided
     /// meanwhile waits for it too.
@@ -688,7 +693,7 @@ impl Wal {
         Hold { wal: self, from }
     }
 
-    /// Appends an audit event (bytes the store does not read; [`read_audit`] gives them
+    /// Appends an audit event (bytes the store does not read; [`Wal::read_audit`] gives them
     /// back in order); its end position. Refused while writing fails.
     pub fn append_audit(&self, event: &[u8]) -> Result<u64, StoreError> {
         if event.len() > MAX_BODY {
@@ -1163,10 +1168,12 @@ fn snapshot_seq(dir: &Path) -> Result<u64, DurableError> {
 }
 
 impl Wal {
-    /// Calls `each` with every audit event appended, oldest first (the archives, then the
-    /// log), until it answers false. Events not yet durable may be included; a query made
-    /// after an answer finds that answer's event. Reads a frame at a time.
+    /// Calls `each` with every audit event appended before the call, oldest first (the
+    /// archives, then the log), until it answers false. Waits first until those events
+    /// are written (an error if the log cannot be written). Reads a frame at a time.
     pub fn read_audit(&self, mut each: impl FnMut(&[u8]) -> bool) -> Result<(), DurableError> {
+        self.wait_durable(self.end())
+            .map_err(DurableError::Failed)?;
         let _files = lock(&self.files);
         let first = snapshot_seq(&self.dir)?;
         let going = std::cell::Cell::new(true);

@@ -296,6 +296,45 @@ impl<'a> Field<'a> for SignInRows<'a> {
     }
 }
 
+/// The most audit events one answer carries.
+pub const MAX_AUDIT_EVENTS: usize = 24;
+/// The longest audit event, in bytes (the server's own encoding; one always fits a frame).
+pub const MAX_AUDIT_EVENT: usize = 14 * 1024;
+
+/// Audit events, each in the server's own encoding (`portvakt_server::audit::Event`), as
+/// the server keeps them: `u16` length and bytes each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvents<'a>(pub Vec<&'a [u8]>);
+
+impl<'a> Field<'a> for AuditEvents<'a> {
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
+        r.list(field, MAX_AUDIT_EVENTS, |r| {
+            let len = usize::from(r.u16(field)?);
+            if len > MAX_AUDIT_EVENT {
+                return Err(DecodeError::TooLong {
+                    field,
+                    len,
+                    max: MAX_AUDIT_EVENT,
+                });
+            }
+            r.take(len, field)
+        })
+        .map(AuditEvents)
+    }
+    fn write(&self, w: &mut Writer<'_>) {
+        w.list(&self.0, |w, e| {
+            w.u16(e.len() as u16);
+            w.raw(e);
+        });
+    }
+    fn check(&self, field: &'static str) -> Result<(), EncodeError> {
+        too_long(field, self.0.len(), MAX_AUDIT_EVENTS)?;
+        self.0
+            .iter()
+            .try_for_each(|e| too_long(field, e.len(), MAX_AUDIT_EVENT))
+    }
+}
+
 macro_rules! fixed_field {
     ($t:ty, $read:ident, $write:ident) => {
         impl<'a> Field<'a> for $t {
@@ -456,6 +495,13 @@ messages! {
         /// is empty) with `from_ms <= time < to_ms`, resuming at `cursor` (0: the start),
         /// at most `limit` rows (capped at 24).
         0x29 SignIns { tenant: Name<'a>, user: Str<'a, 128>, from_ms: u64, to_ms: u64, cursor: u64, limit: u8 }
+        /// Writes a consistent copy of the durable store to `path`, a new file on the
+        /// server's machine.
+        0x2a Backup { path: LongStr<'a, 1024> }
+        /// Reads the audit trail: events with `from_ms <= time < to_ms`, of one tenant
+        /// (all when empty) and one user (all when empty), resuming at `cursor` (0: the
+        /// start), at most `limit` events (capped at 24, fewer if they fill a frame).
+        0x2b Audit { tenant: Str<'a, 128>, user: Str<'a, 128>, from_ms: u64, to_ms: u64, cursor: u64, limit: u8 }
     }
 }
 
@@ -488,5 +534,10 @@ messages! {
         /// Sign-in records in the order they were logged; `next` is the cursor to ask with
         /// for more, absent when the log holds no more matches.
         0xa9 SignInsFound { rows: SignInRows<'a>, next: Option<u64> }
+        /// The backup was written: its size and the number of files in it.
+        0xaa BackedUp { bytes: u64, files: u32 }
+        /// Audit events in the order they were made; `next` is the cursor to ask with for
+        /// more, absent when the trail holds no more.
+        0xab AuditFound { events: AuditEvents<'a>, next: Option<u64> }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use bytes::BytesMut;
 use portvakt_wire::admin::{
-    AppPasswordRow, AppPasswordRows, Bytes, DeviceRow, DeviceRows, LongStr, MethodRow, MethodRows,
-    SignInRow, SignInRows, Str, StrList,
+    AppPasswordRow, AppPasswordRows, AuditEvents, Bytes, DeviceRow, DeviceRows, LongStr,
+    MAX_AUDIT_EVENT, MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList,
 };
 use portvakt_wire::*;
 use proptest::prelude::*;
@@ -141,6 +141,17 @@ fn examples<'a>(t: &'a str, u: &'a str, s: &'a str) -> Vec<Admin<'a>> {
         },
         Admin::UserInfo { tenant: name, user },
         Admin::ReloadPolicy {},
+        Admin::Backup {
+            path: LongStr("/var/backups/portvakt/2026-11-30.pvbackup"),
+        },
+        Admin::Audit {
+            tenant: Str(""),
+            user: Str("ø"),
+            from_ms: 1,
+            to_ms: u64::MAX,
+            cursor: 12,
+            limit: 24,
+        },
         Admin::SignIns {
             tenant: name,
             user: Str(""),
@@ -209,6 +220,14 @@ fn replies(s: &str) -> Vec<AdminReply<'_>> {
             ]),
         },
         AdminReply::PolicyReloaded { tenants: 3 },
+        AdminReply::BackedUp {
+            bytes: 1 << 33,
+            files: 3,
+        },
+        AdminReply::AuditFound {
+            events: AuditEvents(vec![b"\x01event", &[0; MAX_AUDIT_EVENT]]),
+            next: None,
+        },
         AdminReply::SignInsFound {
             rows: SignInRows(vec![row("kari@kommune.no"), row("ø")]),
             next: Some(7),

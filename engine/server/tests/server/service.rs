@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, MemoryStore, Timestamp, config};
-use portvakt_server::frontend::quic::service::{Handled, Role, Service};
+use portvakt_server::frontend::quic::service::{Handled, Query, Role, Service};
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
@@ -31,7 +31,7 @@ fn call_logged(s: &Service, role: Role, f: &Frame<'_>) -> (Vec<u8>, Vec<u8>) {
     f.encode(&mut req).unwrap();
     let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
     let handled = s.handle(
-        role,
+        &role,
         &req,
         Timestamp::from_secs(1_700_000_000),
         &mut out,
@@ -69,11 +69,11 @@ fn each_decision_leaves_one_sign_in_record_and_nothing_else_does() {
             passwordless: false,
         },
     );
-    assert!(call_logged(&s, Role::Admin, &add).1.is_empty());
+    assert!(call_logged(&s, Role::admin("test"), &add).1.is_empty());
     let garbage = [0, 0, 0, 5, 0x01, 0, 0, 0, 1];
     let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
     s.handle(
-        Role::Frontend,
+        &Role::Frontend,
         &garbage,
         Timestamp::from_secs(1),
         &mut out,
@@ -100,15 +100,16 @@ fn a_sign_in_query_is_left_to_the_connection_and_refused_to_frontends() {
     q.encode(&mut req).unwrap();
     let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
     let handled = s.handle(
-        Role::Admin,
+        &Role::admin("test"),
         &req,
         Timestamp::from_secs(1),
         &mut out,
         &mut records,
     );
-    let Handled::Query(5, query) = handled else {
+    let Handled::Query(5, Query::SignIns(actor, query)) = handled else {
         panic!("{handled:?}")
     };
+    assert_eq!(&*actor, "test");
     assert_eq!(
         (query.tenant.as_str(), query.user.as_str()),
         ("kommune", "kari")
@@ -173,7 +174,7 @@ fn frames_in_frames_out_with_roles() {
             ..
         }
     ));
-    let out = call(&s, Role::Admin, &add);
+    let out = call(&s, Role::admin("test"), &add);
     assert!(matches!(
         Frame::decode(&out).unwrap(),
         Frame::AdminReply(12, AdminReply::UserAdded { .. })
@@ -185,7 +186,7 @@ fn frames_in_frames_out_with_roles() {
     };
     assert_eq!((d.outcome, d.reason), (Outcome::Register, "no_methods"));
     // A refused administrator operation says why.
-    let out = call(&s, Role::Admin, &add);
+    let out = call(&s, Role::admin("test"), &add);
     let Frame::Error { code, message, .. } = Frame::decode(&out).unwrap() else {
         panic!()
     };
@@ -201,7 +202,7 @@ fn frames_in_frames_out_with_roles() {
             period: 30,
         },
     );
-    let out = call(&s, Role::Admin, &enrol);
+    let out = call(&s, Role::admin("test"), &enrol);
     let Frame::AdminReply(13, AdminReply::TotpEnrolled { uri, .. }) = Frame::decode(&out).unwrap()
     else {
         panic!()
@@ -218,7 +219,7 @@ fn malformed_frames_get_an_error_naming_the_problem() {
     bad[9 + 1] = 0xff; // inside the tenant name: not UTF-8
     let mut out = BytesMut::new();
     s.handle(
-        Role::Frontend,
+        &Role::Frontend,
         &bad,
         Timestamp::from_secs(1),
         &mut out,
@@ -231,7 +232,7 @@ fn malformed_frames_get_an_error_naming_the_problem() {
     assert_eq!(message, "tenant is not valid UTF-8");
     // A server-only frame sent by a client.
     let reply = Frame::AdminReply(4, AdminReply::Done {});
-    let out = call(&s, Role::Admin, &reply);
+    let out = call(&s, Role::admin("test"), &reply);
     assert!(matches!(
         Frame::decode(&out).unwrap(),
         Frame::Error {

@@ -240,7 +240,7 @@ pub fn start(
                     return;
                 }
                 let role = match leaf {
-                    Some(leaf) if admins.contains(&leaf) => Role::Admin,
+                    Some(leaf) if admins.contains(&leaf) => Role::admin(&leaf),
                     _ => Role::Frontend,
                 };
                 serve_connection(conn, service, role).await;
@@ -264,6 +264,7 @@ async fn serve_connection(conn: quinn::Connection, service: Arc<Service>, role: 
     let _open = OnDrop(|| metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0));
     while let Ok((send, recv)) = conn.accept_bi().await {
         let (service, conn) = (service.clone(), conn.clone());
+        let role = role.clone();
         tokio::spawn(async move { serve_stream(conn, send, recv, service, role).await });
     }
 }
@@ -313,7 +314,7 @@ async fn serve_stream(
                     ids.push(frame_id(&frame));
                     let now = service.now();
                     if let Handled::Query(id, query) =
-                        service.handle(role, &frame, now, &mut outbox, &mut records)
+                        service.handle(&role, &frame, now, &mut outbox, &mut records)
                     {
                         // The query must see the decisions answered before it on this stream.
                         if !hand_over(&service, &mut records).await {

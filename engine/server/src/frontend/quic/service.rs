@@ -13,21 +13,30 @@ use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits};
 use portvakt_core::{Engine, MethodId, Timestamp};
 use portvakt_wire::admin::{
-    AppPasswordRow, AppPasswordRows, DeviceRow, DeviceRows, LongStr, MethodRow, MethodRows,
-    SignInRow, SignInRows, Str, StrList,
+    AppPasswordRow, AppPasswordRows, AuditEvents, DeviceRow, DeviceRows, LongStr, MAX_AUDIT_EVENTS,
+    MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList,
 };
 use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame};
 
 use crate::app::{App, Clock};
+use crate::audit::{Event, Summary};
 use crate::signin::{self, SignInLog};
 
 /// What a connection's client certificate allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Decisions and sent codes.
     Frontend,
-    /// Everything, administrator operations included.
-    Admin,
+    /// Everything, administrator operations included, recorded in the audit trail under
+    /// the certificate's SHA-256 fingerprint (hex).
+    Admin(Arc<str>),
+}
+
+impl Role {
+    /// The administrator role for the certificate with `fingerprint`.
+    pub fn admin(fingerprint: &str) -> Self {
+        Self::Admin(fingerprint.into())
+    }
 }
 
 /// Why an administrator operation failed: `refused` with the directory's reason, or
@@ -120,7 +129,7 @@ impl Service {
     /// [`Service::answer_query`].
     pub fn handle(
         &self,
-        role: Role,
+        role: &Role,
         frame: &[u8],
         now: Timestamp,
         out: &mut BytesMut,
@@ -144,34 +153,85 @@ impl Service {
         Handled::Answered
     }
 
-    /// Answers a sign-in log query returned by [`Service::handle`]: reads the page (off
-    /// the async runtime's threads) and appends the answer. Every answer already sent had
-    /// its record written first, so the page holds them.
-    pub async fn answer_query(&self, id: u32, query: signin::Query, out: &mut BytesMut) {
-        let reply = match self.app.sign_in_log() {
-            None => Owned::Error(
-                id,
-                ErrorCode::Refused,
-                "this server keeps no sign-in log".into(),
-            ),
-            Some(log) => {
-                let log = log.clone();
-                let page = tokio::task::spawn_blocking(move || log.query(&query))
-                    .await
-                    .map_err(|_| signin::LogError::Closed)
-                    .and_then(|page| page);
-                match page {
-                    Ok(page) => Owned::Reply(id, OwnedReply::SignIns(page)),
-                    Err(e) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
+    /// Answers a request [`Service::handle`] left to the connection because it reads or
+    /// writes files: runs it off the async runtime's threads, records it in the audit
+    /// trail, and appends the answer. Every answer already sent had its sign-in record
+    /// written first, so a sign-in page holds them.
+    pub async fn answer_query(&self, id: u32, query: Query, out: &mut BytesMut) {
+        let (event, reply) = match query {
+            Query::SignIns(actor, q) => {
+                let mut event = Event::about(&actor, "sign-ins", &q.tenant, &q.user, self.now());
+                let reply = match self.app.sign_in_log() {
+                    None => Owned::Error(
+                        id,
+                        ErrorCode::Refused,
+                        "this server keeps no sign-in log".into(),
+                    ),
+                    Some(log) => {
+                        let log = log.clone();
+                        let page = tokio::task::spawn_blocking(move || log.query(&q))
+                            .await
+                            .map_err(|_| signin::LogError::Closed)
+                            .and_then(|page| page);
+                        match page {
+                            Ok(page) => Owned::Reply(id, OwnedReply::SignIns(page)),
+                            Err(e) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
+                        }
+                    }
+                };
+                settle(&mut event, &reply);
+                (event, reply)
+            }
+            Query::Audit(actor, q) => {
+                let mut event = Event::about(&actor, "audit", &q.tenant, &q.user, self.now());
+                let reply = match self.app.state_log() {
+                    None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
+                    Some(wal) => {
+                        let wal = wal.clone();
+                        match tokio::task::spawn_blocking(move || audit_page(&wal, &q)).await {
+                            Ok(Ok(page)) => Owned::Reply(id, OwnedReply::Audit(page)),
+                            Ok(Err(e)) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
+                            Err(_) => Owned::Error(id, ErrorCode::Internal, "stopped".into()),
+                        }
+                    }
+                };
+                settle(&mut event, &reply);
+                (event, reply)
+            }
+            Query::Backup(actor, path) => {
+                let mut event = Event::about(&actor, "backup", "", "", self.now());
+                let reply = match self.app.state_log() {
+                    None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
+                    Some(wal) => {
+                        let (wal, engine) = (wal.clone(), self.app.engine_handle());
+                        let dest = path.clone();
+                        let made = tokio::task::spawn_blocking(move || {
+                            portvakt_store::durable::backup(&engine, &wal, wal.dir(), &dest)
+                        })
+                        .await;
+                        match made {
+                            Ok(Ok(b)) => Owned::Reply(id, OwnedReply::BackedUp(b)),
+                            Ok(Err(e)) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
+                            Err(_) => Owned::Error(id, ErrorCode::Internal, "stopped".into()),
+                        }
+                    }
+                };
+                settle(&mut event, &reply);
+                if let Owned::Reply(_, OwnedReply::BackedUp(b)) = &reply {
+                    event.detail = format!("{} ({} bytes)", path.display(), b.bytes);
+                } else {
+                    event.detail = format!("{}: {}", path.display(), event.detail);
                 }
+                (event, reply)
             }
         };
+        self.app.audit(&event);
         reply.encode(out);
     }
 
     fn answer(
         &self,
-        role: Role,
+        role: &Role,
         request: Frame<'_>,
         now: Timestamp,
         records: &mut BytesMut,
@@ -236,7 +296,7 @@ impl Service {
                 )
             }
             Frame::Admin(id, a) => match role {
-                Role::Admin => match a {
+                Role::Admin(actor) => match a {
                     Admin::SignIns {
                         tenant,
                         user,
@@ -246,19 +306,52 @@ impl Service {
                         limit,
                     } => Owned::Query(
                         id,
-                        signin::Query {
-                            tenant: tenant.0.to_owned(),
-                            user: user.0.to_owned(),
-                            from_ms,
-                            to_ms,
-                            cursor,
-                            limit: usize::from(limit),
-                        },
+                        Query::SignIns(
+                            actor.clone(),
+                            signin::Query {
+                                tenant: tenant.0.to_owned(),
+                                user: user.0.to_owned(),
+                                from_ms,
+                                to_ms,
+                                cursor,
+                                limit: usize::from(limit),
+                            },
+                        ),
                     ),
-                    a => match self.admin(a, now) {
-                        Ok(reply) => Owned::Reply(id, reply),
-                        Err(AdminError(code, message)) => Owned::Error(id, code, message),
-                    },
+                    Admin::Audit {
+                        tenant,
+                        user,
+                        from_ms,
+                        to_ms,
+                        cursor,
+                        limit,
+                    } => Owned::Query(
+                        id,
+                        Query::Audit(
+                            actor.clone(),
+                            AuditQuery {
+                                tenant: tenant.0.to_owned(),
+                                user: user.0.to_owned(),
+                                from_ms,
+                                to_ms,
+                                cursor,
+                                limit: usize::from(limit).clamp(1, MAX_AUDIT_EVENTS),
+                            },
+                        ),
+                    ),
+                    Admin::Backup { path } => {
+                        let path = PathBuf::from(path.0);
+                        if path.is_absolute() {
+                            Owned::Query(id, Query::Backup(actor.clone(), path))
+                        } else {
+                            Owned::Error(
+                                id,
+                                ErrorCode::Refused,
+                                "a backup's path is on the server's machine: give it whole (absolute)".into(),
+                            )
+                        }
+                    }
+                    a => self.administer(id, a, now, actor),
                 },
                 Role::Frontend => Owned::Error(
                     id,
@@ -272,6 +365,33 @@ impl Service {
                 "this frame is sent by servers, not clients".into(),
             ),
         }
+    }
+
+    /// Runs one administrator operation and records it in the audit trail: under a hold
+    /// on the state log, so its change and its event are written together, with the
+    /// user as the administrator sees it before and after.
+    fn administer(&self, id: u32, a: Admin<'_>, now: Timestamp, actor: &str) -> Owned {
+        let (op, tenant, user, method) = target(&a);
+        let e = self.app.engine();
+        let summary = |tenant: &str, user: &str| match (tenant, user) {
+            ("", "") => Summary::default(),
+            _ => Summary::of(e.user_info(tenant, user).ok().as_ref()),
+        };
+        let _hold = self.app.state_log().map(|w| w.hold());
+        let before = summary(tenant, user);
+        let mut event = Event::about(actor, op, tenant, user, now);
+        event.method = method;
+        let reply = match self.admin(a, now) {
+            Ok(reply) => Owned::Reply(id, reply),
+            Err(AdminError(code, message)) => Owned::Error(id, code, message),
+        };
+        event.changes = before.changes(&summary(tenant, user));
+        settle(&mut event, &reply);
+        if let Owned::Reply(_, OwnedReply::PolicyReloaded(t)) = &reply {
+            event.detail = format!("{t} tenants");
+        }
+        self.app.audit(&event);
+        reply
     }
 
     fn admin(&self, a: Admin<'_>, now: Timestamp) -> Result<OwnedReply, AdminError> {
@@ -496,7 +616,9 @@ impl Service {
                 .reload_policy()
                 .map(OwnedReply::PolicyReloaded)
                 .map_err(AdminError::from),
-            Admin::SignIns { .. } => Err("the sign-in log is read by the connection".into()),
+            Admin::SignIns { .. } | Admin::Audit { .. } | Admin::Backup { .. } => {
+                Err("this is answered by the connection".into())
+            }
         }
     }
 }
@@ -514,6 +636,165 @@ fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String>
     })
 }
 
+const NO_STORE: &str = "this server keeps its state in memory: there is no durable store (and no audit trail) to read or back up";
+
+/// What an operation names: its name for the audit trail, tenant, user and method.
+fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
+    use Admin as A;
+    let tu = |op, t: &portvakt_wire::admin::Name<'a>, u: &portvakt_wire::admin::Name<'a>| {
+        (op, t.0, u.0, None)
+    };
+    match a {
+        A::AddUser { tenant, user, .. } => tu("add-user", tenant, user),
+        A::RemoveUser { tenant, user } => tu("remove-user", tenant, user),
+        A::SetGroups { tenant, user, .. } => tu("set-groups", tenant, user),
+        A::SetPasswordless { tenant, user, .. } => tu("set-passwordless", tenant, user),
+        A::SetMfaOptOut { tenant, user, .. } => tu("set-mfa-opt-out", tenant, user),
+        A::EnrollTotp { tenant, user, .. } => tu("enroll-totp", tenant, user),
+        A::ImportTotp { tenant, user, .. } => tu("import-totp", tenant, user),
+        A::AddHotp { tenant, user, .. } => tu("add-hotp", tenant, user),
+        A::AddPhone { tenant, user, .. } => tu("add-phone", tenant, user),
+        A::AddEmail { tenant, user, .. } => tu("add-email", tenant, user),
+        A::AddSecurityKey { tenant, user } => tu("add-security-key", tenant, user),
+        A::SetSecurityQuestions { tenant, user, .. } => tu("set-security-questions", tenant, user),
+        A::ConfirmOtp {
+            tenant,
+            user,
+            method,
+            ..
+        } => ("confirm-otp", tenant.0, user.0, Some(*method)),
+        A::StartConfirmation {
+            tenant,
+            user,
+            method,
+        } => ("start-confirmation", tenant.0, user.0, Some(*method)),
+        A::ConfirmSent {
+            tenant,
+            user,
+            method,
+            ..
+        } => ("confirm-sent", tenant.0, user.0, Some(*method)),
+        A::RemoveMethod {
+            tenant,
+            user,
+            method,
+        } => ("remove-method", tenant.0, user.0, Some(*method)),
+        A::RemoveAllMethods { tenant, user } => tu("remove-all-methods", tenant, user),
+        A::SetDefaultMethod {
+            tenant,
+            user,
+            method,
+        } => ("set-default-method", tenant.0, user.0, Some(*method)),
+        A::Unlock { tenant, user } => tu("unlock", tenant, user),
+        A::ResetDrift {
+            tenant,
+            user,
+            method,
+        } => ("reset-drift", tenant.0, user.0, Some(*method)),
+        A::CreateAppPassword { tenant, user, .. } => tu("create-app-password", tenant, user),
+        A::RevokeAppPassword { tenant, user, .. } => tu("revoke-app-password", tenant, user),
+        A::RevokeDevices { tenant, user, .. } => tu("revoke-devices", tenant, user),
+        A::UserInfo { tenant, user } => tu("user-info", tenant, user),
+        A::ReloadPolicy {} => ("reload-policy", "", "", None),
+        A::SignIns { tenant, user, .. } => ("sign-ins", tenant.0, user.0, None),
+        A::Audit { tenant, user, .. } => ("audit", tenant.0, user.0, None),
+        A::Backup { .. } => ("backup", "", "", None),
+    }
+}
+
+/// Sets the event's outcome (and a refusal's reason) from the answer.
+fn settle(event: &mut Event, reply: &Owned) {
+    use crate::audit::Outcome;
+    match reply {
+        Owned::Error(_, ErrorCode::Refused | ErrorCode::Forbidden, why) => {
+            event.outcome = Outcome::Refused;
+            event.detail = why.clone();
+        }
+        Owned::Error(_, _, why) => {
+            event.outcome = Outcome::Failed;
+            event.detail = why.clone();
+        }
+        _ => event.outcome = Outcome::Done,
+    }
+}
+
+/// A page of the audit trail.
+#[derive(Debug, Default)]
+pub struct AuditPage {
+    /// The events, in the store's bytes.
+    pub events: Vec<Vec<u8>>,
+    /// The cursor for the next page, if the trail may hold more.
+    pub next: Option<u64>,
+}
+
+/// An audit trail query.
+#[derive(Clone, Debug)]
+pub struct AuditQuery {
+    /// Only this organisation's events (all when empty).
+    pub tenant: String,
+    /// Only this user's events (all when empty).
+    pub user: String,
+    /// From this time (inclusive), in milliseconds since the Unix epoch.
+    pub from_ms: u64,
+    /// To this time (exclusive).
+    pub to_ms: u64,
+    /// Skip the events before this one (0: the first).
+    pub cursor: u64,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+/// What the events of one answer may take together, below the frame limit.
+const AUDIT_PAGE_BYTES: usize = 12 * 1024;
+
+/// Reads one page of the audit trail. An event that cannot be read is given as it is
+/// (the reader says so), never skipped.
+pub fn audit_page(
+    wal: &portvakt_store::durable::Wal,
+    q: &AuditQuery,
+) -> Result<AuditPage, portvakt_store::durable::DurableError> {
+    let mut page = AuditPage::default();
+    let (mut index, mut bytes) = (0u64, 0usize);
+    wal.read_audit(|body| {
+        let this = index;
+        index += 1;
+        if this < q.cursor {
+            return true;
+        }
+        let wanted = match Event::decode(body) {
+            Ok(e) => {
+                (q.from_ms..q.to_ms).contains(&e.at_ms)
+                    && (q.tenant.is_empty() || q.tenant == e.tenant)
+                    && (q.user.is_empty() || q.user == e.user)
+            }
+            Err(_) => true,
+        };
+        if !wanted {
+            return true;
+        }
+        if page.events.len() == q.limit || bytes + body.len() > AUDIT_PAGE_BYTES {
+            page.next = Some(this);
+            return false;
+        }
+        bytes += body.len();
+        page.events.push(body.to_vec());
+        true
+    })?;
+    Ok(page)
+}
+
+/// A request [`Service::handle`] leaves to the connection, because it reads or writes
+/// files; each carries the administrator's fingerprint for the audit trail.
+#[derive(Debug)]
+pub enum Query {
+    /// A page of the sign-in log.
+    SignIns(Arc<str>, signin::Query),
+    /// A page of the audit trail.
+    Audit(Arc<str>, AuditQuery),
+    /// A backup to this file.
+    Backup(Arc<str>, PathBuf),
+}
+
 /// An answer, owning its data until it is encoded.
 enum Owned {
     Decision(
@@ -524,7 +805,7 @@ enum Owned {
     Reply(u32, OwnedReply),
     Error(u32, ErrorCode, String),
     /// Not an answer: a query for the connection to run.
-    Query(u32, signin::Query),
+    Query(u32, Query),
 }
 
 /// What [`Service::handle`] left for the connection to do.
@@ -532,8 +813,9 @@ enum Owned {
 pub enum Handled {
     /// The answer is in the output buffer.
     Answered,
-    /// A sign-in log query with this id: run it with [`Service::answer_query`].
-    Query(u32, signin::Query),
+    /// A request with this id that reads or writes files: run it with
+    /// [`Service::answer_query`].
+    Query(u32, Query),
 }
 
 enum OwnedReply {
@@ -547,6 +829,8 @@ enum OwnedReply {
     Described(portvakt_core::admin::UserInfo),
     PolicyReloaded(u16),
     SignIns(signin::Page),
+    Audit(AuditPage),
+    BackedUp(portvakt_store::durable::BackedUp),
 }
 
 impl Owned {
@@ -669,6 +953,14 @@ impl Owned {
                                 .collect(),
                         ),
                         next: page.next,
+                    },
+                    OwnedReply::Audit(page) => AdminReply::AuditFound {
+                        events: AuditEvents(page.events.iter().map(Vec::as_slice).collect()),
+                        next: page.next,
+                    },
+                    OwnedReply::BackedUp(b) => AdminReply::BackedUp {
+                        bytes: b.bytes,
+                        files: u32::try_from(b.files).unwrap_or(u32::MAX),
                     },
                 };
                 Frame::AdminReply(*id, reply).encode(out)
