@@ -4,11 +4,14 @@
 //! A connection encodes one record per decision into a batch (one batch per read of
 //! requests) and appends the batch to the current segment file with one `write`
 //! *before* it sends the answers: a frontend never holds an answer whose record could
-//! still be lost with the process. The file is opened for appending, so concurrent
-//! batches never interleave. A background thread syncs the file to disk at a fixed
-//! interval (a power loss costs at most that interval) and removes the oldest segments
-//! past a retention size. A write that fails is retried until it succeeds: connections
-//! wait rather than answer without a record.
+//! still be lost with the process. Batches are written one at a time per segment, and
+//! each one's records are listed in the segment's index ([`index`]) and its length
+//! published before the next is written: a query made after an answer therefore finds
+//! that answer's record, and reads only the records it returns. A background thread
+//! syncs the file to disk at a fixed interval (a power loss costs at most that interval),
+//! writes the index of each segment nobody writes any more beside it, and removes the
+//! oldest segments past a retention size. A write that fails is retried until it
+//! succeeds: connections wait rather than answer without a record.
 //!
 //! On disk: `<seq>.log` files of an 8-byte header (`PVSIGN` and the version `01`), then
 //! records: a `u16` body length, the body's CRC-32, and the body, which is a [`Record`]
@@ -16,7 +19,7 @@
 //! a matching checksum (a torn or failed write) and find the next record after them.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,6 +30,8 @@ use arc_swap::ArcSwap;
 use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use portvakt_wire::admin::{MAX_SIGN_IN_ROWS, SignInRow};
+
+pub mod index;
 
 const MAGIC: &[u8; 8] = b"PVSIGN01";
 const HEADER: u64 = MAGIC.len() as u64;
@@ -363,6 +368,9 @@ struct Segment {
     /// Earliest and latest record time (`u64::MAX` and 0 while empty).
     min_ms: AtomicU64,
     max_ms: AtomicU64,
+    /// The index in memory while the segment may be written; `None` once it is in its
+    /// file (`<seq>.idx`).
+    index: Mutex<Option<index::Index>>,
 }
 
 impl Segment {
@@ -372,6 +380,7 @@ impl Segment {
             len: AtomicU64::new(len),
             min_ms: AtomicU64::new(u64::MAX),
             max_ms: AtomicU64::new(0),
+            index: Mutex::new(Some(index::Index::default())),
         }
     }
 
@@ -383,6 +392,10 @@ impl Segment {
 
 fn segment_path(dir: &Path, seq: u32) -> PathBuf {
     dir.join(format!("{seq:010}.log"))
+}
+
+fn index_path(dir: &Path, seq: u32) -> PathBuf {
+    dir.join(format!("{seq:010}.idx"))
 }
 
 /// What a query asks for.
@@ -419,12 +432,17 @@ pub struct Page {
     pub rows: Vec<Vec<u8>>,
     /// Where the next match is.
     pub next: Option<u64>,
+    /// Records read from disk to make the page: the rows and the one after them, plus any
+    /// outside the time window or sharing an index key by chance.
+    pub read: u64,
 }
 
 /// The segment being appended to.
 struct Active {
     file: File,
     segment: Arc<Segment>,
+    /// Held while a batch is written, indexed and published.
+    writing: Mutex<()>,
 }
 
 struct Shared {
@@ -432,7 +450,8 @@ struct Shared {
     active: ArcSwap<Active>,
     /// Every segment kept, oldest first; the last is the active one.
     segments: Mutex<Vec<Arc<Segment>>>,
-    /// Segments replaced since the last sync, still to be synced.
+    /// Segments replaced and not yet sealed: synced at every round, and their index
+    /// written to its file once nobody holds them to write.
     retired: Mutex<Vec<Arc<Active>>>,
     rotating: Mutex<()>,
     closed: AtomicBool,
@@ -527,17 +546,32 @@ impl SignInLog {
         let active = self.shared.active.load_full();
         let segment = &active.segment;
         let (count, min, max) = span(batch);
+        let writing = lock(&active.writing);
+        let at = segment.len.load(Ordering::Acquire);
         match (&active.file).write_all(batch) {
             Ok(()) => {
                 segment.note(min, max);
-                let len = segment.len.fetch_add(batch.len() as u64, Ordering::AcqRel);
+                let end = at + batch.len() as u64;
+                // Published before it is indexed: every offset a reader finds is below
+                // the length it reads to.
+                segment.len.store(end, Ordering::Release);
+                if let Some(index) = lock(&segment.index).as_mut() {
+                    index_batch(index, at, batch);
+                }
+                drop(writing);
                 metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(count);
-                if len + batch.len() as u64 > self.shared.config.segment_bytes {
+                if end > self.shared.config.segment_bytes {
                     let _ = rotate(&self.shared, &active);
                 }
                 Ok(())
             }
             Err(source) => {
+                // Part of the batch may be in the file: what comes after it (if anything
+                // still does) is placed by the file's real length.
+                if let Ok(m) = active.file.metadata() {
+                    segment.len.store(m.len(), Ordering::Release);
+                }
+                drop(writing);
                 let path = segment_path(&self.shared.config.dir, segment.seq);
                 metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);
                 crate::warn(format_args!(
@@ -553,15 +587,23 @@ impl SignInLog {
         }
     }
 
-    /// Reads a page of matching records (blocking: file reads).
+    /// Reads a page of matching records (blocking: file reads). The segment's index says
+    /// where the tenant's (or the user's) records are; only those are read, one at a
+    /// time, so a query holds one page and a chunk of offsets whatever the log's size.
     pub fn query(&self, q: &Query) -> Result<Page, LogError> {
         let segments = lock(&self.shared.segments).clone();
         let limit = q.limit.clamp(1, MAX_SIGN_IN_ROWS);
+        let key = match q.user.as_str() {
+            "" => index::tenant_key(&q.tenant),
+            user => index::user_key(&q.tenant, user),
+        };
         let (from_seq, from_offset) = (
             u32::try_from(q.cursor >> 32).unwrap_or(u32::MAX),
             q.cursor & u64::from(u32::MAX),
         );
+        let dir = &self.shared.config.dir;
         let mut page = Page::default();
+        let mut buf = Vec::new();
         for seg in segments.iter().filter(|s| s.seq >= from_seq) {
             let len = seg.len.load(Ordering::Acquire);
             let (min, max) = (
@@ -571,33 +613,47 @@ impl SignInLog {
             if len <= HEADER || max < q.from_ms || min >= q.to_ms {
                 continue;
             }
-            let start = if seg.seq == from_seq {
-                from_offset.clamp(HEADER, len)
-            } else {
-                HEADER
-            };
-            let path = segment_path(&self.shared.config.dir, seg.seq);
-            let bytes = match read_range(&path, start, len) {
-                Ok(b) => b,
+            let path = segment_path(dir, seg.seq);
+            let file = match File::open(&path) {
+                Ok(f) => f,
                 // Removed by retention since the list was read: its records are gone.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error(&path)(e)),
             };
-            let mut next = None;
-            walk(&bytes, |at, body, row| {
-                if !q.matches(&row) {
-                    return true;
+            let lookup = Lookup::of(seg, dir)?;
+            let (start, end) = lookup.window(q.from_ms, q.to_ms)?;
+            let end = end.min(len);
+            let mut from = start.max(HEADER);
+            if seg.seq == from_seq {
+                from = from.max(from_offset);
+            }
+            loop {
+                let offsets = lookup.offsets(key, from, OFFSETS_AT_ONCE)?;
+                let Some(&last) = offsets.last() else { break };
+                for offset in offsets.into_iter().map(u64::from) {
+                    if offset >= end {
+                        break;
+                    }
+                    page.read += 1;
+                    let Some(body) =
+                        read_record(&file, offset, len, &mut buf).map_err(io_error(&path))?
+                    else {
+                        continue; // damaged since it was written: stepped over
+                    };
+                    let Some(row) = decode(body) else { continue };
+                    if !q.matches(&row) {
+                        continue;
+                    }
+                    if page.rows.len() == limit {
+                        page.next = Some(u64::from(seg.seq) << 32 | offset);
+                        return Ok(page);
+                    }
+                    page.rows.push(body.to_vec());
                 }
-                if page.rows.len() == limit {
-                    next = Some(u64::from(seg.seq) << 32 | (start + at as u64));
-                    return false;
+                from = u64::from(last) + 1;
+                if from >= end {
+                    break;
                 }
-                page.rows.push(body.to_vec());
-                true
-            });
-            if next.is_some() {
-                page.next = next;
-                return Ok(page);
             }
         }
         Ok(page)
@@ -614,13 +670,114 @@ impl SignInLog {
     }
 }
 
-fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.take(end.saturating_sub(start))
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// Offsets taken from an index at a time.
+const OFFSETS_AT_ONCE: usize = 1024;
+
+/// Where a query finds a segment's index.
+enum Lookup<'a> {
+    /// In memory (the segment may still be written), locked per chunk of offsets; its
+    /// file if the segment is sealed meanwhile.
+    Memory(&'a Segment, PathBuf),
+    /// In its file.
+    File(index::IndexFile),
+}
+
+impl<'a> Lookup<'a> {
+    fn of(seg: &'a Segment, dir: &Path) -> Result<Self, LogError> {
+        let path = index_path(dir, seg.seq);
+        if lock(&seg.index).is_some() {
+            return Ok(Self::Memory(seg, path));
+        }
+        Self::file(&path)
+    }
+
+    fn file(path: &Path) -> Result<Self, LogError> {
+        index::IndexFile::open(path)
+            .map(Self::File)
+            .map_err(io_error(path))
+    }
+
+    fn offsets(&self, key: u64, from: u64, n: usize) -> Result<Vec<u32>, LogError> {
+        match self {
+            Self::Memory(seg, path) => match lock(&seg.index).as_ref() {
+                Some(i) => Ok(i.offsets(key, from, n)),
+                None => Self::file(path)?.offsets(key, from, n),
+            },
+            Self::File(f) => f.offsets(key, from, n).map_err(index_error),
+        }
+    }
+
+    fn window(&self, from_ms: u64, to_ms: u64) -> Result<(u64, u64), LogError> {
+        match self {
+            Self::Memory(seg, path) => match lock(&seg.index).as_ref() {
+                Some(i) => Ok(i.window(from_ms, to_ms)),
+                None => Self::file(path)?.window(from_ms, to_ms),
+            },
+            Self::File(f) => f.window(from_ms, to_ms).map_err(index_error),
+        }
+    }
+}
+
+fn index_error(source: io::Error) -> LogError {
+    LogError::Io {
+        path: PathBuf::from("a sign-in log index"),
+        source,
+    }
+}
+
+/// The body of the record at `offset` (before `len`), read into `buf`; `None` if what is
+/// there is not a whole record with a matching checksum.
+fn read_record<'b>(
+    file: &File,
+    offset: u64,
+    len: u64,
+    buf: &'b mut Vec<u8>,
+) -> io::Result<Option<&'b [u8]>> {
+    use std::os::unix::fs::FileExt as _;
+    // Most records fit in one read of this size.
+    const GUESS: u64 = 512;
+    let want = GUESS.min(len.saturating_sub(offset));
+    buf.resize(usize::try_from(want).unwrap_or(0), 0);
+    file.read_exact_at(buf, offset)?;
+    let Some(header) = buf.get(..RECORD_HEADER) else {
+        return Ok(None);
+    };
+    let body_len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+    let whole = RECORD_HEADER + body_len;
+    if offset + whole as u64 > len {
+        return Ok(None);
+    }
+    if buf.len() < whole {
+        let have = buf.len();
+        buf.resize(whole, 0);
+        file.read_exact_at(
+            buf.get_mut(have..).unwrap_or_default(),
+            offset + have as u64,
+        )?;
+    }
+    Ok(record_at(buf.get(..whole).unwrap_or_default()).map(|(body, _, _)| body))
+}
+
+/// Lists the records of `batch`, written at `at`, in `index`. The batch is this
+/// process's own, made by [`append`]: its lengths and the names at the front of each
+/// body are read without checking it again.
+fn index_batch(index: &mut index::Index, at: u64, batch: &[u8]) {
+    let mut pos = 0;
+    while let Some(header) = batch.get(pos..pos + RECORD_HEADER) {
+        let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+        let body = batch
+            .get(pos + RECORD_HEADER..pos + RECORD_HEADER + len)
+            .unwrap_or_default();
+        let mut b = Body(body);
+        let names = (|| {
+            let at_ms = u64::from_be_bytes(b.take_array()?);
+            Some((at_ms, b.str8(MAX_NAME)?, b.str8(MAX_NAME)?))
+        })();
+        if let (Some((at_ms, tenant, user)), Ok(offset)) = (names, u32::try_from(at + pos as u64)) {
+            index.add(offset, tenant, user, at_ms);
+        }
+        pos += RECORD_HEADER + len;
+    }
 }
 
 fn next_seq(last: Option<u32>) -> Result<u32, LogError> {
@@ -649,6 +806,7 @@ fn rotate(shared: &Shared, old: &Arc<Active>) -> Result<(), LogError> {
 /// `synced` bytes); returns the active segment's length synced.
 fn sync(shared: &Shared, synced: u64) -> u64 {
     let retired = std::mem::take(&mut *lock(&shared.retired));
+    let mut held = Vec::new();
     let active = shared.active.load_full();
     let len = active.segment.len.load(Ordering::Acquire);
     let files = retired
@@ -663,7 +821,44 @@ fn sync(shared: &Shared, synced: u64) -> u64 {
             ));
         }
     }
+    // A retired segment still held by a writer that took it before it was replaced may
+    // get one more batch: its index is written only once nobody holds it.
+    for a in retired {
+        if Arc::strong_count(&a) > 1 || !seal(&shared.config.dir, &a.segment) {
+            held.push(a);
+        }
+    }
+    lock(&shared.retired).extend(held);
     len
+}
+
+/// Writes a segment's index to its file and drops it from memory; false if the file
+/// could not be written (the index stays in memory, and the next round tries again).
+fn seal(dir: &Path, segment: &Segment) -> bool {
+    let mut slot = lock(&segment.index);
+    let Some(index) = slot.as_ref() else {
+        return true;
+    };
+    let path = index_path(dir, segment.seq);
+    let written = index.write(
+        &path,
+        segment.len.load(Ordering::Acquire),
+        segment.min_ms.load(Ordering::Relaxed),
+        segment.max_ms.load(Ordering::Relaxed),
+    );
+    match written {
+        Ok(()) => {
+            *slot = None;
+            true
+        }
+        Err(e) => {
+            crate::warn(format_args!(
+                "sign-in log {}: writing the index (kept in memory): {e}",
+                path.display()
+            ));
+            false
+        }
+    }
 }
 
 /// Removes the oldest segments (never the active one) while the log is over its
@@ -681,6 +876,7 @@ fn enforce_retention(shared: &Shared) {
             segments.remove(0)
         };
         let path = segment_path(&shared.config.dir, oldest.seq);
+        let _ = fs::remove_file(index_path(&shared.config.dir, oldest.seq));
         match fs::remove_file(&path) {
             Ok(()) => {
                 metrics::counter!(crate::metrics::SIGNIN_SEGMENTS_REMOVED).increment(1);
@@ -720,6 +916,18 @@ fn recover(dir: &Path) -> Result<Vec<Arc<Segment>>, LogError> {
     let mut segments = Vec::with_capacity(seqs.len());
     for seq in seqs {
         let path = segment_path(dir, seq);
+        // A segment sealed with its index whole is known without reading it.
+        let size = fs::metadata(&path).map_err(io_error(&path))?.len();
+        if let Some(c) = index::IndexFile::check(&index_path(dir, seq))
+            && c.len == size
+            && starts_with_magic(&path)
+        {
+            let segment = Segment::new(seq, size);
+            segment.note(c.min_ms, c.max_ms);
+            *lock(&segment.index) = None;
+            segments.push(Arc::new(segment));
+            continue;
+        }
         let bytes = fs::read(&path).map_err(io_error(&path))?;
         if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {
             // Created, but the process died before the header was whole: no records.
@@ -737,10 +945,15 @@ fn recover(dir: &Path) -> Result<Vec<Arc<Segment>>, LogError> {
         }
         let body = bytes.get(MAGIC.len()..).unwrap_or_default();
         let segment = Segment::new(seq, bytes.len() as u64);
-        let (skipped, end) = walk(body, |_, _, row| {
+        let mut index = index::Index::default();
+        let (skipped, end) = walk(body, |at, _, row| {
             segment.note(row.at_ms, row.at_ms);
+            if let Ok(offset) = u32::try_from(HEADER + at as u64) {
+                index.add(offset, row.tenant, row.user, row.at_ms);
+            }
             true
         });
+        *lock(&segment.index) = Some(index);
         if skipped > 0 {
             crate::warn(format_args!(
                 "sign-in log {}: {skipped} damaged bytes stepped over; the records around them are read",
@@ -763,9 +976,19 @@ fn recover(dir: &Path) -> Result<Vec<Arc<Segment>>, LogError> {
             file.sync_all().map_err(io_error(&path))?;
             segment.len.store(whole, Ordering::Relaxed);
         }
+        // Nobody writes a recovered segment again: its index goes to its file.
+        seal(dir, &segment);
         segments.push(Arc::new(segment));
     }
     Ok(segments)
+}
+
+fn starts_with_magic(path: &Path) -> bool {
+    let mut head = [0; MAGIC.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == MAGIC
 }
 
 fn create_segment(dir: &Path, seq: u32) -> Result<Active, LogError> {
@@ -784,6 +1007,7 @@ fn create_segment(dir: &Path, seq: u32) -> Result<Active, LogError> {
     Ok(Active {
         file,
         segment: Arc::new(Segment::new(seq, HEADER)),
+        writing: Mutex::new(()),
     })
 }
 

@@ -68,7 +68,13 @@ impl From<&str> for AdminError {
 /// the frontend-neutral [`App`].
 pub struct Service {
     app: App,
+    /// Sign-in log and audit queries running at once: each reads files, and
+    /// administrators paging in parallel must not take the disk from decisions.
+    queries: tokio::sync::Semaphore,
 }
+
+/// How many sign-in log and audit queries run at once; more wait their turn.
+pub const QUERIES_AT_ONCE: usize = 2;
 
 impl Service {
     /// A service over `engine` on the system clock; `policy_file` is what `reload policy`
@@ -76,6 +82,7 @@ impl Service {
     pub fn new(engine: Arc<Engine>, policy_file: Option<PathBuf>) -> Self {
         Self {
             app: App::new(engine, policy_file),
+            queries: tokio::sync::Semaphore::new(QUERIES_AT_ONCE),
         }
     }
 
@@ -158,6 +165,8 @@ impl Service {
     /// trail, and appends the answer. Every answer already sent had its sign-in record
     /// written first, so a sign-in page holds them.
     pub async fn answer_query(&self, id: u32, query: Query, out: &mut BytesMut) {
+        // Never closed, so a permit always comes.
+        let _turn = self.queries.acquire().await.ok();
         let (event, reply) = match query {
             Query::SignIns(actor, q) => {
                 let mut event = Event::about(&actor, "sign-ins", &q.tenant, &q.user, self.now());
