@@ -2,8 +2,10 @@
 //! and checkpoints for finding a time, so a query reads only the records it returns.
 //!
 //! Every record is listed twice: under its tenant's key and under its tenant-and-user key
-//! (a stable 64-bit FNV-1a hash of a tag and the names; a collision only makes a query
-//! read a record it then skips). Offsets are in the segment file, ascending per key.
+//! (a stable 32-bit hash of a tag and the names, FNV-1a folded; a collision only makes a
+//! query read a record it then skips). An entry is the key and the record's offset in the
+//! segment file, packed in a `u64` (key high), so sorting entries sorts by key and then
+//! offset.
 //! Every [`CHECKPOINT`]th record begins a block, and the block's checkpoint holds its
 //! offset, the latest time of all records before it and the earliest time within it. A
 //! query for times in [*from*, *to*) starts at the last checkpoint whose records before it
@@ -11,19 +13,21 @@
 //! or later: records are in time order only roughly (concurrent connections' batches
 //! interleave), and the checkpoints make the window exact anyway.
 //!
-//! The active segment's index is kept in memory ([`Index`]); once a segment is sealed
+//! The active segment's index is kept in memory ([`Index`]) as sorted runs: entries are
+//! appended in the order records are written (no scattered writes on the hot path) and
+//! every [`RUN`] entries are sorted into a run; a lookup searches each run and scans the
+//! short unsorted tail. Once a segment is sealed
 //! (nobody writes it any more) its index is written beside it as `<seq>.idx` and dropped
 //! from memory, and queries look it up in the file ([`IndexFile`]) with a binary search,
 //! so a query's memory stays a small, fixed amount whatever the log's size.
 //!
 //! `<seq>.idx`: `PVSIDX01`, the segment's length it covers (`u64`), earliest and latest
-//! record time (`u64` each), the number of entries (`u32`), the entries sorted by key and
-//! offset (key `u64`, offset `u32`), the number of checkpoints (`u32`), the checkpoints
+//! record time (`u64` each), the number of entries (`u32`), the entries sorted (`u64`
+//! each: key in the high half, offset in the low), the number of checkpoints (`u32`), the checkpoints
 //! (latest time before, earliest time within, both `u64`, and offset `u32`), and a CRC-32
 //! of everything before it.
 //! Big-endian.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -32,7 +36,9 @@ use std::path::Path;
 const MAGIC: &[u8; 8] = b"PVSIDX01";
 /// Magic, length, earliest, latest.
 const HEAD: u64 = 8 + 8 + 8 + 8;
-const ENTRY: u64 = 12;
+const ENTRY: u64 = 8;
+/// Entries sorted into a run at a time.
+pub const RUN: usize = 8192;
 const CHECKPOINT_BYTES: u64 = 20;
 
 /// Where a block of records begins, and what it tells about times.
@@ -46,17 +52,18 @@ struct Checkpoint {
 pub const CHECKPOINT: u32 = 256;
 
 /// The key of a tenant's records.
-pub fn tenant_key(tenant: &str) -> u64 {
+pub fn tenant_key(tenant: &str) -> u32 {
     fnv(&[b"t", tenant.as_bytes()])
 }
 
 /// The key of one user's records.
-pub fn user_key(tenant: &str, user: &str) -> u64 {
+pub fn user_key(tenant: &str, user: &str) -> u32 {
     fnv(&[b"u", tenant.as_bytes(), b"\0", user.as_bytes()])
 }
 
-/// FNV-1a, 64 bits: stable across builds and versions, which the files need.
-fn fnv(parts: &[&[u8]]) -> u64 {
+/// FNV-1a, 64 bits, folded to 32: stable across builds and versions, which the files
+/// need.
+fn fnv(parts: &[&[u8]]) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for &b in *part {
@@ -64,14 +71,28 @@ fn fnv(parts: &[&[u8]]) -> u64 {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    h
+    (h ^ (h >> 32)) as u32
+}
+
+fn entry(key: u32, offset: u32) -> u64 {
+    u64::from(key) << 32 | u64::from(offset)
+}
+
+fn key_of(entry: u64) -> u32 {
+    (entry >> 32) as u32
+}
+
+fn offset_of(entry: u64) -> u32 {
+    entry as u32
 }
 
 /// A segment's index in memory, as records are written.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Keys are hashes already; ahash spreads them for the table.
-    keys: HashMap<u64, Vec<u32>, ahash::RandomState>,
+    /// Sorted runs; each covers later records than the one before it.
+    runs: Vec<Vec<u64>>,
+    /// Entries since the last run, in the order written.
+    tail: Vec<u64>,
     checkpoints: Vec<Checkpoint>,
     records: u32,
     latest: u64,
@@ -92,28 +113,35 @@ impl Index {
         }
         self.records = self.records.saturating_add(1);
         self.latest = self.latest.max(at_ms);
-        self.keys
-            .entry(tenant_key(tenant))
-            .or_default()
-            .push(offset);
-        self.keys
-            .entry(user_key(tenant, user))
-            .or_default()
-            .push(offset);
+        self.tail.push(entry(tenant_key(tenant), offset));
+        self.tail.push(entry(user_key(tenant, user), offset));
+        if self.tail.len() >= RUN {
+            let mut run = std::mem::replace(&mut self.tail, Vec::with_capacity(RUN));
+            run.sort_unstable();
+            self.runs.push(run);
+        }
     }
 
-    /// Up to `n` offsets listed under `key`, from `from` on.
-    pub fn offsets(&self, key: u64, from: u64, n: usize) -> Vec<u32> {
-        let Some(list) = self.keys.get(&key) else {
-            return Vec::new();
-        };
-        let start = list.partition_point(|&o| u64::from(o) < from);
-        list.get(start..)
-            .unwrap_or_default()
-            .iter()
-            .take(n)
-            .copied()
-            .collect()
+    /// Up to `n` offsets listed under `key`, from `from` on, ascending.
+    pub fn offsets(&self, key: u32, from: u64, n: usize) -> Vec<u32> {
+        let from = entry(key, u32::try_from(from).unwrap_or(u32::MAX));
+        let mut out = Vec::new();
+        for run in &self.runs {
+            let start = run.partition_point(|&e| e < from);
+            let found = run.get(start..).unwrap_or_default().iter();
+            out.extend(
+                found
+                    .take_while(|&&e| key_of(e) == key)
+                    .map(|&e| offset_of(e)),
+            );
+            if out.len() >= n {
+                out.truncate(n);
+                return out;
+            }
+        }
+        let found = self.tail.iter().filter(|&&e| key_of(e) == key && e >= from);
+        out.extend(found.map(|&e| offset_of(e)).take(n - out.len()));
+        out
     }
 
     /// The offsets a query for times in `from_ms..to_ms` must read between.
@@ -138,9 +166,15 @@ impl Index {
             }
         }
         let too_many = || io::Error::other("too many records for one index");
-        let mut keys: Vec<u64> = self.keys.keys().copied().collect();
-        keys.sort_unstable();
-        let count: usize = self.keys.values().map(Vec::len).sum();
+        let mut tail = self.tail.clone();
+        tail.sort_unstable();
+        let runs: Vec<&[u64]> = self
+            .runs
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(tail.as_slice()))
+            .collect();
+        let count: usize = runs.iter().map(|r| r.len()).sum();
         let count = u32::try_from(count).map_err(|_| too_many())?;
         let checkpoints = u32::try_from(self.checkpoints.len()).map_err(|_| too_many())?;
         let tmp = path.with_extension("idx.tmp");
@@ -153,10 +187,20 @@ impl Index {
             out.put(&v.to_be_bytes())?;
         }
         out.put(&count.to_be_bytes())?;
-        for k in &keys {
-            for o in self.keys.get(k).into_iter().flatten() {
-                out.put(&k.to_be_bytes())?;
-                out.put(&o.to_be_bytes())?;
+        // The runs merged: a heap of each run's next entry.
+        let mut next: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some(std::cmp::Reverse((*r.first()?, i))))
+            .collect();
+        let mut at = vec![0usize; runs.len()];
+        while let Some(std::cmp::Reverse((e, i))) = next.pop() {
+            out.put(&e.to_be_bytes())?;
+            if let (Some(pos), Some(run)) = (at.get_mut(i), runs.get(i)) {
+                *pos += 1;
+                if let Some(&e) = run.get(*pos) {
+                    next.push(std::cmp::Reverse((e, i)));
+                }
             }
         }
         out.put(&checkpoints.to_be_bytes())?;
@@ -251,24 +295,20 @@ impl IndexFile {
         })
     }
 
-    fn entry(&self, i: u64) -> io::Result<(u64, u32)> {
+    fn entry(&self, i: u64) -> io::Result<u64> {
         let mut b = [0; ENTRY as usize];
         self.file.read_exact_at(&mut b, HEAD + 4 + i * ENTRY)?;
-        let (k, o) = b.split_at(8);
-        Ok((
-            u64::from_be_bytes(k.try_into().unwrap_or_default()),
-            u32::from_be_bytes(o.try_into().unwrap_or_default()),
-        ))
+        Ok(u64::from_be_bytes(b))
     }
 
     /// Up to `n` offsets listed under `key`, from `from` on (a binary search, then one
     /// read).
-    pub fn offsets(&self, key: u64, from: u64, n: usize) -> io::Result<Vec<u32>> {
+    pub fn offsets(&self, key: u32, from: u64, n: usize) -> io::Result<Vec<u32>> {
+        let from = entry(key, u32::try_from(from).unwrap_or(u32::MAX));
         let (mut lo, mut hi) = (0, self.entries);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let (k, o) = self.entry(mid)?;
-            if (k, u64::from(o)) < (key, from) {
+            if self.entry(mid)? < from {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -279,9 +319,9 @@ impl IndexFile {
         self.file.read_exact_at(&mut bytes, HEAD + 4 + lo * ENTRY)?;
         Ok(bytes
             .chunks_exact(ENTRY as usize)
-            .map(|c| c.split_at(8))
-            .take_while(|(k, _)| u64::from_be_bytes((*k).try_into().unwrap_or_default()) == key)
-            .map(|(_, o)| u32::from_be_bytes(o.try_into().unwrap_or_default()))
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+            .take_while(|&e| key_of(e) == key)
+            .map(offset_of)
             .collect())
     }
 

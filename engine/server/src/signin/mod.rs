@@ -697,7 +697,7 @@ impl<'a> Lookup<'a> {
             .map_err(io_error(path))
     }
 
-    fn offsets(&self, key: u64, from: u64, n: usize) -> Result<Vec<u32>, LogError> {
+    fn offsets(&self, key: u32, from: u64, n: usize) -> Result<Vec<u32>, LogError> {
         match self {
             Self::Memory(seg, path) => match lock(&seg.index).as_ref() {
                 Some(i) => Ok(i.offsets(key, from, n)),
