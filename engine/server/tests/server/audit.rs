@@ -322,3 +322,63 @@ fn the_event_format_is_strict_and_round_trips() {
     assert_eq!(v["changes"]["methods"]["before"], "7 sms active");
     assert!(v["changes"]["methods"]["after"].is_null());
 }
+
+/// A request the connection runs (here a backup): answered, and recorded like any other.
+async fn run(s: &Service, a: Admin<'_>) -> Vec<u8> {
+    let mut req = BytesMut::new();
+    Frame::Admin(3, a).encode(&mut req).unwrap();
+    let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
+    let role = Role::admin(ACTOR);
+    let handled = s.handle(&role, &req, s.now(), &mut out, &mut records);
+    let Handled::Query(id, query) = handled else {
+        panic!("{handled:?}")
+    };
+    s.answer_query(id, query, &mut out).await;
+    out.to_vec()
+}
+
+#[tokio::test]
+async fn backups_are_made_refused_and_recorded() {
+    let (s, wal, dir) = service("backup");
+    // A relative path would mean whatever the server's working directory is.
+    let out = run(
+        &s,
+        Admin::Backup {
+            path: portvakt_wire::admin::LongStr("copy.pvbackup"),
+        },
+    )
+    .await;
+    assert!(matches!(
+        Frame::decode(&out).unwrap(),
+        Frame::Error {
+            code: ErrorCode::Refused,
+            ..
+        }
+    ));
+    let file = dir.0.with_extension("pvbackup");
+    let _ = std::fs::remove_file(&file);
+    let out = run(
+        &s,
+        Admin::Backup {
+            path: portvakt_wire::admin::LongStr(file.to_str().unwrap()),
+        },
+    )
+    .await;
+    let Frame::AdminReply(3, AdminReply::BackedUp { bytes, files }) = Frame::decode(&out).unwrap()
+    else {
+        panic!("{:?}", Frame::decode(&out))
+    };
+    assert_eq!(bytes, std::fs::metadata(&file).unwrap().len());
+    assert!(files >= 2);
+    let _ = std::fs::remove_file(&file);
+    let got: Vec<(String, Outcome)> = events(&wal, "")
+        .into_iter()
+        .filter(|e| e.op == "backup")
+        .map(|e| (e.detail, e.outcome))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].1, Outcome::Refused);
+    assert!(got[0].0.starts_with("copy.pvbackup: "), "{got:?}");
+    assert_eq!(got[1].1, Outcome::Done);
+    assert!(got[1].0.contains(&format!("({bytes} bytes)")), "{got:?}");
+}

@@ -211,6 +211,12 @@ impl Service {
                 let mut event = Event::about(&actor, "backup", "", "", self.now());
                 let reply = match self.app.state_log() {
                     None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
+                    Some(_) if !path.is_absolute() => Owned::Error(
+                        id,
+                        ErrorCode::Refused,
+                        "a backup's path is on the server's machine: give it whole (absolute)"
+                            .into(),
+                    ),
                     Some(wal) => {
                         let (wal, engine) = (wal.clone(), self.app.engine_handle());
                         let dest = path.clone();
@@ -349,16 +355,7 @@ impl Service {
                         ),
                     ),
                     Admin::Backup { path } => {
-                        let path = PathBuf::from(path.0);
-                        if path.is_absolute() {
-                            Owned::Query(id, Query::Backup(actor.clone(), path))
-                        } else {
-                            Owned::Error(
-                                id,
-                                ErrorCode::Refused,
-                                "a backup's path is on the server's machine: give it whole (absolute)".into(),
-                            )
-                        }
+                        Owned::Query(id, Query::Backup(actor.clone(), PathBuf::from(path.0)))
                     }
                     a => self.administer(id, a, now, actor),
                 },
