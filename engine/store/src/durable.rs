@@ -33,7 +33,9 @@
 //! integers are big-endian.
 //!
 //! An administrator's change and its audit event are appended under one [`Hold`], so the
-//! committer writes them in one write: the log never holds the change without the event.
+//! committer takes them together and they reach the disk in the same write and sync (a
+//! snapshot's rotation in between, or a crash inside that one write, are the only ways to
+//! split them; `docs/design.md`).
 //!
 //! A backup ([`backup`]) is one file: a fresh snapshot, the archives and the log after
 //! the snapshot, each with its name and a checksum; [`restore`] checks it whole, starts
