@@ -1303,6 +1303,13 @@ pub fn backup(
     // Never over an existing file: a backup must not silently replace another.
     if let Err(e) = fs::hard_link(&tmp, dest) {
         let _ = fs::remove_file(&tmp);
+        let e = match e.kind() {
+            std::io::ErrorKind::AlreadyExists => std::io::Error::new(
+                e.kind(),
+                "a file is there already, and a backup never replaces one",
+            ),
+            _ => e,
+        };
         return Err(io(dest)(e));
     }
     fs::remove_file(&tmp).map_err(io(&tmp))?;
