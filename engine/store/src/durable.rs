@@ -532,18 +532,30 @@ impl Pending {
     }
 }
 
-/// Keeps what is appended while it is held out of the disk's reach until it is dropped:
-/// frames that must become durable together (an administrator's change and its audit
-/// event) are appended under one hold.
+/// Keeps what this thread appends, from its first append on, out of the disk's reach
+/// until it is dropped: frames that must become durable together (an administrator's
+/// change and its audit event) are appended under one hold. The hold begins at the
+/// thread's first append, not when it is taken, so an operation that first waits (for a
+/// snapshot to let the directory go, say) holds nothing back while it waits.
 pub struct Hold<'a> {
     wal: &'a Wal,
-    from: u64,
+    /// A hold lives in its thread's state: it must be dropped where it was taken.
+    _here: std::marker::PhantomData<*const ()>,
+}
+
+thread_local! {
+    /// The log this thread holds (by address), and where its hold began once it has.
+    static HELD: std::cell::Cell<(usize, Option<u64>)> = const { std::cell::Cell::new((0, None)) };
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
+        let (held, from) = HELD.with(|h| h.replace((0, None)));
+        let Some(from) = from.filter(|_| held == std::ptr::from_ref(self.wal) as usize) else {
+            return;
+        };
         let mut p = lock(&self.wal.pending);
-        if let std::collections::btree_map::Entry::Occupied(mut e) = p.holds.entry(self.from) {
+        if let std::collections::btree_map::Entry::Occupied(mut e) = p.holds.entry(from) {
             *e.get_mut() -= 1;
             if *e.get() == 0 {
                 e.remove();
@@ -663,6 +675,17 @@ impl Wal {
         if refuse_if_failed && let Some(e) = &p.failed {
             return Err(StoreError(format!("the state log cannot be written: {e}")));
         }
+        // This thread's first append under a hold is where the hold begins.
+        let me = std::ptr::from_ref(self) as usize;
+        HELD.with(|h| {
+            if let (held, None) = h.get()
+                && held == me
+            {
+                let at = p.end;
+                *p.holds.entry(at).or_default() += 1;
+                h.set((held, Some(at)));
+            }
+        });
         let before = p.bytes.len();
         frame(&mut p.bytes, kind, parts);
         p.end += (p.bytes.len() - before) as u64;
@@ -685,14 +708,15 @@ impl Wal {
         &self.dir
     }
 
-    /// Holds back from the disk everything appended from now until the hold is dropped
-    /// (appends go on; only their writing waits). Keep it short: every answer decided
-    /// meanwhile waits for it too.
+    /// Holds back from the disk everything appended from this thread's next append until
+    /// the hold is dropped (appends go on; only their writing waits). Keep it short once
+    /// it has begun: every answer decided meanwhile waits for it too.
     pub fn hold(&self) -> Hold<'_> {
-        let mut p = lock(&self.pending);
-        let from = p.end;
-        *p.holds.entry(from).or_default() += 1;
-        Hold { wal: self, from }
+        HELD.with(|h| h.set((std::ptr::from_ref(self) as usize, None)));
+        Hold {
+            wal: self,
+            _here: std::marker::PhantomData,
+        }
     }
 
     /// Appends an audit event (bytes the store does not read; [`Wal::read_audit`] gives them

@@ -495,7 +495,19 @@ fn what_is_appended_under_a_hold_reaches_the_disk_only_when_it_is_released() {
     let before = wal.end();
     let hold = wal.hold();
     wal.wait_durable(before).unwrap();
+    // Nor are other threads' appends before this thread's first: a hold taken by an
+    // operation that then waits holds nothing back while it waits.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            e.add_user("kommune", "per", &[], false).unwrap();
+            wal.wait_durable(wal.end()).unwrap();
+        });
+    });
+    let end = wal.append_audit(b"after per").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(wal.synced().position < end, "{:?}", wal.synced());
     drop(hold);
+    wal.wait_durable(end).unwrap();
 }
 
 #[test]
