@@ -115,7 +115,7 @@ fn main() {
         log_bytes as f64 / n as f64
     );
     let started = Instant::now();
-    durable::snapshot(&e, &wal, &dir).unwrap();
+    durable::snapshot(&e, &wal).unwrap();
     println!("snapshot: {:.2} s", started.elapsed().as_secs_f64());
     drop((e, wal));
     let snap_bytes = bytes_in(&dir);

@@ -148,7 +148,7 @@ pub(crate) async fn serve(
         portvakt_server::metrics::install(addr)?;
     }
     if let Some(wal) = &state_log {
-        portvakt_server::state::keep(engine.clone(), wal.clone(), state_dir.clone());
+        portvakt_server::state::keep(engine.clone(), wal.clone());
     }
     // Every ten seconds: drop idle entries from the bounded tables, and count for the
     // metrics what the store holds.
@@ -249,7 +249,7 @@ pub(crate) async fn serve(
     if let Some(wal) = state_log {
         // A snapshot now makes the next start read one file instead of the log.
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = portvakt_store::durable::snapshot(&engine, &wal, &state_dir) {
+            if let Err(e) = portvakt_store::durable::snapshot(&engine, &wal) {
                 esay!("portvakt: no snapshot at shutdown (the log has everything): {e}");
             }
             wal.close();

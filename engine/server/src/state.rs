@@ -1,7 +1,6 @@
 //! Keeping the durable store while the server runs: snapshots as its log grows, and a
 //! line and a gauge when the log starts or stops failing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use portvakt_core::Engine;
@@ -12,7 +11,7 @@ pub const SNAPSHOT_AFTER: u64 = 64 << 20;
 /// Keeps the durable store: a snapshot whenever the log has grown past
 /// [`SNAPSHOT_AFTER`] since the last, and a line (and a gauge) when the log starts or
 /// stops failing.
-pub fn keep(engine: Arc<Engine>, wal: Arc<portvakt_store::durable::Wal>, dir: PathBuf) {
+pub fn keep(engine: Arc<Engine>, wal: Arc<portvakt_store::durable::Wal>) {
     use crate::metrics as m;
     let watched = wal.clone();
     tokio::spawn(async move {
@@ -46,7 +45,7 @@ pub fn keep(engine: Arc<Engine>, wal: Arc<portvakt_store::durable::Wal>, dir: Pa
                 if bytes < SNAPSHOT_AFTER {
                     continue;
                 }
-                match portvakt_store::durable::snapshot(&engine, &wal, &dir) {
+                match portvakt_store::durable::snapshot(&engine, &wal) {
                     Ok(_) => metrics::counter!(m::STATE_SNAPSHOTS).increment(1),
                     Err(e) => crate::warn(format_args!(
                         "snapshot failed (the log keeps everything): {e}"

@@ -71,6 +71,8 @@ const RECORD: u8 = 1;
 const BATCH: u8 = 2;
 const END: u8 = 3;
 const AUDIT: u8 = 4;
+/// A log segment, `wal-<16 hex digits>`.
+const SEGMENT_PREFIX: &str = "wal-";
 /// An archive of the audit events of log segment `<hex>`, kept when the segment goes.
 const AUDIT_PREFIX: &str = "audit-";
 /// Taken by a running server, so a restore (or a second server) cannot use the directory.
@@ -247,25 +249,12 @@ impl Opened {
 }
 
 fn segment_name(seq: u64) -> String {
-    format!("wal-{seq:016x}")
+    format!("{SEGMENT_PREFIX}{seq:016x}")
 }
 
+/// The log segments in `dir`, by number.
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, DurableError> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("wal-")) else {
-            continue;
-        };
-        if let Ok(seq) = u64::from_str_radix(hex, 16)
-            && hex.len() == 16
-        {
-            out.push((seq, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+    numbered(dir, SEGMENT_PREFIX)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DurableError> {
@@ -703,11 +692,6 @@ impl Wal {
         lock(&self.pending).end
     }
 
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Holds back from the disk everything appended from this thread's next append until
     /// the hold is dropped (appends go on; only their writing waits). Keep it short once
     /// it has begun: every answer decided meanwhile waits for it too.
@@ -985,12 +969,13 @@ impl ChangeLog for WalChangeLog {
 /// log segments it covers. The directory is cut at one instant (no change is made while
 /// its users are written); the records are written as they are reached, which the log
 /// after the cut makes whole again on the next start.
-pub fn snapshot(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
+pub fn snapshot(engine: &Engine, wal: &Wal) -> Result<u64, DurableError> {
     let _files = lock(&wal.files);
-    snapshot_held(engine, wal, dir)
+    snapshot_held(engine, wal)
 }
 
-fn snapshot_held(engine: &Engine, wal: &Wal, dir: &Path) -> Result<u64, DurableError> {
+fn snapshot_held(engine: &Engine, wal: &Wal) -> Result<u64, DurableError> {
+    let dir = wal.dir.as_path();
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let out = BufWriter::with_capacity(1 << 20, file);
@@ -1288,14 +1273,10 @@ pub struct BackedUp {
 /// archives, in one file with a checksum per file. Restoring it ([`restore`]) is the
 /// start after a crash at the moment the copy ended: nothing acknowledged before the
 /// backup began is missing from it.
-pub fn backup(
-    engine: &Engine,
-    wal: &Wal,
-    dir: &Path,
-    dest: &Path,
-) -> Result<BackedUp, DurableError> {
+pub fn backup(engine: &Engine, wal: &Wal, dest: &Path) -> Result<BackedUp, DurableError> {
     let _files = lock(&wal.files);
-    snapshot_held(engine, wal, dir)?;
+    snapshot_held(engine, wal)?;
+    let dir = wal.dir.as_path();
     // What was appended while the snapshot was written (it makes the snapshot's records
     // whole) must be in the copy.
     wal.wait_durable(wal.end()).map_err(DurableError::Failed)?;
@@ -1349,36 +1330,37 @@ pub fn backup(
 /// a CRC-32 of name, length and contents, and the contents; then a zero name length and
 /// the number of files (`u64`).
 fn write_backup(files: &[(String, PathBuf)], tmp: &Path) -> Result<(), DurableError> {
-    let f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(tmp)
-        .map_err(io(tmp))?;
-    set_private(tmp)?;
+    let f = crate::sealed::create_private(tmp).map_err(io(tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, f);
     out.write_all(BACKUP_MAGIC).map_err(io(tmp))?;
-    let mut contents = Vec::new();
+    let mut buf = vec![0; 1 << 20];
     for (name, path) in files {
-        contents.clear();
-        // A segment being appended is copied as far as it is written now: a frame cut
-        // short at its end is what a start cuts off after a crash.
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut contents))
-            .map_err(io(path))?;
         let name_len = u8::try_from(name.len())
             .map_err(|_| io(path)(std::io::Error::other("name too long")))?;
-        let len = contents.len() as u64;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&[name_len]);
-        crc.update(name.as_bytes());
-        crc.update(&len.to_be_bytes());
-        crc.update(&contents);
+        let file = File::open(path).map_err(io(path))?;
+        // A segment being appended is copied as far as it is written now: a frame cut
+        // short at its end is what a start cuts off after a crash.
+        let len = file.metadata().map_err(io(path))?.len();
+        // The checksum comes before the contents, so each file is read twice, a buffer
+        // at a time, rather than held whole; the second read must see the same bytes.
+        let crc = |out: Option<&mut BufWriter<File>>, buf: &mut [u8]| {
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&[name_len]);
+            crc.update(name.as_bytes());
+            crc.update(&len.to_be_bytes());
+            copy_hashed(&file, len, buf, &mut crc, out)?;
+            Ok::<u32, std::io::Error>(crc.finalize())
+        };
+        let sum = crc(None, &mut buf).map_err(io(path))?;
         out.write_all(&[name_len]).map_err(io(tmp))?;
         out.write_all(name.as_bytes()).map_err(io(tmp))?;
         out.write_all(&len.to_be_bytes()).map_err(io(tmp))?;
-        out.write_all(&crc.finalize().to_be_bytes())
-            .map_err(io(tmp))?;
-        out.write_all(&contents).map_err(io(tmp))?;
+        out.write_all(&sum.to_be_bytes()).map_err(io(tmp))?;
+        if crc(Some(&mut out), &mut buf).map_err(io(path))? != sum {
+            return Err(io(path)(std::io::Error::other(
+                "the file changed while it was copied; make the backup again",
+            )));
+        }
     }
     out.write_all(&[0]).map_err(io(tmp))?;
     out.write_all(&(files.len() as u64).to_be_bytes())
@@ -1387,9 +1369,28 @@ fn write_backup(files: &[(String, PathBuf)], tmp: &Path) -> Result<(), DurableEr
     f.sync_all().map_err(io(tmp))
 }
 
-fn set_private(path: &Path) -> Result<(), DurableError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io(path))
+/// Reads the first `len` bytes of `file` through `buf` into `crc`, and into `out` if
+/// given.
+fn copy_hashed(
+    file: &File,
+    len: u64,
+    buf: &mut [u8],
+    crc: &mut crc32fast::Hasher,
+    mut out: Option<&mut BufWriter<File>>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let mut at = 0;
+    while at < len {
+        let n = usize::try_from(len - at).map_or(buf.len(), |left| left.min(buf.len()));
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(chunk, at)?;
+        crc.update(chunk);
+        if let Some(out) = out.as_deref_mut() {
+            out.write_all(chunk)?;
+        }
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Whether `name` is one a store directory holds (and nothing that leaves it).
@@ -1398,7 +1399,7 @@ fn store_file_name(name: &str) -> bool {
         name.strip_prefix(prefix)
             .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
     };
-    name == SNAPSHOT || numbered("wal-") || numbered(AUDIT_PREFIX)
+    name == SNAPSHOT || numbered(SEGMENT_PREFIX) || numbered(AUDIT_PREFIX)
 }
 
 /// What a restore did.

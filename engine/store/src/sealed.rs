@@ -145,6 +145,14 @@ impl MasterKey {
 /// Writes `bytes` to a new file at `path` readable by its owner only, synced.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
+    let mut f = create_private(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Creates a new file at `path` (never over an existing one), readable by its owner only
+/// from the moment it exists.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -152,9 +160,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut f = options.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ fn a_snapshot_and_the_log_after_it_bring_everything_back() {
     let dir = Dir::new();
     let (e, wal, _) = engine(&dir.0);
     let kari = history(&e, &wal);
-    let frames = durable::snapshot(&e, &wal, &dir.0).unwrap();
+    let frames = durable::snapshot(&e, &wal).unwrap();
     assert!(frames > 5);
     // Only the segment after the cut is left.
     let logs = std::fs::read_dir(&dir.0)
@@ -276,7 +276,7 @@ fn a_damaged_snapshot_stops_the_start() {
     let dir = Dir::new();
     let (e, wal, _) = engine(&dir.0);
     history(&e, &wal);
-    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    durable::snapshot(&e, &wal).unwrap();
     let snap = dir.0.join("snapshot");
     let mut bytes = std::fs::read(&snap).unwrap();
     let at = bytes.len() / 2;
@@ -417,7 +417,7 @@ fn secrets_are_sealed_on_disk_and_a_wrong_key_stops_the_start() {
     )
     .unwrap();
     wal.wait_durable(wal.end()).unwrap();
-    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    durable::snapshot(&e, &wal).unwrap();
     e.create_app_password("kommune", "ola", "Calendar on the old laptop", now())
         .unwrap();
     wal.wait_durable(wal.end()).unwrap();
@@ -453,7 +453,7 @@ fn a_missing_snapshot_or_segment_stops_the_start() {
     let dir = Dir::new();
     let (e, wal, _) = engine(&dir.0);
     history(&e, &wal);
-    durable::snapshot(&e, &wal, &dir.0).unwrap();
+    durable::snapshot(&e, &wal).unwrap();
     drop((e, wal));
     // Without its snapshot, the log after it would start a store that forgot everything.
     let snap = dir.0.join("snapshot");
@@ -524,7 +524,7 @@ fn audit_events_come_back_in_order_across_snapshots_and_restarts() {
             e.add_user("kommune", &format!("u{round}-{i}"), &[], false)
                 .unwrap();
         }
-        durable::snapshot(&e, &wal, &dir.0).unwrap();
+        durable::snapshot(&e, &wal).unwrap();
     }
     wal.append_audit(b"after the last snapshot").unwrap();
     expected.push(b"after the last snapshot".to_vec());
@@ -589,12 +589,12 @@ fn a_backup_taken_while_serving_restores_everything_acknowledged_before_it() {
     e.set_groups("kommune", "kari", &["backed-up"]).unwrap();
     wal.wait_durable(wal.end()).unwrap();
     let file = dir.0.join("copy.pvbackup");
-    let made = durable::backup(&e, &wal, &state, &file).unwrap();
+    let made = durable::backup(&e, &wal, &file).unwrap();
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().unwrap();
     assert!(made.bytes > 100 && made.files >= 2, "{made:?}");
     // Never over an existing file.
-    assert!(durable::backup(&e, &wal, &state, &file).is_err());
+    assert!(durable::backup(&e, &wal, &file).is_err());
 
     // Restored elsewhere: what was acknowledged before the backup is there.
     let other = dir.0.join("elsewhere");
@@ -641,7 +641,7 @@ fn a_damaged_or_foreign_backup_is_refused_and_changes_nothing() {
     let (e, wal, _) = engine(&state);
     history(&e, &wal);
     let file = dir.0.join("copy.pvbackup");
-    durable::backup(&e, &wal, &state, &file).unwrap();
+    durable::backup(&e, &wal, &file).unwrap();
     drop((e, wal));
     let good = std::fs::read(&file).unwrap();
     let target = dir.0.join("target");

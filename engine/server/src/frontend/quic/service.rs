@@ -221,7 +221,7 @@ impl Service {
                         let (wal, engine) = (wal.clone(), self.app.engine_handle());
                         let dest = path.clone();
                         let made = tokio::task::spawn_blocking(move || {
-                            portvakt_store::durable::backup(&engine, &wal, wal.dir(), &dest)
+                            portvakt_store::durable::backup(&engine, &wal, &dest)
                         })
                         .await;
                         match made {
