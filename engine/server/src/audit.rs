@@ -19,6 +19,8 @@ use std::fmt::Write as _;
 use portvakt_core::Timestamp;
 use portvakt_core::admin::UserInfo;
 
+use crate::bytes_in::Reader;
+
 /// The event format written by this version.
 const FORMAT: u8 = 1;
 /// The longest value a summary field keeps; longer ones are cut with an ellipsis.
@@ -172,32 +174,36 @@ impl Event {
 
     /// An event from its bytes; strict: anything but exactly one event is refused.
     pub fn decode(bytes: &[u8]) -> Result<Self, BadEvent> {
+        const SHORT: BadEvent = BadEvent("cut short");
+        const NAME: BadEvent = BadEvent("a name cut short or not UTF-8");
+        const TEXT: BadEvent = BadEvent("a text cut short, over its limit or not UTF-8");
+        let name = |r: &mut Reader<'_>| r.str8(usize::from(u8::MAX)).map(str::to_owned).ok_or(NAME);
         let mut r = Reader(bytes);
-        if r.u8()? != FORMAT {
+        if r.u8().ok_or(SHORT)? != FORMAT {
             return Err(BadEvent("another format"));
         }
-        let at_ms = u64::from_be_bytes(r.array()?);
-        let actor = r.str8()?;
-        let op = r.str8()?;
-        let tenant = r.str8()?;
-        let user = r.str8()?;
-        let method = match r.u8()? {
+        let at_ms = u64::from_be_bytes(r.array().ok_or(SHORT)?);
+        let actor = name(&mut r)?;
+        let op = name(&mut r)?;
+        let tenant = name(&mut r)?;
+        let user = name(&mut r)?;
+        let method = match r.u8().ok_or(SHORT)? {
             0 => None,
-            1 => Some(u32::from_be_bytes(r.array()?)),
+            1 => Some(u32::from_be_bytes(r.array().ok_or(SHORT)?)),
             _ => return Err(BadEvent("a method flag")),
         };
-        let outcome = Outcome::from_code(r.u8()?).ok_or(BadEvent("an outcome"))?;
-        let detail = r.str16(MAX_DETAIL)?;
-        let n = r.u8()?;
+        let outcome = Outcome::from_code(r.u8().ok_or(SHORT)?).ok_or(BadEvent("an outcome"))?;
+        let detail = r.str16(MAX_DETAIL).ok_or(TEXT)?.to_owned();
+        let n = r.u8().ok_or(SHORT)?;
         if usize::from(n) > MAX_CHANGES {
             return Err(BadEvent("too many changes"));
         }
         let mut changes = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let field = r.str8()?;
-            let mut value = || match r.u8()? {
+            let field = name(&mut r)?;
+            let mut value = || match r.u8().ok_or(SHORT)? {
                 0 => Ok(None),
-                1 => r.str16(MAX_VALUE).map(Some),
+                1 => r.str16(MAX_VALUE).map(|v| Some(v.to_owned())).ok_or(TEXT),
                 _ => Err(BadEvent("a value flag")),
             };
             let before = value()?;
@@ -208,7 +214,7 @@ impl Event {
                 after,
             });
         }
-        if !r.0.is_empty() {
+        if !r.is_empty() {
             return Err(BadEvent("bytes after the event"));
         }
         Ok(Self {
@@ -294,39 +300,6 @@ fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     format!("{}…", s.get(..end).unwrap_or_default()).into()
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BadEvent> {
-        let (head, rest) = self.0.split_at_checked(n).ok_or(BadEvent("cut short"))?;
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, BadEvent> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], BadEvent> {
-        self.take(N)?.try_into().map_err(|_| BadEvent("cut short"))
-    }
-    fn text(&mut self, n: usize) -> Result<String, BadEvent> {
-        let b = self.take(n)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| BadEvent("text that is not UTF-8"))
-    }
-    fn str8(&mut self) -> Result<String, BadEvent> {
-        let n = self.u8()?;
-        self.text(usize::from(n))
-    }
-    fn str16(&mut self, max: usize) -> Result<String, BadEvent> {
-        let n = usize::from(u16::from_be_bytes(self.array()?));
-        if n > max {
-            return Err(BadEvent("a value over its limit"));
-        }
-        self.text(n)
-    }
 }
 
 /// What an administrator can see of a user, field by field, for before and after.

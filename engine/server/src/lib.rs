@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod audit;
+mod bytes_in;
 pub mod clock;
 pub mod entropy;
 pub mod frontend;

@@ -33,6 +33,8 @@ use portvakt_wire::admin::{MAX_SIGN_IN_ROWS, SignInRow};
 
 pub mod index;
 
+use crate::bytes_in::Reader;
+
 const MAGIC: &[u8; 8] = b"PVSIGN01";
 const HEADER: u64 = MAGIC.len() as u64;
 /// Record header: body length (`u16`) and CRC-32 (`u32`).
@@ -172,14 +174,14 @@ impl<'a> Record<'a> {
 
     /// Reads a record body; `None` unless it is exactly one well-formed record.
     fn decode(body: &'a [u8]) -> Option<Self> {
-        let mut b = Body(body);
+        let mut b = Reader(body);
         let record = Self {
-            at_ms: u64::from_be_bytes(b.take_array()?),
+            at_ms: u64::from_be_bytes(b.array()?),
             tenant: b.str8(MAX_NAME)?,
             user: b.str8(MAX_NAME)?,
             ip: match b.u8()? {
-                4 => std::net::IpAddr::from(b.take_array::<4>()?),
-                6 => std::net::IpAddr::from(b.take_array::<16>()?),
+                4 => std::net::IpAddr::from(b.array::<4>()?),
+                6 => std::net::IpAddr::from(b.array::<16>()?),
                 _ => return None,
             },
             purpose: b.u8()?,
@@ -193,31 +195,7 @@ impl<'a> Record<'a> {
             location: b.str8(MAX_NAME)?,
             rule: b.str8(MAX_NAME)?,
         };
-        b.0.is_empty().then_some(record)
-    }
-}
-
-/// A record body being read from the front.
-struct Body<'a>(&'a [u8]);
-
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-    fn take_array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-    fn str8(&mut self, max: usize) -> Option<&'a str> {
-        let len = usize::from(self.u8()?);
-        if len > max {
-            return None;
-        }
-        std::str::from_utf8(self.take(len)?).ok()
+        b.is_empty().then_some(record)
     }
 }
 
@@ -768,9 +746,9 @@ fn index_batch(index: &mut index::Index, at: u64, batch: &[u8]) {
         let body = batch
             .get(pos + RECORD_HEADER..pos + RECORD_HEADER + len)
             .unwrap_or_default();
-        let mut b = Body(body);
+        let mut b = Reader(body);
         let names = (|| {
-            let at_ms = u64::from_be_bytes(b.take_array()?);
+            let at_ms = u64::from_be_bytes(b.array()?);
             Some((at_ms, b.str8(MAX_NAME)?, b.str8(MAX_NAME)?))
         })();
         if let (Some((at_ms, tenant, user)), Ok(offset)) = (names, u32::try_from(at + pos as u64)) {
