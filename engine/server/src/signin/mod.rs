@@ -318,25 +318,6 @@ pub mod fuzzing {
     }
 }
 
-fn time_of(body: &[u8]) -> u64 {
-    body.get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
-}
-
-/// The number of records in a batch made by [`append`], and their earliest and latest
-/// time (walking lengths only: the batch is this process's own).
-fn span(batch: &[u8]) -> (u64, u64, u64) {
-    let (mut count, mut min, mut max, mut at) = (0, u64::MAX, 0, 0);
-    while let Some(header) = batch.get(at..at + RECORD_HEADER) {
-        let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-        let t = time_of(batch.get(at + RECORD_HEADER..).unwrap_or_default());
-        (count, min, max) = (count + 1, min.min(t), max.max(t));
-        at += RECORD_HEADER + len;
-    }
-    (count, min, max)
-}
-
 /// One segment file as the log knows it; writers update it as they append.
 #[derive(Debug)]
 struct Segment {
@@ -523,19 +504,16 @@ impl SignInLog {
         }
         let active = self.shared.active.load_full();
         let segment = &active.segment;
-        let (count, min, max) = span(batch);
         let writing = lock(&active.writing);
         let at = segment.len.load(Ordering::Acquire);
         match (&active.file).write_all(batch) {
             Ok(()) => {
-                segment.note(min, max);
                 let end = at + batch.len() as u64;
                 // Published before it is indexed: every offset a reader finds is below
                 // the length it reads to.
                 segment.len.store(end, Ordering::Release);
-                if let Some(index) = lock(&segment.index).as_mut() {
-                    index_batch(index, at, batch);
-                }
+                let (count, min, max) = index_batch(lock(&segment.index).as_mut(), at, batch);
+                segment.note(min, max);
                 drop(writing);
                 metrics::counter!(crate::metrics::SIGNIN_RECORDS).increment(count);
                 if end > self.shared.config.segment_bytes {
@@ -555,7 +533,7 @@ impl SignInLog {
                 crate::warn(format_args!(
                     "sign-in log {}: {source}; the batch of {} records waits and is written again",
                     path.display(),
-                    count
+                    index_batch(None, at, batch).0
                 ));
                 // Part of the batch may be in the file; the rest of this segment is read
                 // past it, and new batches go to a fresh segment.
@@ -736,10 +714,12 @@ fn read_record<'b>(
     Ok(record_at(buf.get(..whole).unwrap_or_default()).map(|(body, _, _)| body))
 }
 
-/// Lists the records of `batch`, written at `at`, in `index`. The batch is this
-/// process's own, made by [`append`]: its lengths and the names at the front of each
-/// body are read without checking it again.
-fn index_batch(index: &mut index::Index, at: u64, batch: &[u8]) {
+/// Lists the records of `batch`, written at `at`, in `index` (if given), and gives their
+/// number and their earliest and latest time. The batch is this process's own, made by
+/// [`append`]: its lengths and the fields at the front of each body are read without
+/// checking it again.
+fn index_batch(mut index: Option<&mut index::Index>, at: u64, batch: &[u8]) -> (u64, u64, u64) {
+    let (mut count, mut min, mut max) = (0, u64::MAX, 0);
     let mut pos = 0;
     while let Some(header) = batch.get(pos..pos + RECORD_HEADER) {
         let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
@@ -747,15 +727,17 @@ fn index_batch(index: &mut index::Index, at: u64, batch: &[u8]) {
             .get(pos + RECORD_HEADER..pos + RECORD_HEADER + len)
             .unwrap_or_default();
         let mut b = Reader(body);
-        let names = (|| {
-            let at_ms = u64::from_be_bytes(b.array()?);
-            Some((at_ms, b.str8(MAX_NAME)?, b.str8(MAX_NAME)?))
-        })();
-        if let (Some((at_ms, tenant, user)), Ok(offset)) = (names, u32::try_from(at + pos as u64)) {
+        let at_ms = b.array().map_or(0, u64::from_be_bytes);
+        (count, min, max) = (count + 1, min.min(at_ms), max.max(at_ms));
+        if let Some(index) = index.as_deref_mut()
+            && let (Some(tenant), Some(user)) = (b.str8(MAX_NAME), b.str8(MAX_NAME))
+            && let Ok(offset) = u32::try_from(at + pos as u64)
+        {
             index.add(offset, tenant, user, at_ms);
         }
         pos += RECORD_HEADER + len;
     }
+    (count, min, max)
 }
 
 fn next_seq(last: Option<u32>) -> Result<u32, LogError> {
