@@ -142,5 +142,24 @@ fn main() {
         })
     });
     log.close();
+    // Index files against the segments they index (the one still written has none).
+    let (mut sealed, mut index) = (0u64, 0u64);
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "idx")
+            && let (Ok(i), Ok(l)) = (
+                std::fs::metadata(&path),
+                std::fs::metadata(path.with_extension("log")),
+            )
+        {
+            (index, sealed) = (index + i.len(), sealed + l.len());
+        }
+    }
+    println!(
+        "on disk: sealed segments {} MiB, their index files {} MiB ({:.0} % more)",
+        sealed >> 20,
+        index >> 20,
+        index as f64 * 100.0 / sealed.max(1) as f64
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
