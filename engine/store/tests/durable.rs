@@ -5,24 +5,23 @@
 
 mod contract;
 
+use contract::{T0, code, req, secret_for};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::change::Change;
-use portvakt_core::otp::{Algorithm, Digits, OtpKey};
+use portvakt_core::otp::{Algorithm, OtpKey};
 use portvakt_core::secret::Pepper;
 use portvakt_core::state::{MemoryStore, StoreLimits};
 use portvakt_core::testing::SeededEntropy;
-use portvakt_core::{
-    Engine, FirstFactor, Outcome, Proof, Purpose, Reason, Request, Timestamp, config,
-};
+use portvakt_core::{Engine, Outcome, Proof, Reason, Timestamp, config};
 use portvakt_store::durable::{self, DurableError, Sink, SinkMaker, Wal};
 use portvakt_store::sealed::MasterKey;
 
 const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
-const T0: u64 = 1_700_000_010;
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
 struct Dir(PathBuf);
@@ -85,35 +84,18 @@ fn engine(dir: &Path) -> (Engine, Arc<Wal>, durable::Recovery) {
         .unwrap()
 }
 
-fn code(key: &OtpKey, secs: u64) -> String {
-    format!("{:06}", key.hotp(secs / 30, Digits::SIX))
-}
-
-fn req<'a>(user: &'a str, proof: Option<Proof<'a>>) -> Request<'a> {
-    Request {
-        tenant: "kommune",
-        user,
-        ip: "203.0.113.9".parse().unwrap(),
-        purpose: Purpose::SignIn,
-        first_factor: FirstFactor::Ok,
-        proof,
-        device_token: None,
-        remember_device: false,
-    }
-}
-
-fn secret(name: &str) -> Vec<u8> {
-    let mut s = name.as_bytes().to_vec();
-    s.resize(20, b'#');
-    s
-}
-
 /// Users with apps; kari's code at T0 spent, ola locked out by wrong codes.
 fn history(e: &Engine, wal: &Wal) -> OtpKey {
     for name in ["kari", "ola", "per"] {
         e.add_user("kommune", name, &[], false).unwrap();
-        e.import_totp("kommune", name, &secret(name), TotpSpec::default(), true)
-            .unwrap();
+        e.import_totp(
+            "kommune",
+            name,
+            &secret_for(name),
+            TotpSpec::default(),
+            true,
+        )
+        .unwrap();
         e.add_security_key("kommune", name).unwrap();
         e.add_phone(
             "kommune",
@@ -126,7 +108,7 @@ fn history(e: &Engine, wal: &Wal) -> OtpKey {
     e.remove_user("kommune", "per").unwrap();
     e.create_app_password("kommune", "kari", "mail", now())
         .unwrap();
-    let kari = OtpKey::new(Algorithm::Sha1, &secret("kari"));
+    let kari = OtpKey::new(Algorithm::Sha1, &secret_for("kari"));
     let c = code(&kari, T0);
     assert_eq!(
         e.decide(&req("kari", Some(Proof::Totp(&c))), now()).outcome,
@@ -353,7 +335,7 @@ fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
     e.import_totp(
         "kommune",
         "kari",
-        &secret("kari"),
+        &secret_for("kari"),
         TotpSpec::default(),
         true,
     )
@@ -370,7 +352,7 @@ fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
     assert!(wal.failure().is_some());
     // From now on decisions that change state fail closed, and administrators are
     // refused, until the log can be written again.
-    let kari = OtpKey::new(Algorithm::Sha1, &secret("kari"));
+    let kari = OtpKey::new(Algorithm::Sha1, &secret_for("kari"));
     let c = code(&kari, T0);
     let d = e.decide(&req("kari", Some(Proof::Totp(&c))), now());
     assert_eq!(

@@ -58,7 +58,7 @@ macro_rules! contract_tests {
 
 const KOMMUNE: &str = include_str!("../../../../examples/kommune.toml");
 const HOME: &str = "203.0.113.9";
-const T0: u64 = 1_700_000_010;
+pub const T0: u64 = 1_700_000_010;
 const THREADS: usize = 8;
 
 fn engine<S: StateStore>(store: S, policy: &str) -> Engine<S> {
@@ -74,7 +74,7 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
 }
 
-fn secret_for(name: &str) -> Vec<u8> {
+pub fn secret_for(name: &str) -> Vec<u8> {
     let mut s = name.as_bytes().to_vec();
     s.resize(20, b'#');
     s
@@ -111,11 +111,11 @@ fn user<S: StateStore>(e: &Engine<S>, name: &str) -> OtpKey {
     OtpKey::new(Algorithm::Sha1, &secret)
 }
 
-fn code(key: &OtpKey, secs: u64) -> String {
+pub fn code(key: &OtpKey, secs: u64) -> String {
     format!("{:06}", key.hotp(secs / 30, Digits::SIX))
 }
 
-fn req<'a>(user: &'a str, proof: Option<Proof<'a>>) -> Request<'a> {
+pub fn req<'a>(user: &'a str, proof: Option<Proof<'a>>) -> Request<'a> {
     Request {
         tenant: "kommune",
         user,
