@@ -647,9 +647,9 @@ const NO_STORE: &str = "this server keeps its state in memory: there is no durab
 /// What an operation names: its name for the audit trail, tenant, user and method.
 fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
     use Admin as A;
-    let tu = |op, t: &portvakt_wire::admin::Name<'a>, u: &portvakt_wire::admin::Name<'a>| {
-        (op, t.0, u.0, None)
-    };
+    use portvakt_wire::admin::Name;
+    let tu = |op, t: &Name<'a>, u: &Name<'a>| (op, t.0, u.0, None);
+    let tum = |op, t: &Name<'a>, u: &Name<'a>, m: &u32| (op, t.0, u.0, Some(*m));
     match a {
         A::AddUser { tenant, user, .. } => tu("add-user", tenant, user),
         A::RemoveUser { tenant, user } => tu("remove-user", tenant, user),
@@ -668,35 +668,35 @@ fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
             user,
             method,
             ..
-        } => ("confirm-otp", tenant.0, user.0, Some(*method)),
+        } => tum("confirm-otp", tenant, user, method),
         A::StartConfirmation {
             tenant,
             user,
             method,
-        } => ("start-confirmation", tenant.0, user.0, Some(*method)),
+        } => tum("start-confirmation", tenant, user, method),
         A::ConfirmSent {
             tenant,
             user,
             method,
             ..
-        } => ("confirm-sent", tenant.0, user.0, Some(*method)),
+        } => tum("confirm-sent", tenant, user, method),
         A::RemoveMethod {
             tenant,
             user,
             method,
-        } => ("remove-method", tenant.0, user.0, Some(*method)),
+        } => tum("remove-method", tenant, user, method),
         A::RemoveAllMethods { tenant, user } => tu("remove-all-methods", tenant, user),
         A::SetDefaultMethod {
             tenant,
             user,
             method,
-        } => ("set-default-method", tenant.0, user.0, Some(*method)),
+        } => tum("set-default-method", tenant, user, method),
         A::Unlock { tenant, user } => tu("unlock", tenant, user),
         A::ResetDrift {
             tenant,
             user,
             method,
-        } => ("reset-drift", tenant.0, user.0, Some(*method)),
+        } => tum("reset-drift", tenant, user, method),
         A::CreateAppPassword { tenant, user, .. } => tu("create-app-password", tenant, user),
         A::RevokeAppPassword { tenant, user, .. } => tu("revoke-app-password", tenant, user),
         A::RevokeDevices { tenant, user, .. } => tu("revoke-devices", tenant, user),
