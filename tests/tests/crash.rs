@@ -10,6 +10,8 @@
 //! own executable). `PORTVAKT_CRASH_KILLS` sets the number of kills (20 by default; the
 //! longer run in `docs/operations.md` uses 200), `PORTVAKT_CRASH_SEED` the randomness.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::attempt;
 use portvakt_client::{Client, ClientError};
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
 use portvakt_server::pki::{PkiFiles, client_tls, ensure_dev_pki};
@@ -127,19 +130,6 @@ fn code_now(user: &str) -> String {
         "{:06}",
         OtpKey::new(Algorithm::Sha1, &secret(user)).hotp(secs / 30, Digits::SIX)
     )
-}
-
-fn attempt<'a>(user: &'a str, ip: &str, code: Option<&'a str>) -> Decide<'a> {
-    Decide {
-        tenant: "kommune",
-        user,
-        ip: ip.parse().unwrap(),
-        purpose: Purpose::SignIn,
-        first_factor: FirstFactor::Ok,
-        proof: code.map(Proof::Totp),
-        device_token: None,
-        remember_device: false,
-    }
 }
 
 /// A user with an authenticator app (its secret from its name) and a security key, so

@@ -3,12 +3,15 @@
 //! certificates through `portvakt-client`. The server reads a manual clock, so codes are
 //! computed for a known step and locks expire without waiting.
 
+mod common;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use common::attempt;
 use portvakt_client::{Client, ClientError, Decision};
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
@@ -162,19 +165,6 @@ impl Fixture {
             "{:06}",
             OtpKey::new(Algorithm::Sha1, secret).hotp(step, Digits::SIX)
         )
-    }
-}
-
-fn attempt<'a>(user: &'a str, ip: &str, code: Option<&'a str>) -> Decide<'a> {
-    Decide {
-        tenant: "kommune",
-        user,
-        ip: ip.parse().unwrap(),
-        purpose: Purpose::SignIn,
-        first_factor: FirstFactor::Ok,
-        proof: code.map(Proof::Totp),
-        device_token: None,
-        remember_device: false,
     }
 }
 
