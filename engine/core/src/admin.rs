@@ -801,7 +801,26 @@ impl<S: StateStore> Engine<S> {
     /// the node that removed it forgot it in the shared store. Stops at the first change
     /// that does not fit the directory as it is.
     pub fn apply_changes(&self, changes: &[Change]) -> Result<(), DirectoryError> {
+        self.apply_changes_at(0, changes)
+    }
+
+    /// [`apply_changes`](Self::apply_changes) for the batch at `position` in a shared
+    /// change log; the directory's position ([`directory_position`]) becomes at least
+    /// `position` with the batch applied, under the same gate a snapshot cuts at.
+    ///
+    /// [`directory_position`]: Self::directory_position
+    pub fn apply_changes_at(
+        &self,
+        position: u64,
+        changes: &[Change],
+    ) -> Result<(), DirectoryError> {
         let _gate = self.gate.read();
+        self.apply_held(changes)?;
+        self.set_position(position);
+        Ok(())
+    }
+
+    fn apply_held(&self, changes: &[Change]) -> Result<(), DirectoryError> {
         for c in changes {
             match &c.0 {
                 Op::NextUser(n) => {

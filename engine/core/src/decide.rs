@@ -649,6 +649,7 @@ impl<S: StateStore> Attempt<'_, S> {
         );
         let user = self.user;
         let this = &*self;
+        let fence = self.engine.fence();
         let r = self
             .engine
             .store
@@ -657,6 +658,13 @@ impl<S: StateStore> Attempt<'_, S> {
                     return (locked, None);
                 }
                 let found = this.search(user, parsed, next, purpose, kind, state);
+                if let (Some(fence), Some((method, _, _))) = (fence, found) {
+                    // Behind the fence the watermark may have been lost: it stands at
+                    // the fence at least, so such a code answers as replayed.
+                    if let Some(spent) = this.fenced_step(method, fence) {
+                        state.raise_otp(method.id, spent.saturating_add(1));
+                    }
+                }
                 // A phantom's code is nobody's: a match is a lucky guess, and counts as
                 // wrong.
                 let effect = match found.filter(|_| known) {
@@ -703,6 +711,16 @@ impl<S: StateStore> Attempt<'_, S> {
             _ => None,
         };
         centre.or_else(|| self.find_otp(user, code, next, purpose, kind, state))
+    }
+
+    /// The last TOTP step of `method` that could have been accepted at `fence`: its
+    /// window and largest drift ahead of the step then current.
+    fn fenced_step(&self, method: &Method, fence: Timestamp) -> Option<u64> {
+        let Material::Totp { params, .. } = &method.material else {
+            return None;
+        };
+        let ahead = u64::from(self.settings.totp_window) + u64::from(self.settings.totp_max_drift);
+        Some(params.step_at(fence).saturating_add(ahead))
     }
 
     /// Only the centre step (`now + drift`), within the usual bound.

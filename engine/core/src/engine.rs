@@ -39,6 +39,14 @@ pub struct Engine<S: StateStore = MemoryStore> {
     pub(crate) gate: parking_lot::RwLock<()>,
     /// Store calls that failed, since start.
     store_errors: std::sync::atomic::AtomicU64,
+    /// The replay fence, in milliseconds since the epoch (0: none): every TOTP step that
+    /// could have been accepted at that instant counts as spent ([`raise_fence`]).
+    ///
+    /// [`raise_fence`]: Self::raise_fence
+    fence: std::sync::atomic::AtomicU64,
+    /// The position in a shared change log of the last batch the directory holds (0
+    /// without one): [`apply_changes_at`](Self::apply_changes_at) raises it.
+    position: std::sync::atomic::AtomicU64,
 }
 
 /// The user record an attempt is decided on: the user's own, or the name's phantom, each
@@ -137,6 +145,8 @@ impl<S: StateStore> Engine<S> {
             log: Box::new(crate::directory::change::InMemoryOnly),
             gate: parking_lot::RwLock::new(()),
             store_errors: 0.into(),
+            fence: 0.into(),
+            position: 0.into(),
         }
     }
 
@@ -179,6 +189,35 @@ impl<S: StateStore> Engine<S> {
     pub(crate) fn count_store_error(&self, _e: &StoreError) {
         self.store_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Raises the replay fence to `at`: from now on, no TOTP step that could have been
+    /// accepted at `at` (its window and largest drift included) is accepted, as if each
+    /// user's watermark stood there. A store that may have lost acknowledged writes (a
+    /// shared store that restarted or failed over) raises it to the moment it noticed, so
+    /// a code accepted before the loss cannot be accepted again. Only ever raised.
+    pub fn raise_fence(&self, at: Timestamp) {
+        self.fence
+            .fetch_max(at.as_millis(), std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The replay fence (`None` if never raised).
+    pub fn fence(&self) -> Option<Timestamp> {
+        match self.fence.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            ms => Some(Timestamp::from_millis(ms)),
+        }
+    }
+
+    /// The position of the last shared change-log batch the directory holds: mark a
+    /// snapshot with it.
+    pub fn directory_position(&self) -> u64 {
+        self.position.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_position(&self, at: u64) {
+        self.position
+            .fetch_max(at, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The state store.
@@ -345,7 +384,7 @@ impl<S: StateStore> Engine<S> {
         };
         // The user's slot is no longer read-locked here, so it can be written.
         if let Some(ttl) = remember {
-            decision.device_token = self.remember_device(req.tenant, req.user, now, now + ttl);
+            decision.device_token = self.remember_device(req.tenant, req.user, now, now + ttl, 4);
         }
         decision
     }
@@ -356,6 +395,7 @@ impl<S: StateStore> Engine<S> {
         user: &str,
         now: Timestamp,
         expires: Timestamp,
+        attempts: u32,
     ) -> Option<crate::decide::DeviceToken> {
         let (_gate, mut u) = self.user_mut(tenant, user).ok()?;
         let user_id = u.id;
@@ -376,8 +416,18 @@ impl<S: StateStore> Engine<S> {
             now,
         });
         // Not remembered (the log failed, counted there): the sign-in stands, without a
-        // token.
-        self.commit(&mut u, &[change]).ok()?;
+        // token. A shared log that refused the batch because another node's change came
+        // first is caught up with, and the device remembered on the user as it is then.
+        match self.commit(&mut u, &[change]) {
+            Ok(()) => {}
+            Err(crate::directory::DirectoryError::Store(e)) if e.is_conflict() && attempts > 1 => {
+                drop((_gate, u));
+                zeroize::Zeroize::zeroize(&mut raw);
+                self.log.settle();
+                return self.remember_device(tenant, user, now, expires, attempts - 1);
+            }
+            Err(_) => return None,
+        }
         let token = SecretString::new(BASE64URL_NOPAD.encode(&raw));
         zeroize::Zeroize::zeroize(&mut raw);
         Some(crate::decide::DeviceToken { token, expires })

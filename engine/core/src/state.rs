@@ -248,8 +248,41 @@ pub struct StoreSizes {
 /// tell which, so it assumes the worst: a decision fails closed (`deny`/`internal_error`),
 /// an administrator operation reports the failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the state store failed: {0}")]
-pub struct StoreError(pub String);
+#[error("the state store failed: {message}")]
+pub struct StoreError {
+    message: String,
+    conflict: bool,
+}
+
+impl StoreError {
+    /// The store failed, for the reason in `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            conflict: false,
+        }
+    }
+
+    /// A shared log refused a batch because another node's change came first: nothing was
+    /// kept, and the operation may be tried again once this node has caught up
+    /// ([`ChangeLog::settle`](crate::directory::change::ChangeLog::settle)).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            conflict: true,
+        }
+    }
+
+    /// Whether this is a [`conflict`](Self::conflict).
+    pub fn is_conflict(&self) -> bool {
+        self.conflict
+    }
+
+    /// Why, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 /// Which budget a [`Counter`] record keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -946,6 +979,21 @@ fn idle_locks(locks: &[Lock; 4], now: Timestamp) -> bool {
         ..LockoutConfig::default()
     };
     locks.iter().all(|l| l.is_idle(now, &cfg))
+}
+
+impl UserState {
+    /// Whether dropping the record at `at` would change no answer after it (a store may
+    /// let it expire then).
+    pub fn idle_at(&self, at: Timestamp) -> bool {
+        self.is_idle(at)
+    }
+}
+
+impl Counter {
+    /// Whether dropping the record at `at` would change no answer after it.
+    pub fn idle_at(&self, at: Timestamp) -> bool {
+        self.is_idle(at)
+    }
 }
 
 impl Idle for UserState {

@@ -129,7 +129,7 @@ impl<S> Faulty<S> {
             .unwrap_or_else(|e| e.into_inner())
             .push(name);
         let (fault, from) = *self.fault.lock().unwrap_or_else(|e| e.into_inner());
-        let failed = || StoreError(format!("injected fault at call {n}"));
+        let failed = || StoreError::new(format!("injected fault at call {n}"));
         match fault {
             Fault::Before(k) if n == from + k => Err(failed()),
             Fault::After(k) if n == from + k => op(&self.inner).and_then(|_| Err(failed())),

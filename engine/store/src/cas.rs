@@ -44,6 +44,27 @@ pub trait VersionedRecords: Send + Sync {
         value: Option<&[u8]>,
     ) -> Result<Result<(), Option<Versioned>>, StoreError>;
 
+    /// [`swap`](Self::swap), where a record written may be dropped after `keep` (`None`:
+    /// kept until removed). A backend without expiry ignores it.
+    fn swap_expiring(
+        &self,
+        key: &[u8],
+        expected: Option<u64>,
+        value: Option<&[u8]>,
+        keep: Option<std::time::Duration>,
+    ) -> Result<Result<(), Option<Versioned>>, StoreError> {
+        let _ = keep;
+        self.swap(key, expected, value)
+    }
+
+    /// The record at `key` as an update starts from: [`load`](Self::load), or a copy this
+    /// backend kept of what it last read or wrote there, which may be stale (the swap's
+    /// version check then refuses it and hands over the record as it is). Never used to
+    /// answer a read.
+    fn load_for_update(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
+        self.load(key)
+    }
+
     /// Calls `f` with the bytes of every record whose key starts with `prefix` (a scan,
     /// for metrics).
     fn scan(&self, prefix: u8, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError>;
@@ -93,12 +114,26 @@ fn key(key: RecordKey) -> Vec<u8> {
     k
 }
 
+/// How long a record that would change no answer any more (no replay state, no lock or
+/// block in force, budgets run out) stays in a store that can drop records by age.
+pub const KEEP_IDLE: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
+
 /// A record type as the store sees it: bytes, and whether there is anything to keep.
 trait Record: Sized {
     fn decode(bytes: &[u8]) -> Result<Self, RecordError>;
     fn encode(&self, out: &mut Vec<u8>);
     fn empty() -> Self;
     fn is_empty(&self) -> bool;
+    /// How long the record must be kept from `now` (`None`: until it is removed).
+    fn keep(&self, now: Timestamp) -> Option<std::time::Duration>;
+}
+
+fn keep_idle(idle_later: bool) -> Option<std::time::Duration> {
+    idle_later.then_some(KEEP_IDLE)
+}
+
+fn later(now: Timestamp) -> Timestamp {
+    Timestamp::from_millis(now.as_millis().saturating_add(KEEP_IDLE.as_millis() as u64))
 }
 
 impl Record for UserState {
@@ -114,6 +149,9 @@ impl Record for UserState {
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+    fn keep(&self, now: Timestamp) -> Option<std::time::Duration> {
+        keep_idle(self.idle_at(later(now)))
+    }
 }
 
 impl Record for Counter {
@@ -128,6 +166,9 @@ impl Record for Counter {
     }
     fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+    fn keep(&self, now: Timestamp) -> Option<std::time::Duration> {
+        keep_idle(self.idle_at(later(now)))
     }
 }
 
@@ -146,11 +187,17 @@ impl Record for Option<ChallengeRecord> {
     fn is_empty(&self) -> bool {
         self.is_none()
     }
+    fn keep(&self, now: Timestamp) -> Option<std::time::Duration> {
+        // A challenge is worth nothing after it expires (a minute's grace for clocks).
+        let ends = self.map_or(0, |c| c.expires.as_millis());
+        let ms = ends.saturating_sub(now.as_millis()).saturating_add(60_000);
+        Some(std::time::Duration::from_millis(ms))
+    }
 }
 
 fn damaged(key: &[u8], e: RecordError) -> StoreError {
     // A record this build cannot read is not guessed at: the decision fails closed.
-    StoreError(format!("record {:02x?}: {e}", key))
+    StoreError::new(format!("record {:02x?}: {e}", key))
 }
 
 impl<B: VersionedRecords> CasStore<B> {
@@ -171,9 +218,10 @@ impl<B: VersionedRecords> CasStore<B> {
     fn update<T: Record, R>(
         &self,
         key: &[u8],
+        now: Timestamp,
         mut f: impl FnMut(&mut T) -> R,
     ) -> Result<R, StoreError> {
-        let mut current = self.records.load(key)?;
+        let mut current = self.records.load_for_update(key)?;
         let mut bytes = Vec::new();
         for _ in 0..MAX_RUNS {
             let mut record = match &current {
@@ -191,15 +239,18 @@ impl<B: VersionedRecords> CasStore<B> {
             if value == current.as_ref().map(|v| v.bytes.as_slice()) {
                 return Ok(r);
             }
-            match self
-                .records
-                .swap(key, current.as_ref().map(|v| v.version), value)?
-            {
+            let keep = record.keep(now);
+            match self.records.swap_expiring(
+                key,
+                current.as_ref().map(|v| v.version),
+                value,
+                keep,
+            )? {
                 Ok(()) => return Ok(r),
                 Err(now) => current = now,
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::new(format!(
             "record {key:02x?}: {MAX_RUNS} conflicting writes in a row"
         )))
     }
@@ -217,10 +268,10 @@ impl<B: VersionedRecords> StateStore for CasStore<B> {
     fn update_subject<R>(
         &self,
         subject: Subject,
-        _now: Timestamp,
+        now: Timestamp,
         f: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StoreError> {
-        self.update(&subject_key(subject), f)
+        self.update(&subject_key(subject), now, f)
     }
 
     fn read_counter<R>(
@@ -234,19 +285,19 @@ impl<B: VersionedRecords> StateStore for CasStore<B> {
     fn update_counter<R>(
         &self,
         key: CounterKey,
-        _now: Timestamp,
+        now: Timestamp,
         f: impl FnMut(&mut Counter) -> R,
     ) -> Result<R, StoreError> {
-        self.update(&counter_key(key), f)
+        self.update(&counter_key(key), now, f)
     }
 
     fn update_challenge<R>(
         &self,
         id: ChallengeId,
-        _now: Timestamp,
+        now: Timestamp,
         f: impl FnMut(&mut Option<ChallengeRecord>) -> R,
     ) -> Result<R, StoreError> {
-        self.update(&challenge_key(id), f)
+        self.update(&challenge_key(id), now, f)
     }
 
     fn sizes(&self) -> Result<StoreSizes, StoreError> {
@@ -276,7 +327,7 @@ impl<B: VersionedRecords> StateStore for CasStore<B> {
                 })?;
         }
         match damaged {
-            Some(e) => Err(StoreError(format!("a subject record: {e}"))),
+            Some(e) => Err(StoreError::new(format!("a subject record: {e}"))),
             None => Ok(locked),
         }
     }

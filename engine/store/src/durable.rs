@@ -662,7 +662,9 @@ impl Wal {
     fn append(&self, kind: u8, parts: &[&[u8]], refuse_if_failed: bool) -> Result<u64, StoreError> {
         let mut p = lock(&self.pending);
         if refuse_if_failed && let Some(e) = &p.failed {
-            return Err(StoreError(format!("the state log cannot be written: {e}")));
+            return Err(StoreError::new(format!(
+                "the state log cannot be written: {e}"
+            )));
         }
         // This thread's first append under a hold is where the hold begins.
         let me = std::ptr::from_ref(self) as usize;
@@ -707,7 +709,7 @@ impl Wal {
     /// back in order); its end position. Refused while writing fails.
     pub fn append_audit(&self, event: &[u8]) -> Result<u64, StoreError> {
         if event.len() > MAX_BODY {
-            return Err(StoreError("an audit event over the frame limit".into()));
+            return Err(StoreError::new("an audit event over the frame limit"));
         }
         self.append(AUDIT, &[event], true)
     }
@@ -929,7 +931,9 @@ pub struct WalJournal(pub Arc<Wal>);
 impl Journal for WalJournal {
     fn check(&self) -> Result<(), StoreError> {
         match self.0.failure() {
-            Some(e) => Err(StoreError(format!("the state log cannot be written: {e}"))),
+            Some(e) => Err(StoreError::new(format!(
+                "the state log cannot be written: {e}"
+            ))),
             None => Ok(()),
         }
     }
@@ -960,7 +964,7 @@ impl ChangeLog for WalChangeLog {
             .0
             .key
             .seal(Purpose::Changes, &plain)
-            .map_err(|e| StoreError(format!("sealing directory changes: {e}")))?;
+            .map_err(|e| StoreError::new(format!("sealing directory changes: {e}")))?;
         self.0.append(BATCH, &[&sealed], true).map(|_| ())
     }
 }

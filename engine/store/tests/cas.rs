@@ -166,7 +166,7 @@ fn a_record_this_build_cannot_read_fails_the_call() {
     let e = store
         .update_subject(subject, now, |u| u.unlock())
         .unwrap_err();
-    assert!(e.0.contains("unknown format"), "{e}");
+    assert!(e.message().contains("unknown format"), "{e}");
     assert!(store.read_subject(subject, |u| u.is_some()).is_err());
     assert!(store.locked_subjects(now).is_err());
     // Nothing was written over it.

@@ -27,8 +27,17 @@ use crate::time::Timestamp;
 /// Takes each batch of changes before it is applied: makes it durable, or shares it with
 /// the other nodes. An error refuses the operation, and nothing of the batch is applied.
 pub trait ChangeLog: Send + Sync {
-    /// Keeps `changes`, one batch, whole or not at all.
+    /// Keeps `changes`, one batch, whole or not at all. A shared log refuses a batch made
+    /// on a directory that lacks another node's later change with a
+    /// [conflict](StoreError::conflict).
     fn append(&self, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// After a conflict: waits, briefly, until this node's directory holds every change
+    /// the log held when it refused; whether it does. The operation may then be made
+    /// again on the directory as it is. A log of one node never refuses, so never waits.
+    fn settle(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing: a directory that lives only in this process.

@@ -27,7 +27,7 @@ struct Log {
 impl ChangeLog for Log {
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
         if *self.failing.lock().unwrap() {
-            return Err(StoreError("the log is down".into()));
+            return Err(StoreError::new("the log is down"));
         }
         let mut bytes = Vec::new();
         Change::encode_batch(changes, &mut bytes);

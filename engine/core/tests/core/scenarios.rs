@@ -1281,3 +1281,32 @@ fn method_ids_are_per_user_and_never_reused() {
     e.remove_all_methods("kommune", "a").unwrap();
     assert_eq!(key("a"), MethodId(4));
 }
+
+#[test]
+fn behind_the_replay_fence_no_code_that_could_have_been_accepted_then_is_accepted() {
+    let e = kommune();
+    let (_, key) = user_with_app(&e, "kari", &[]);
+    let (_, other) = user_with_app(&e, "ola", &[]);
+    e.raise_fence(at(T0));
+    // The step current at the fence, and those its window (1) and drift (2) reach ahead,
+    // are spent, for every user: answered as replayed, and counted.
+    for ahead in 0..=3 {
+        let t = T0 + ahead * 30;
+        let d = e.decide(&req("kari", HOME, Some(Proof::Totp(&code(&key, t)))), at(t));
+        assert_eq!(d.reason, Reason::ReplayedCode, "{ahead} steps ahead: {d:?}");
+    }
+    // The first step past them is accepted, once.
+    let t = T0 + 4 * 30;
+    let c = code(&other, t);
+    assert_eq!(
+        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t)).outcome,
+        Outcome::Allow
+    );
+    assert_eq!(
+        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t)).reason,
+        Reason::ReplayedCode
+    );
+    // A fence is only ever raised.
+    e.raise_fence(at(T0 - 600));
+    assert_eq!(e.fence(), Some(at(T0)));
+}
