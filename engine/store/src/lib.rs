@@ -7,7 +7,7 @@
 //! - hold a lock across the function, as the core's own [`MemoryStore`] does;
 //! - keep versioned bytes and swap a record only if its version is still the one read
 //!   ([`cas::VersionedRecords`]); [`cas::CasStore`] runs the function, and runs it again
-//!   after a conflict. The durable embedded store and the shared store land here.
+//!   after a conflict. The shared store over Redis ([`redis`]) is one.
 //!
 //! Every backend passes the same contract, `tests/contract/`: replay and lockout against a
 //! model, the same code from many threads allowed once, parallel guesses counted exactly,
@@ -17,6 +17,7 @@
 
 pub mod cas;
 pub mod durable;
+pub mod redis;
 pub mod sealed;
 
 pub use portvakt_core::state::{MemoryStore, StateOps, StateStore, StoreError};

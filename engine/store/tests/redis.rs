@@ -1,0 +1,399 @@
+//! The shared store passes the contract against a real `redis-server`, and keeps its
+//! promises across nodes: one directory, one replay state, and the fence after a restart
+//! that may have lost writes. Each test's nodes are engines in this process, each with its
+//! own connection, as separate processes would have.
+
+mod contract;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+
+use contract::{T0, code, secret_for};
+use portvakt_core::directory::change::ChangeLog;
+use portvakt_core::otp::{Algorithm, OtpKey};
+use portvakt_core::secret::Pepper;
+use portvakt_core::testing::SeededEntropy;
+use portvakt_core::{Engine, Outcome, Proof, Reason, Request, Timestamp, config};
+use portvakt_store::cas::CasStore;
+use portvakt_store::redis::local::Local;
+use portvakt_store::redis::{Fencing, Options, Redis, RedisStore, SharedLog};
+use portvakt_store::sealed::MasterKey;
+
+/// One server for the whole binary; each store gets a prefix of its own.
+fn server() -> Option<&'static Local> {
+    static SERVER: OnceLock<Option<Local>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Local::start(&scratch("shared"), &[]))
+        .as_ref()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portvakt-redis-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+fn fresh_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn master() -> Arc<MasterKey> {
+    Arc::new(MasterKey::new(&[9; 32]))
+}
+
+fn connect(addr: &str, prefix: &str) -> Arc<Redis> {
+    let url = format!("redis://{addr}/{prefix}?timeout_ms=2000");
+    Redis::connect(Options::from_url(&url).expect("a valid url"), master()).expect("connects")
+}
+
+fn store() -> RedisStore {
+    let s = server().expect("checked by the test");
+    CasStore::new(connect(&s.addr(), &fresh_prefix()))
+}
+
+contract_tests!(store(), if server().is_some());
+
+const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
+
+/// A node: an engine on the shared store, following the shared directory.
+struct Node {
+    engine: Arc<Engine<RedisStore>>,
+    redis: Arc<Redis>,
+}
+
+impl Node {
+    fn start(addr: &str, prefix: &str) -> Self {
+        let redis = connect(addr, prefix);
+        let engine = Engine::new(
+            config::load(KOMMUNE).expect("policy compiles"),
+            CasStore::new(redis.clone()),
+            Pepper::new([42; 32]),
+            Box::new(SeededEntropy::new(rand_seed())),
+        )
+        .with_change_log(Box::new(SharedLog(redis.clone())));
+        let engine = Arc::new(engine);
+        let fence = engine.clone();
+        redis.set_fencing(Fencing {
+            now_ms: Box::new(|| (T0 + 60) * 1000),
+            raise: Box::new(move |ms| fence.raise_fence(Timestamp::from_millis(ms))),
+        });
+        redis.load_directory(&engine).expect("the directory loads");
+        redis
+            .follow(engine.clone(), |e| eprintln!("follower: {e}"))
+            .expect("a follower thread");
+        Self { engine, redis }
+    }
+
+    /// Waits until this node has applied everything in the log (bounded).
+    fn caught_up(&self) {
+        let head = self.redis.log_head().expect("the log's head");
+        for _ in 0..500 {
+            if self.redis.followed() >= head {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the node did not catch up with the log");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.redis.stop();
+    }
+}
+
+fn rand_seed() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn enrol(node: &Node, user: &str) -> OtpKey {
+    contract::user(&node.engine, user)
+}
+
+fn attempt<'a>(user: &'a str, code: &'a str) -> Request<'a> {
+    contract::req(user, Some(Proof::Totp(code)))
+}
+
+#[test]
+fn a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let (a, b) = (
+        Node::start(&s.addr(), &prefix),
+        Node::start(&s.addr(), &prefix),
+    );
+    let key = enrol(&a, "kari");
+    b.caught_up();
+    let now = Timestamp::from_secs(T0 + 60);
+    let c = code(&key, now.as_secs());
+    let d = b.engine.decide(&attempt("kari", &c), now);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    // The code B accepted is spent for A too.
+    let d = a.engine.decide(&attempt("kari", &c), now);
+    assert_eq!(d.reason, Reason::ReplayedCode, "{d:?}");
+    // Both nodes change the directory at once: every change lands, none twice.
+    let barrier = Arc::new(Barrier::new(2));
+    std::thread::scope(|scope| {
+        for (n, node) in [&a, &b].into_iter().enumerate() {
+            let barrier = barrier.clone();
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..25 {
+                    let user = format!("user-{n}-{i}");
+                    let mut tries = 0;
+                    loop {
+                        match node.engine.add_user("kommune", &user, &["staff"], false) {
+                            Ok(_) => break,
+                            Err(portvakt_core::directory::DirectoryError::Store(e))
+                                if e.is_conflict() && tries < 50 =>
+                            {
+                                tries += 1;
+                                assert!(SharedLog(node.redis.clone()).settle());
+                            }
+                            Err(e) => panic!("{user}: {e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    a.caught_up();
+    b.caught_up();
+    assert_eq!(a.engine.directory().len(), 51);
+    assert_eq!(b.engine.directory().len(), 51);
+    // Every user has the same id on both nodes.
+    for n in 0..2 {
+        for i in 0..25 {
+            let user = format!("user-{n}-{i}");
+            let ia = a.engine.user_info("kommune", &user).expect("on a").id;
+            let ib = b.engine.user_info("kommune", &user).expect("on b").id;
+            assert_eq!(ia, ib, "{user}");
+        }
+    }
+    // A node started now loads the same directory; with a snapshot, from it.
+    let at = a.redis.snapshot_directory(&a.engine).expect("a snapshot");
+    assert!(at >= 52, "{at}");
+    enrol(&b, "ola");
+    let c2 = Node::start(&s.addr(), &prefix);
+    assert_eq!(c2.engine.directory().len(), 52);
+    let later = Timestamp::from_secs(T0 + 90);
+    let ola = OtpKey::new(Algorithm::Sha1, &secret_for("ola"));
+    let d = c2
+        .engine
+        .decide(&attempt("ola", &code(&ola, later.as_secs())), later);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+}
+
+#[test]
+fn the_same_code_through_two_nodes_is_allowed_once_every_round() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let (a, b) = (
+        Node::start(&s.addr(), &prefix),
+        Node::start(&s.addr(), &prefix),
+    );
+    for round in 0..20u64 {
+        let name = format!("racer{round}");
+        let key = enrol(&a, &name);
+        b.caught_up();
+        let now = Timestamp::from_secs(T0 + 60);
+        let c = code(&key, now.as_secs());
+        let barrier = Barrier::new(64);
+        let allowed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..64)
+                .map(|i| {
+                    let node = if i % 2 == 0 { &a } else { &b };
+                    let (barrier, name, c) = (&barrier, &name, &c);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        node.engine.decide(&attempt(name, c), now).outcome
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a decision"))
+                .filter(|o| *o == Outcome::Allow)
+                .count()
+        });
+        assert_eq!(allowed, 1, "round {round}");
+    }
+}
+
+#[test]
+fn guesses_split_over_two_nodes_lock_once_for_both() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let (a, b) = (
+        Node::start(&s.addr(), &prefix),
+        Node::start(&s.addr(), &prefix),
+    );
+    let key = enrol(&a, "victim");
+    b.caught_up();
+    let now = Timestamp::from_secs(T0 + 60);
+    let right = code(&key, now.as_secs());
+    // 64 distinct wrong codes at once, half through each node.
+    let barrier = Barrier::new(64);
+    let reasons: Vec<Reason> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..64u32)
+            .map(|i| {
+                let node = if i % 2 == 0 { &a } else { &b };
+                let barrier = &barrier;
+                let right = &right;
+                scope.spawn(move || {
+                    let mut wrong = format!("{:06}", 100_000 + i * 7919 % 900_000);
+                    if &wrong == right {
+                        wrong = format!("{:06}", 999_999 - i);
+                    }
+                    barrier.wait();
+                    node.engine.decide(&attempt("victim", &wrong), now).reason
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a decision"))
+            .collect()
+    });
+    // The municipality's threshold is ten: nine are evaluated and answered invalid, the
+    // tenth locks, and every later guess is refused unevaluated, whichever node it reached.
+    let invalid = reasons
+        .iter()
+        .filter(|r| **r == Reason::InvalidCode)
+        .count();
+    let locked = reasons
+        .iter()
+        .filter(|r| **r == Reason::TooManyFailures)
+        .count();
+    assert_eq!((invalid, locked), (9, 55), "{reasons:?}");
+    // Locked through A's and B's guesses: the right code is refused through either.
+    for node in [&a, &b] {
+        let d = node.engine.decide(&attempt("victim", &right), now);
+        assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
+    }
+}
+
+/// A node on a server of its own, which the test kills.
+fn own_server(name: &str) -> Option<Local> {
+    server()?;
+    Local::start(&scratch(name), &[])
+}
+
+#[test]
+fn a_store_that_restarts_raises_the_fence_so_no_accepted_code_is_accepted_again() {
+    let Some(mut s) = own_server("fence") else {
+        return;
+    };
+    let prefix = fresh_prefix();
+    let a = Node::start(&s.addr(), &prefix);
+    let key = enrol(&a, "kari");
+    let now = Timestamp::from_secs(T0 + 60);
+    let c = code(&key, now.as_secs());
+    assert_eq!(
+        a.engine.decide(&attempt("kari", &c), now).outcome,
+        Outcome::Allow
+    );
+    assert_eq!(a.engine.fence(), None);
+    // The restart loses the write that spent the code (as `everysec` may): the record is
+    // removed before the kill.
+    let id = a.engine.user_info("kommune", "kari").expect("kari").id;
+    let record = portvakt_store::cas::subject_key(portvakt_core::Subject::Known(id));
+    raw(&s.addr(), &[b"DEL", &record_key(&prefix, &record)]);
+    s.kill();
+    s.restart();
+    // The next command reconnects, sees a new server process and raises the fence first.
+    let d = a.engine.decide(&attempt("kari", &c), now);
+    assert_eq!(d.reason, Reason::ReplayedCode, "{d:?}");
+    assert_eq!(a.redis.epoch_changes(), 1);
+    assert_eq!(a.engine.fence(), Some(now));
+    // A node started after the restart is behind the same fence.
+    let b = Node::start(&s.addr(), &prefix);
+    assert_eq!(b.engine.fence(), Some(now));
+    assert_eq!(
+        b.engine.decide(&attempt("kari", &c), now).reason,
+        Reason::ReplayedCode
+    );
+    // Past the fence (its window and drift), codes are accepted again, once.
+    let later = Timestamp::from_secs(T0 + 60 + 4 * 30);
+    let c = code(&key, later.as_secs());
+    assert_eq!(
+        b.engine.decide(&attempt("kari", &c), later).outcome,
+        Outcome::Allow
+    );
+    assert_eq!(
+        a.engine.decide(&attempt("kari", &c), later).reason,
+        Reason::ReplayedCode
+    );
+}
+
+#[test]
+fn decisions_fail_closed_while_the_store_is_down_and_resume_when_it_returns() {
+    let Some(mut s) = own_server("down") else {
+        return;
+    };
+    let prefix = fresh_prefix();
+    let a = Node::start(&s.addr(), &prefix);
+    let key = enrol(&a, "kari");
+    s.kill();
+    let now = Timestamp::from_secs(T0 + 60);
+    let c = code(&key, now.as_secs());
+    let before = a.engine.store_errors();
+    for _ in 0..3 {
+        let d = a.engine.decide(&attempt("kari", &c), now);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Deny, Reason::InternalError)
+        );
+    }
+    assert!(a.engine.store_errors() >= before + 3);
+    // An administrator change is refused, not half made.
+    assert!(a.engine.add_user("kommune", "ola", &[], false).is_err());
+    s.restart();
+    let later = Timestamp::from_secs(T0 + 60 + 4 * 30);
+    let c = code(&key, later.as_secs());
+    let mut d = a.engine.decide(&attempt("kari", &c), later);
+    for _ in 0..50 {
+        if d.outcome == Outcome::Allow {
+            break;
+        }
+        // The first calls after the restart may still find it loading.
+        assert_eq!(d.reason, Reason::InternalError, "{d:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        d = a.engine.decide(&attempt("kari", &c), later);
+    }
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+}
+
+/// The Redis key of a record (as the store names it), for tests that reach past it.
+fn record_key(prefix: &str, key: &[u8]) -> Vec<u8> {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}:r:{{{hex}}}").into_bytes()
+}
+
+/// One command on a connection of its own.
+fn raw(addr: &str, args: &[&[u8]]) -> portvakt_store::redis::resp::Reply {
+    use std::io::{Read, Write};
+    let mut out = Vec::new();
+    portvakt_store::redis::resp::encode(args, &mut out);
+    let mut c = std::net::TcpStream::connect(addr).expect("connects");
+    c.write_all(&out).expect("writes");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((r, _)) = portvakt_store::redis::resp::decode(&buf).expect("a reply") {
+            return r;
+        }
+        let n = c.read(&mut chunk).expect("reads");
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
