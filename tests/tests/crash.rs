@@ -12,47 +12,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::attempt;
+use common::{attempt, code_now, connect, enrol, free_port, server_binary, start};
 use portvakt_client::{Client, ClientError};
-use portvakt_core::otp::{Algorithm, Digits, OtpKey};
-use portvakt_server::pki::{PkiFiles, client_tls, ensure_dev_pki};
-use portvakt_wire::admin::{Bytes, Str, StrList};
+use portvakt_server::pki::ensure_dev_pki;
+use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
 const USERS_PER_ROUND: usize = 4;
-
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test> → target/<profile>/portvakt
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("portvakt"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: run the workspace's tests (cargo test --workspace), which build it, or cargo build -p portvakt first",
-        bin.display()
-    );
-    bin
-}
-
-/// The server process, killed when dropped (so a failing test leaves none behind).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A small deterministic generator (xorshift), seeded per run and printed.
 struct Rng(u64);
@@ -67,101 +38,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the server on `data` and waits until it serves; its first line (the state it
-/// found) is returned with it.
-fn start(data: &Path, addr: SocketAddr) -> (Running, String) {
-    let mut child = Command::new(server_binary())
-        .args(["serve", "--metrics", "off", "--listen"])
-        .arg(addr.to_string())
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut first = None;
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if first.is_none() {
-                first = Some(line.clone());
-            }
-            if line.contains("serving") {
-                let _ = tx.send(first.clone().unwrap_or_default());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(first) => (Running(child), first),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("the server did not start on {}", data.display())
-        }
-    }
-}
-
-async fn connect(addr: SocketAddr, files: &PkiFiles, admin: bool) -> Client {
-    let (cert, key) = if admin { &files.admin } else { &files.frontend };
-    let tls = client_tls(&files.ca, cert, key).unwrap();
-    Client::builder(addr, tls).connect().await.unwrap()
-}
-
-fn secret(user: &str) -> Vec<u8> {
-    let mut s = user.as_bytes().to_vec();
-    s.resize(20, b'#');
-    s
-}
-
-fn code_now(user: &str) -> String {
-    let secs = portvakt_server::clock::now().as_secs();
-    format!(
-        "{:06}",
-        OtpKey::new(Algorithm::Sha1, &secret(user)).hotp(secs / 30, Digits::SIX)
-    )
-}
-
-/// A user with an authenticator app (its secret from its name) and a security key, so
-/// the municipality's two methods are met.
-async fn enrol(admin: &Client, user: &str) -> Result<(), ClientError> {
-    admin
-        .admin(Admin::AddUser {
-            tenant: Str("kommune"),
-            user: Str(user),
-            groups: StrList(vec![]),
-            passwordless: false,
-        })
-        .await?;
-    let s = secret(user);
-    admin
-        .admin(Admin::ImportTotp {
-            tenant: Str("kommune"),
-            user: Str(user),
-            secret: Bytes(&s),
-            algorithm: 1,
-            digits: 6,
-            period: 30,
-            active: true,
-        })
-        .await?;
-    admin
-        .admin(Admin::AddSecurityKey {
-            tenant: Str("kommune"),
-            user: Str(user),
-        })
-        .await?;
-    Ok(())
 }
 
 async fn exists(admin: &Client, user: &str) -> bool {

@@ -1,6 +1,18 @@
-//! What the integration tests share.
+//! What the integration tests share: a sign-in attempt, and the `portvakt` binary run as
+//! a server process.
+#![allow(dead_code)] // each test binary uses its own part
 
-use portvakt_wire::{Decide, FirstFactor, Proof, Purpose};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use portvakt_client::{Client, ClientError};
+use portvakt_core::otp::{Algorithm, Digits, OtpKey};
+use portvakt_server::pki::{PkiFiles, client_tls};
+use portvakt_wire::admin::{Bytes, Str, StrList};
+use portvakt_wire::{Admin, Decide, FirstFactor, Proof, Purpose};
 
 /// A sign-in to the municipality from `ip`, the password checked, with `code` from an
 /// authenticator app if given.
@@ -15,4 +27,131 @@ pub(crate) fn attempt<'a>(user: &'a str, ip: &str, code: Option<&'a str>) -> Dec
         device_token: None,
         remember_device: false,
     }
+}
+
+pub(crate) fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<this test> → target/<profile>/portvakt
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("portvakt"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace), which build it, or cargo build -p portvakt first",
+        bin.display()
+    );
+    bin
+}
+
+/// The server process, killed when dropped (so a failing test leaves none behind).
+pub(crate) struct Running(pub(crate) Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server on `data` and waits until it serves; its first line (the state it
+/// found) is returned with it.
+pub(crate) fn start(data: &Path, addr: SocketAddr) -> (Running, String) {
+    start_with(data, addr, &[])
+}
+
+/// [`start`] with more arguments to `serve`.
+pub(crate) fn start_with(data: &Path, addr: SocketAddr, extra: &[&str]) -> (Running, String) {
+    let mut child = Command::new(server_binary())
+        .args(["serve", "--metrics", "off", "--listen"])
+        .arg(addr.to_string())
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = None;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if first.is_none() {
+                first = Some(line.clone());
+            }
+            if line.contains("serving") {
+                let _ = tx.send(first.clone().unwrap_or_default());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(first) => (Running(child), first),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not start on {}", data.display())
+        }
+    }
+}
+
+pub(crate) async fn connect(addr: SocketAddr, files: &PkiFiles, admin: bool) -> Client {
+    let (cert, key) = if admin { &files.admin } else { &files.frontend };
+    let tls = client_tls(&files.ca, cert, key).unwrap();
+    Client::builder(addr, tls).connect().await.unwrap()
+}
+
+pub(crate) fn secret(user: &str) -> Vec<u8> {
+    let mut s = user.as_bytes().to_vec();
+    s.resize(20, b'#');
+    s
+}
+
+pub(crate) fn code_now(user: &str) -> String {
+    let secs = portvakt_server::clock::now().as_secs();
+    format!(
+        "{:06}",
+        OtpKey::new(Algorithm::Sha1, &secret(user)).hotp(secs / 30, Digits::SIX)
+    )
+}
+
+/// A user with an authenticator app (its secret from its name) and a security key, so
+/// the municipality's two methods are met.
+pub(crate) async fn enrol(admin: &Client, user: &str) -> Result<(), ClientError> {
+    admin
+        .admin(Admin::AddUser {
+            tenant: Str("kommune"),
+            user: Str(user),
+            groups: StrList(vec![]),
+            passwordless: false,
+        })
+        .await?;
+    let s = secret(user);
+    admin
+        .admin(Admin::ImportTotp {
+            tenant: Str("kommune"),
+            user: Str(user),
+            secret: Bytes(&s),
+            algorithm: 1,
+            digits: 6,
+            period: 30,
+            active: true,
+        })
+        .await?;
+    admin
+        .admin(Admin::AddSecurityKey {
+            tenant: Str("kommune"),
+            user: Str(user),
+        })
+        .await?;
+    Ok(())
 }
