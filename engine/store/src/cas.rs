@@ -57,12 +57,13 @@ pub trait VersionedRecords: Send + Sync {
         self.swap(key, expected, value)
     }
 
-    /// The record at `key` as an update starts from: [`load`](Self::load), or a copy this
-    /// backend kept of what it last read or wrote there, which may be stale (the swap's
-    /// version check then refuses it and hands over the record as it is). Never used to
-    /// answer a read.
-    fn load_for_update(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        self.load(key)
+    /// The record at `key` as an update starts from, and whether it may be stale:
+    /// [`load`](Self::load) (fresh), or a copy this backend kept of what it last read or
+    /// wrote there. A stale copy is safe to start from: a write swaps only if the version
+    /// is still the copy's, and an update that would write nothing checks the version
+    /// before its answer stands. Never used to answer a read.
+    fn load_for_update(&self, key: &[u8]) -> Result<(Option<Versioned>, bool), StoreError> {
+        self.load(key).map(|v| (v, false))
     }
 
     /// Calls `f` with the bytes of every record whose key starts with `prefix` (a scan,
@@ -221,7 +222,7 @@ impl<B: VersionedRecords> CasStore<B> {
         now: Timestamp,
         mut f: impl FnMut(&mut T) -> R,
     ) -> Result<R, StoreError> {
-        let mut current = self.records.load_for_update(key)?;
+        let (mut current, mut stale) = self.records.load_for_update(key)?;
         let mut bytes = Vec::new();
         for _ in 0..MAX_RUNS {
             let mut record = match &current {
@@ -237,7 +238,18 @@ impl<B: VersionedRecords> CasStore<B> {
                 Some(bytes.as_slice())
             };
             if value == current.as_ref().map(|v| v.bytes.as_slice()) {
-                return Ok(r);
+                if !stale {
+                    return Ok(r);
+                }
+                // Nothing to write, but the answer came from a copy that may be out of
+                // date (a lock made through another node, say): it stands only if the
+                // record is still that version.
+                let now = self.records.load(key)?;
+                if now.as_ref().map(|v| v.version) == current.as_ref().map(|v| v.version) {
+                    return Ok(r);
+                }
+                (current, stale) = (now, false);
+                continue;
             }
             let keep = record.keep(now);
             match self.records.swap_expiring(
@@ -247,7 +259,7 @@ impl<B: VersionedRecords> CasStore<B> {
                 keep,
             )? {
                 Ok(()) => return Ok(r),
-                Err(now) => current = now,
+                Err(now) => (current, stale) = (now, false),
             }
         }
         Err(StoreError::new(format!(

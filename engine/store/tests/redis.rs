@@ -17,7 +17,7 @@ use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, Outcome, Proof, Reason, Request, Timestamp, config};
 use portvakt_store::cas::CasStore;
 use portvakt_store::redis::local::Local;
-use portvakt_store::redis::{Fencing, Options, Redis, RedisStore, SharedLog};
+use portvakt_store::redis::{Options, Redis, RedisStore, SharedLog};
 use portvakt_store::sealed::MasterKey;
 
 /// One server for the whole binary; each store gets a prefix of its own.
@@ -50,7 +50,12 @@ fn master() -> Arc<MasterKey> {
 
 fn connect(addr: &str, prefix: &str) -> Arc<Redis> {
     let url = format!("redis://{addr}/{prefix}?timeout_ms=2000");
-    Redis::connect(Options::from_url(&url).expect("a valid url"), master()).expect("connects")
+    Redis::connect(
+        Options::from_url(&url).expect("a valid url"),
+        master(),
+        Box::new(|| (T0 + 60) * 1000),
+    )
+    .expect("connects")
 }
 
 fn store() -> RedisStore {
@@ -80,10 +85,9 @@ impl Node {
         .with_change_log(Box::new(SharedLog(redis.clone())));
         let engine = Arc::new(engine);
         let fence = engine.clone();
-        redis.set_fencing(Fencing {
-            now_ms: Box::new(|| (T0 + 60) * 1000),
-            raise: Box::new(move |ms| fence.raise_fence(Timestamp::from_millis(ms))),
-        });
+        redis.set_fence(Box::new(move |ms| {
+            fence.raise_fence(Timestamp::from_millis(ms));
+        }));
         redis.load_directory(&engine).expect("the directory loads");
         redis
             .follow(engine.clone(), |e| eprintln!("follower: {e}"))
@@ -310,8 +314,9 @@ fn a_store_that_restarts_raises_the_fence_so_no_accepted_code_is_accepted_again(
     raw(&s.addr(), &[b"DEL", &record_key(&prefix, &record)]);
     s.kill();
     s.restart();
-    // The next command reconnects, sees a new server process and raises the fence first.
-    let d = a.engine.decide(&attempt("kari", &c), now);
+    // The next command reconnects, sees a new server process and raises the fence first
+    // (the first tries may find the server still loading its file: internal errors).
+    let d = until_answered(|| a.engine.decide(&attempt("kari", &c), now));
     assert_eq!(d.reason, Reason::ReplayedCode, "{d:?}");
     assert_eq!(a.redis.epoch_changes(), 1);
     assert_eq!(a.engine.fence(), Some(now));
@@ -360,17 +365,21 @@ fn decisions_fail_closed_while_the_store_is_down_and_resume_when_it_returns() {
     s.restart();
     let later = Timestamp::from_secs(T0 + 60 + 4 * 30);
     let c = code(&key, later.as_secs());
-    let mut d = a.engine.decide(&attempt("kari", &c), later);
-    for _ in 0..50 {
-        if d.outcome == Outcome::Allow {
-            break;
-        }
-        // The first calls after the restart may still find it loading.
-        assert_eq!(d.reason, Reason::InternalError, "{d:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        d = a.engine.decide(&attempt("kari", &c), later);
-    }
+    let d = until_answered(|| a.engine.decide(&attempt("kari", &c), later));
     assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+}
+
+/// The first decision that is not an internal error (a restarted server may still be
+/// loading its file for a moment), within five seconds.
+fn until_answered(decide: impl Fn() -> portvakt_core::Decision) -> portvakt_core::Decision {
+    for _ in 0..50 {
+        let d = decide();
+        if d.reason != Reason::InternalError {
+            return d;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    decide()
 }
 
 /// The Redis key of a record (as the store names it), for tests that reach past it.
@@ -396,4 +405,44 @@ fn raw(addr: &str, args: &[&[u8]]) -> portvakt_store::redis::resp::Reply {
         assert!(n > 0, "closed");
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+#[test]
+fn a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let (a, b) = (
+        Node::start(&s.addr(), &prefix),
+        Node::start(&s.addr(), &prefix),
+    );
+    enrol(&a, "kari");
+    b.caught_up();
+    let now = Timestamp::from_secs(T0 + 60);
+    let office = |first_factor| portvakt_core::Request {
+        ip: "10.20.1.5".parse().expect("an address"),
+        first_factor,
+        ..contract::req("kari", None)
+    };
+    // A reads (and remembers) kari's record: single-factor at the office.
+    let d = a
+        .engine
+        .decide(&office(portvakt_core::FirstFactor::Ok), now);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    // Wrong passwords at the office, reported through B, until kari is locked.
+    let mut locked = false;
+    for _ in 0..20 {
+        let d = b
+            .engine
+            .decide(&office(portvakt_core::FirstFactor::Failed), now);
+        if d.outcome == Outcome::Locked {
+            locked = true;
+            break;
+        }
+    }
+    assert!(locked, "no lock after 20 failures");
+    // A's remembered copy says unlocked; the store says locked, and the store is right.
+    let d = a
+        .engine
+        .decide(&office(portvakt_core::FirstFactor::Ok), now);
+    assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
 }

@@ -111,13 +111,11 @@ fn monotonic() -> Instant {
     Instant::now()
 }
 
-/// How the store tells its node that writes may have been lost, and asks it the time.
-pub struct Fencing {
-    /// Milliseconds since the Unix epoch, from the node's one clock.
-    pub now_ms: Box<dyn Fn() -> u64 + Send + Sync>,
-    /// Raise the node's replay fence to this instant (ms), before anything else is sent.
-    pub raise: Box<dyn Fn(u64) + Send + Sync>,
-}
+/// The node's clock: milliseconds since the Unix epoch.
+pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// Raises the node's replay fence to an instant (ms); see [`Redis::set_fence`].
+pub type RaiseFence = Box<dyn Fn(u64) + Send + Sync>;
 
 /// The keys of one deployment.
 struct Keys {
@@ -163,20 +161,20 @@ impl Keys {
 /// Notices a different server process behind a new connection (see the module's notes).
 struct Epoch {
     keys: Arc<Keys>,
+    clock: Clock,
     last_run: Mutex<Option<String>>,
-    fencing: OnceLock<Fencing>,
+    /// The highest fence found or raised, held until the node's hook is set.
+    fence: AtomicU64,
+    hook: OnceLock<RaiseFence>,
     /// Server processes found to differ from the last one seen (each raised the fence).
     changes: AtomicU64,
 }
 
 impl Epoch {
-    fn now_ms(&self) -> u64 {
-        self.fencing.get().map_or(0, |f| (f.now_ms)())
-    }
-
     fn raise(&self, at: u64) {
-        if let Some(f) = self.fencing.get() {
-            (f.raise)(at);
+        self.fence.fetch_max(at, Ordering::AcqRel);
+        if let Some(hook) = self.hook.get() {
+            hook(at);
         }
     }
 }
@@ -221,7 +219,7 @@ impl Handshake for Epoch {
             }
         };
         if changed {
-            let at = self.now_ms().to_string();
+            let at = (self.clock)().to_string();
             status(
                 &addr,
                 c.call(&[
@@ -327,12 +325,18 @@ impl Redis {
     /// Reaches the store (its first connection raises the fence if the server behind it
     /// may have lost writes since the deployment last saw it). `master` seals the
     /// directory's batches and the pepper, as on disk.
-    pub fn connect(options: Options, master: Arc<MasterKey>) -> Result<Arc<Self>, StoreError> {
+    pub fn connect(
+        options: Options,
+        master: Arc<MasterKey>,
+        clock: Clock,
+    ) -> Result<Arc<Self>, StoreError> {
         let keys = Arc::new(Keys::new(&options.prefix));
         let epoch = Arc::new(Epoch {
             keys: keys.clone(),
+            clock,
             last_run: Mutex::new(None),
-            fencing: OnceLock::new(),
+            fence: AtomicU64::new(0),
+            hook: OnceLock::new(),
             changes: AtomicU64::new(0),
         });
         let this = Arc::new(Self {
@@ -359,10 +363,16 @@ impl Redis {
         Ok(this)
     }
 
-    /// Tells the store how to raise this node's replay fence; call before anything else,
-    /// so the first connection's check already raises it.
-    pub fn set_fencing(&self, fencing: Fencing) {
-        let _ = self.epoch.fencing.set(fencing);
+    /// Tells the store how to raise this node's replay fence (its engine's), and raises it
+    /// at once to the highest fence found so far: call it before the engine decides.
+    /// Every new connection then raises it before anything is sent on it.
+    pub fn set_fence(&self, raise: RaiseFence) {
+        if self.epoch.hook.set(raise).is_ok() {
+            let at = self.epoch.fence.load(Ordering::Acquire);
+            if at > 0 {
+                self.epoch.raise(at);
+            }
+        }
     }
 
     /// How to reach the store.
@@ -465,10 +475,10 @@ impl VersionedRecords for Arc<Redis> {
         Ok(v)
     }
 
-    fn load_for_update(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
+    fn load_for_update(&self, key: &[u8]) -> Result<(Option<Versioned>, bool), StoreError> {
         match self.cache.map.get(key) {
-            Some(v) => Ok(Some(v.clone())),
-            None => self.load(key),
+            Some(v) => Ok((Some(v.clone()), true)),
+            None => self.load(key).map(|v| (v, false)),
         }
     }
 
