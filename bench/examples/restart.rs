@@ -39,7 +39,7 @@ fn bytes_in(dir: &std::path::Path) -> u64 {
 fn open(
     dir: &std::path::Path,
     key: &Arc<MasterKey>,
-) -> (portvakt_core::Engine, Arc<durable::Wal>, durable::Recovery) {
+) -> (portvakt_store::Engine, Arc<durable::Wal>, durable::Recovery) {
     durable::open(
         dir,
         StoreLimits::default(),

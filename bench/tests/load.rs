@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
-use portvakt_core::{Engine, MemoryStore, config};
+use portvakt_core::{MemoryStore, config};
 use portvakt_server::frontend::quic::service::Service;
 use portvakt_server::pki::{ensure_dev_pki, fingerprint, load_certs, server_tls};
+use portvakt_store::Engine;
 
 fn load(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_portvakt-load"))
@@ -32,7 +33,7 @@ async fn load_enrols_and_reports() {
     let policy = config::load(include_str!("../../examples/kommune.toml")).unwrap();
     let engine = Engine::new(
         policy,
-        MemoryStore::default(),
+        MemoryStore::default().into(),
         Pepper::new([1; 32]),
         Box::new(SeededEntropy::new(1)),
     );

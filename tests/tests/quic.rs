@@ -17,13 +17,14 @@ use portvakt_core::admin::TotpSpec;
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::{ManualClock, SeededEntropy};
-use portvakt_core::{Engine, MemoryStore, Timestamp, config};
+use portvakt_core::{MemoryStore, Timestamp, config};
 use portvakt_server::frontend::quic::endpoint::ConnectionLimits;
 use portvakt_server::frontend::quic::service::Service;
 use portvakt_server::pki::{
     PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
 };
 use portvakt_server::signin::{LogConfig, SignInLog};
+use portvakt_store::Engine;
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
@@ -81,7 +82,7 @@ fn fixture_with(name: &str, limits: ConnectionLimits) -> Fixture {
     let policy = config::load(include_str!("../../examples/kommune.toml")).unwrap();
     let engine = Engine::new(
         policy,
-        MemoryStore::default(),
+        MemoryStore::default().into(),
         Pepper::new([5; 32]),
         Box::new(SeededEntropy::new(11)),
     );

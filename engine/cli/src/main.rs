@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use portvakt_client::Client;
 use portvakt_core::secret::Pepper;
-use portvakt_core::{Engine, MemoryStore, config};
+use portvakt_core::{MemoryStore, config};
 use portvakt_server::entropy::OsEntropy;
 use portvakt_server::frontend::quic::endpoint::ConnectionLimits;
 use portvakt_server::frontend::quic::service::Service;
@@ -18,6 +18,7 @@ use portvakt_server::pki::{
     PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
 };
 use portvakt_server::signin::{LogConfig, SignInLog};
+use portvakt_store::Engine;
 use portvakt_wire::{Decide, Frame, Proof, SendCode};
 
 #[global_allocator]
@@ -55,12 +56,37 @@ use serve::*;
 const EMBEDDED_POLICY: &str = include_str!("../../../examples/kommune.toml");
 
 /// Where `serve` keeps users and sign-in state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum StoreKind {
     /// In the data directory (`state/`): kept across restarts and crashes.
     Durable,
     /// In memory only: a restart forgets every user and all state.
     Memory,
+    /// In one Redis shared by every node of the deployment.
+    Shared(portvakt_store::redis::Options),
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Durable => f.write_str("durable"),
+            Self::Memory => f.write_str("memory"),
+            Self::Shared(o) => write!(f, "redis://{}/{}", o.addr, o.prefix),
+        }
+    }
+}
+
+fn store_kind(s: &str) -> Result<StoreKind, String> {
+    match s {
+        "durable" => Ok(StoreKind::Durable),
+        "memory" => Ok(StoreKind::Memory),
+        url if url.starts_with("redis://") => {
+            portvakt_store::redis::Options::from_url(url).map(StoreKind::Shared)
+        }
+        other => Err(format!(
+            "{other:?}: expected durable, memory or redis://HOST:PORT[/PREFIX][?timeout_ms=N]"
+        )),
+    }
 }
 
 #[derive(Parser)]
@@ -108,8 +134,11 @@ enum Command {
         #[arg(long, default_value_t = ConnectionLimits::default().per_certificate, value_parser = at_least_one)]
         max_connections_per_certificate: usize,
         /// Where users and sign-in state live: `durable` (in the data directory, kept
-        /// across restarts and crashes) or `memory` (forgotten when the server stops).
-        #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
+        /// across restarts and crashes), `memory` (forgotten when the server stops), or
+        /// `redis://HOST:PORT[/PREFIX][?timeout_ms=N]` (shared by every node started with
+        /// the same Redis, prefix and master key; calls past the timeout, 250 ms by
+        /// default, fail closed).
+        #[arg(long, value_parser = store_kind, default_value = "durable")]
         store: StoreKind,
         /// The master key that seals credential secrets and the pepper at rest (32 bytes,
         /// readable by the server's user only); without it, `master.key` in the data

@@ -84,7 +84,31 @@ pub(crate) async fn serve(
     }
     .map_err(|e| e.to_string())?;
     let master = Arc::new(master);
-    let pepper = pepper(&data.join("pepper"), &master)?;
+    // A shared store keeps the deployment's pepper (sealed with the master key every node
+    // shares); otherwise it is this data directory's.
+    let shared = match &store {
+        StoreKind::Shared(options) => {
+            let clock = Box::new(|| portvakt_server::clock::now().as_millis());
+            let redis =
+                portvakt_store::redis::Redis::connect(options.clone(), master.clone(), clock)
+                    .map_err(|e| e.to_string())?;
+            redis.ping().map_err(|e| format!("--store {store}: {e}"))?;
+            Some(redis)
+        }
+        _ => None,
+    };
+    let pepper = match &shared {
+        Some(redis) => {
+            let mut made = [0u8; 32];
+            portvakt_core::secret::Entropy::fill(&OsEntropy, &mut made);
+            Pepper::new(
+                redis
+                    .pepper(made)
+                    .map_err(|e| format!("--store {store}: {e}"))?,
+            )
+        }
+        None => pepper(&data.join("pepper"), &master)?,
+    };
     let policy_text = match &policy_file {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => EMBEDDED_POLICY.to_owned(),
@@ -103,11 +127,39 @@ pub(crate) async fn serve(
         StoreKind::Durable => {
             Some(portvakt_store::durable::lock_dir(&state_dir).map_err(|e| e.to_string())?)
         }
-        StoreKind::Memory => None,
+        StoreKind::Memory | StoreKind::Shared(_) => None,
     };
-    let (engine, state_log, found) = match store {
+    let mut shared_snapshot = 0;
+    let (engine, state_log, found) = match &store {
+        StoreKind::Shared(_) => {
+            let Some(redis) = &shared else {
+                unreachable!("connected above")
+            };
+            let started = portvakt_server::clock::instant();
+            let records =
+                portvakt_store::Store::Shared(portvakt_store::cas::CasStore::new(redis.clone()));
+            let engine = Engine::new(policy, records, pepper, Box::new(OsEntropy))
+                .with_change_log(Box::new(portvakt_store::redis::SharedLog(redis.clone())));
+            let loaded = redis
+                .load_directory(&engine)
+                .map_err(|e| format!("--store {store}: loading the directory: {e}"))?;
+            shared_snapshot = loaded.snapshot;
+            let summary = format!(
+                "{} users; the directory's snapshot at batch {} and {} batches after it; read in {} ms",
+                engine.directory().len(),
+                loaded.snapshot,
+                loaded.batches,
+                started.elapsed().as_millis()
+            );
+            (engine, None, summary)
+        }
         StoreKind::Memory => (
-            Engine::new(policy, MemoryStore::default(), pepper, Box::new(OsEntropy)),
+            Engine::new(
+                policy,
+                MemoryStore::default().into(),
+                pepper,
+                Box::new(OsEntropy),
+            ),
             None,
             String::new(),
         ),
@@ -149,6 +201,9 @@ pub(crate) async fn serve(
     }
     if let Some(wal) = &state_log {
         portvakt_server::state::keep(engine.clone(), wal.clone());
+    }
+    if let Some(redis) = &shared {
+        portvakt_server::state::keep_shared(engine.clone(), redis.clone(), shared_snapshot);
     }
     // Every ten seconds: drop idle entries from the bounded tables, and count for the
     // metrics what the store holds.
@@ -213,12 +268,15 @@ pub(crate) async fn serve(
         log_dir.display(),
         kept >> 20
     );
-    match &state_log {
-        Some(_) => say!(
+    match (&state_log, &store) {
+        (Some(_), _) => say!(
             "  users and sign-in state: {}, kept across restarts ({found})",
             state_dir.display()
         ),
-        None => say!(
+        (None, StoreKind::Shared(_)) => {
+            say!("  users and sign-in state: shared in {store}, with every node on it ({found})")
+        }
+        (None, _) => say!(
             "  users and sign-in state: in memory only (--store memory): a restart forgets them"
         ),
     }
@@ -246,6 +304,9 @@ pub(crate) async fn serve(
     tokio::task::spawn_blocking(move || log.close())
         .await
         .map_err(|e| format!("closing the sign-in log: {e}"))?;
+    if let Some(redis) = &shared {
+        redis.stop();
+    }
     if let Some(wal) = state_log {
         // A snapshot now makes the next start read one file instead of the log.
         tokio::task::spawn_blocking(move || {

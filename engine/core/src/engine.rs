@@ -209,6 +209,13 @@ impl<S: StateStore> Engine<S> {
         }
     }
 
+    /// After an operation failed with a [conflict](StoreError::is_conflict): waits,
+    /// briefly, until the directory holds every change the shared log refused it for;
+    /// whether it does (then the operation may be made again).
+    pub fn settle_log(&self) -> bool {
+        self.log.settle()
+    }
+
     /// The position of the last shared change-log batch the directory holds: mark a
     /// snapshot with it.
     pub fn directory_position(&self) -> u64 {

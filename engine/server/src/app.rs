@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use portvakt_core::{Decision, Engine, Request, SendRequest, Sent, Timestamp, config};
+use portvakt_core::{Decision, Request, SendRequest, Sent, Timestamp, config};
+use portvakt_store::Engine;
 
 use portvakt_store::durable::Wal;
 

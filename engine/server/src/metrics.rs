@@ -53,6 +53,16 @@ pub const STATE_LOG_FAILING: &str = "portvakt_state_log_failing";
 pub const STATE_LOG_BYTES: &str = "portvakt_state_log_bytes";
 /// Snapshots of the durable store written since start.
 pub const STATE_SNAPSHOTS: &str = "portvakt_state_snapshots_total";
+/// 1 while the shared store (Redis) does not answer (decisions that need it fail
+/// closed), else 0.
+pub const SHARED_STORE_DOWN: &str = "portvakt_shared_store_unavailable";
+/// Times a new connection found a different Redis process than the last one (a restart or
+/// a failover), each raising the replay fence.
+pub const SHARED_STORE_EPOCHS: &str = "portvakt_shared_store_epoch_changes_total";
+/// Batches of the shared directory log this node has not applied yet.
+pub const SHARED_DIRECTORY_LAG: &str = "portvakt_shared_directory_lag";
+/// Commands this node sent to the shared store since start.
+pub const SHARED_STORE_COMMANDS: &str = "portvakt_shared_store_commands_total";
 
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
@@ -116,13 +126,26 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         "Bytes of the durable store's log not yet covered by a snapshot"
     );
     metrics::describe_counter!(STATE_SNAPSHOTS, "Snapshots of the durable store written");
+    metrics::describe_gauge!(
+        SHARED_STORE_DOWN,
+        "1 while the shared store does not answer (decisions that need it fail closed)"
+    );
+    metrics::describe_counter!(
+        SHARED_STORE_EPOCHS,
+        "Different Redis processes found behind a new connection (each raised the replay fence)"
+    );
+    metrics::describe_gauge!(
+        SHARED_DIRECTORY_LAG,
+        "Batches of the shared directory log not yet applied on this node"
+    );
+    metrics::describe_counter!(SHARED_STORE_COMMANDS, "Commands sent to the shared store");
     Ok(())
 }
 
 /// Records the sizes of the engine's tables, the lockouts in force at `now` and the store
 /// errors so far (a scan of the store: call it every few seconds, not per request). Sizes
 /// the store cannot give now keep their last values.
-pub fn record_sizes(engine: &portvakt_core::Engine, now: portvakt_core::Timestamp) {
+pub fn record_sizes(engine: &portvakt_store::Engine, now: portvakt_core::Timestamp) {
     use portvakt_core::StateStore;
     if let Ok(s) = engine.store().sizes() {
         for (table, n) in [

@@ -52,9 +52,10 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::{Engine, Store};
+use portvakt_core::Timestamp;
 use portvakt_core::directory::change::{Change, ChangeLog};
 use portvakt_core::state::{Journal, MemoryStore, RecordKey, StoreError, StoreLimits};
-use portvakt_core::{Engine, Timestamp};
 
 use crate::sealed::{MasterKey, Purpose};
 
@@ -225,7 +226,7 @@ impl Opened {
             wal,
             recovery,
         } = self;
-        let engine = Engine::new(policy, store, pepper, entropy);
+        let engine = Engine::new(policy, Store::Memory(store), pepper, entropy);
         for (i, batch) in directory.iter().enumerate() {
             engine
                 .apply_changes(batch)
@@ -238,7 +239,10 @@ impl Opened {
                 })?;
         }
         let journal = Box::new(WalJournal(wal.clone()));
-        if engine.store().set_journal(journal).is_err() {
+        let Some(memory) = engine.store().memory() else {
+            unreachable!("made just above over the memory tables")
+        };
+        if memory.set_journal(journal).is_err() {
             return Err(DurableError::Failed(
                 "the store had a journal already".into(),
             ));
@@ -979,6 +983,11 @@ pub fn snapshot(engine: &Engine, wal: &Wal) -> Result<u64, DurableError> {
 }
 
 fn snapshot_held(engine: &Engine, wal: &Wal) -> Result<u64, DurableError> {
+    let Some(memory) = engine.store().memory() else {
+        return Err(DurableError::Failed(
+            "a durable snapshot is of the in-memory tables; this engine shares its state".into(),
+        ));
+    };
     let dir = wal.dir.as_path();
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(io(&tmp))?;
@@ -1029,7 +1038,7 @@ fn snapshot_held(engine: &Engine, wal: &Wal) -> Result<u64, DurableError> {
             }
         },
     )?;
-    engine.store().for_each_record(|key, record| {
+    memory.for_each_record(|key, record| {
         body.clear();
         record_body(key, record, &mut body);
         w.put(RECORD, &body);

@@ -15,9 +15,11 @@
 //! and a failing store failing closed. A backend's test file instantiates it with
 //! `contract_tests!(make)`, as `tests/memory.rs` and `tests/cas.rs` do.
 
+mod any;
 pub mod cas;
 pub mod durable;
 pub mod redis;
 pub mod sealed;
 
+pub use any::{Engine, Store};
 pub use portvakt_core::state::{MemoryStore, StateOps, StateStore, StoreError};

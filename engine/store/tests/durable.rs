@@ -17,7 +17,8 @@ use portvakt_core::otp::{Algorithm, OtpKey};
 use portvakt_core::secret::Pepper;
 use portvakt_core::state::{MemoryStore, StoreLimits};
 use portvakt_core::testing::SeededEntropy;
-use portvakt_core::{Engine, Outcome, Proof, Reason, Timestamp, config};
+use portvakt_core::{Outcome, Proof, Reason, Timestamp, config};
+use portvakt_store::Engine;
 use portvakt_store::durable::{self, DurableError, Sink, SinkMaker, Wal};
 use portvakt_store::sealed::MasterKey;
 
@@ -132,7 +133,7 @@ fn snapshot_bytes(e: &Engine) -> Vec<u8> {
 
 fn records(e: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
-    e.store().for_each_record(|k, r| {
+    e.store().memory().unwrap().for_each_record(|k, r| {
         let mut key = Vec::new();
         k.encode(&mut key);
         out.push((key, r.to_vec()));
@@ -326,7 +327,7 @@ fn a_log_that_cannot_be_written_fails_closed_and_recovers_by_itself() {
     );
     let e = Engine::new(
         config::load(KOMMUNE).unwrap(),
-        store,
+        store.into(),
         Pepper::new([42; 32]),
         Box::new(SeededEntropy::new(9)),
     )

@@ -1299,11 +1299,13 @@ fn behind_the_replay_fence_no_code_that_could_have_been_accepted_then_is_accepte
     let t = T0 + 4 * 30;
     let c = code(&other, t);
     assert_eq!(
-        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t)).outcome,
+        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t))
+            .outcome,
         Outcome::Allow
     );
     assert_eq!(
-        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t)).reason,
+        e.decide(&req("ola", HOME, Some(Proof::Totp(&c))), at(t))
+            .reason,
         Reason::ReplayedCode
     );
     // A fence is only ever raised.

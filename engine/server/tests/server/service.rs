@@ -5,8 +5,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use portvakt_core::secret::Pepper;
 use portvakt_core::testing::SeededEntropy;
-use portvakt_core::{Engine, MemoryStore, Timestamp, config};
+use portvakt_core::{MemoryStore, Timestamp, config};
 use portvakt_server::frontend::quic::service::{Handled, Query, Role, Service};
+use portvakt_store::Engine;
 use portvakt_wire::admin::{Str, StrList};
 use portvakt_wire::*;
 
@@ -14,7 +15,7 @@ fn service() -> Service {
     let policy = config::load(include_str!("../../../../examples/kommune.toml")).unwrap();
     let engine = Engine::new(
         policy,
-        MemoryStore::default(),
+        MemoryStore::default().into(),
         Pepper::new([3; 32]),
         Box::new(SeededEntropy::new(9)),
     );

@@ -11,7 +11,8 @@ use bytes::BytesMut;
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::directory::{DirectoryError, MethodKind};
 use portvakt_core::otp::{Algorithm, Digits};
-use portvakt_core::{Engine, MethodId, Timestamp};
+use portvakt_core::{MethodId, Timestamp};
+use portvakt_store::Engine;
 use portvakt_wire::admin::{
     AppPasswordRow, AppPasswordRows, AuditEvents, DeviceRow, DeviceRows, LongStr, MAX_AUDIT_EVENTS,
     MethodRow, MethodRows, SignInRow, SignInRows, Str, StrList,
@@ -40,29 +41,37 @@ impl Role {
 }
 
 /// Why an administrator operation failed: `refused` with the directory's reason, or
-/// `internal` when the state store failed (the operation may be retried).
-struct AdminError(ErrorCode, String);
+/// `internal` when the state store failed (the operation may be retried). The flag says
+/// a shared directory log refused it because another node's change came first.
+struct AdminError(ErrorCode, String, bool);
 
 impl From<DirectoryError> for AdminError {
     fn from(d: DirectoryError) -> Self {
         match d {
-            DirectoryError::Store(e) => Self(ErrorCode::Internal, e.to_string()),
-            other => Self(ErrorCode::Refused, other.to_string()),
+            DirectoryError::Store(e) => {
+                let conflict = e.is_conflict();
+                Self(ErrorCode::Internal, e.to_string(), conflict)
+            }
+            other => Self(ErrorCode::Refused, other.to_string(), false),
         }
     }
 }
 
 impl From<String> for AdminError {
     fn from(message: String) -> Self {
-        Self(ErrorCode::Refused, message)
+        Self(ErrorCode::Refused, message, false)
     }
 }
 
 impl From<&str> for AdminError {
     fn from(message: &str) -> Self {
-        Self(ErrorCode::Refused, message.to_owned())
+        Self(ErrorCode::Refused, message.to_owned(), false)
     }
 }
+
+/// Times an administrator operation is made again after a shared directory log refused
+/// it because another node's change came first (each time after catching up).
+const CONFLICT_RETRIES: usize = 16;
 
 /// The request handler shared by all connections: the frames of Portvakt's protocol over
 /// the frontend-neutral [`App`].
@@ -387,9 +396,19 @@ impl Service {
         let before = summary(tenant, user);
         let mut event = Event::about(actor, op, tenant, user, now);
         event.method = method;
-        let reply = match self.admin(a, now) {
+        let mut result = self.admin(a.clone(), now);
+        for _ in 0..CONFLICT_RETRIES {
+            match &result {
+                // Checked again on the directory as it is once this node has caught up.
+                Err(AdminError(_, _, true)) if e.settle_log() => {
+                    result = self.admin(a.clone(), now);
+                }
+                _ => break,
+            }
+        }
+        let reply = match result {
             Ok(reply) => Owned::Reply(id, reply),
-            Err(AdminError(code, message)) => Owned::Error(id, code, message),
+            Err(AdminError(code, message, _)) => Owned::Error(id, code, message),
         };
         event.changes = before.changes(&summary(tenant, user));
         settle(&mut event, &reply);

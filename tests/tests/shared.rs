@@ -1,0 +1,289 @@
+//! Several `portvakt serve` processes on one Redis are one deployment: the same replay
+//! state, lockouts and directory through every node, closed while Redis is away, and no
+//! code accepted twice across a `kill -9` of Redis.
+//!
+//! Redis is a `redis-server` of the test's own on a free loopback port
+//! (`portvakt_store::redis::local`); without one installed the tests say so and pass,
+//! unless `PORTVAKT_REQUIRE_REDIS` is set, as `.ci/run` sets it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Running, attempt, code_now, connect, enrol, free_port, start_with};
+use portvakt_client::{Client, ClientError, Decision, Outcome};
+use portvakt_server::pki::{PkiFiles, ensure_dev_pki};
+use portvakt_store::redis::local::Local;
+use portvakt_wire::admin::Str;
+use portvakt_wire::{Admin, AdminReply, Frame};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portvakt-shared-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One deployment: a Redis and the data directories of its nodes (the first node's
+/// certificates and master key copied to every other, as an operator would).
+struct Deployment {
+    dir: PathBuf,
+    url: String,
+    files: PkiFiles,
+}
+
+/// A node and its address.
+struct Node {
+    _process: Running,
+    addr: SocketAddr,
+}
+
+impl Deployment {
+    fn new(dir: PathBuf, redis: &Local) -> Self {
+        let first = dir.join("node-0");
+        let (files, _) = ensure_dev_pki(&first.join("certs")).unwrap();
+        Self {
+            dir,
+            url: redis.url("it"),
+            files,
+        }
+    }
+
+    fn start(&self, n: usize) -> Node {
+        let data = self.dir.join(format!("node-{n}"));
+        if n > 0 && !data.exists() {
+            let first = self.dir.join("node-0");
+            std::fs::create_dir_all(data.join("certs")).unwrap();
+            for f in std::fs::read_dir(first.join("certs")).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, data.join("certs").join(f.file_name().unwrap())).unwrap();
+            }
+            std::fs::copy(first.join("master.key"), data.join("master.key")).unwrap();
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (process, _) = start_with(&data, addr, &["--store", &self.url]);
+        Node {
+            _process: process,
+            addr,
+        }
+    }
+
+    async fn frontend(&self, node: &Node) -> Client {
+        connect(node.addr, &self.files, false).await
+    }
+
+    async fn admin(&self, node: &Node) -> Client {
+        connect(node.addr, &self.files, true).await
+    }
+}
+
+/// The methods `admin`'s node knows `user` to have (`None`: no such user there).
+async fn methods(admin: &Client, user: &str) -> Option<usize> {
+    match admin
+        .admin(Admin::UserInfo {
+            tenant: Str("kommune"),
+            user: Str(user),
+        })
+        .await
+    {
+        Ok(answer) => match answer.frame().unwrap() {
+            Frame::AdminReply(_, AdminReply::UserDescribed { methods, .. }) => {
+                Some(methods.0.len())
+            }
+            other => panic!("{other:?}"),
+        },
+        Err(ClientError::Refused { .. }) => None,
+        Err(e) => panic!("asking for {user}: {e}"),
+    }
+}
+
+/// Waits until `admin`'s node knows `user` enrolled (an app and a security key, the last
+/// of `enrol`'s changes); how long that took.
+async fn known_within(admin: &Client, user: &str) -> Duration {
+    let started = portvakt_server::clock::instant();
+    while methods(admin, user).await != Some(2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{user} did not reach the other node"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
+/// `requests` (user, ip, code) at once, spread over `clients`.
+async fn all_at_once(clients: &[Client], requests: Vec<(String, String, String)>) -> Vec<Decision> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (user, ip, code)) in requests.into_iter().enumerate() {
+        let c = clients[i % clients.len()].clone();
+        tasks.spawn(async move { c.decide(attempt(&user, &ip, Some(&code))).await.unwrap() });
+    }
+    let mut out = Vec::new();
+    while let Some(d) = tasks.join_next().await {
+        out.push(d.unwrap());
+    }
+    out
+}
+
+fn count(ds: &[Decision], reason: &str) -> usize {
+    ds.iter().filter(|d| d.reason == reason).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_are_one_deployment() {
+    let dir = scratch("one");
+    let Some(redis) = Local::start(&dir.join("redis"), &[]) else {
+        return;
+    };
+    let d = Deployment::new(dir, &redis);
+    let (a, b) = (d.start(0), d.start(1));
+    let (admin_a, admin_b) = (d.admin(&a).await, d.admin(&b).await);
+    // Frontends on both nodes, two connections each, alternating.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        clients.push(d.frontend(&a).await);
+        clients.push(d.frontend(&b).await);
+    }
+    // An administrator change on A is used by B, after a bounded delay.
+    let mut delays = Vec::new();
+    for round in 0..20 {
+        let user = format!("racer{round}");
+        enrol(&admin_a, &user).await.unwrap();
+        delays.push(known_within(&admin_b, &user).await);
+        // The same right code 64 times at once, half through each node: one allow.
+        let code = code_now(&user);
+        let ip = format!("203.0.113.{}", 10 + round);
+        let requests = (0..64)
+            .map(|_| (user.clone(), ip.clone(), code.clone()))
+            .collect();
+        let answers = all_at_once(&clients, requests).await;
+        let allowed = answers
+            .iter()
+            .filter(|d| d.outcome == Outcome::Allow)
+            .count();
+        assert_eq!(allowed, 1, "round {round}: {answers:?}");
+        assert_eq!(count(&answers, "replayed_code"), 63, "round {round}");
+    }
+    delays.sort();
+    println!(
+        "an addition on A known on B after: median {:?}, most {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    // 64 different wrong codes at once through both nodes, against a user and against a
+    // name nobody has: nine are evaluated, the tenth locks, the rest are refused, alike;
+    // so neither guessing nor probing for names gains from the number of nodes.
+    enrol(&admin_b, "victim").await.unwrap();
+    known_within(&admin_a, "victim").await;
+    let right: u32 = code_now("victim").parse().unwrap();
+    for (user, ip) in [("victim", "203.0.113.200"), ("nobody", "203.0.113.201")] {
+        let requests = (0..64)
+            .map(|i| {
+                let wrong = format!("{:06}", (right + 1 + i) % 1_000_000);
+                (user.to_owned(), ip.to_owned(), wrong)
+            })
+            .collect();
+        let answers = all_at_once(&clients, requests).await;
+        assert_eq!(count(&answers, "invalid_code"), 9, "{user}: {answers:?}");
+        let locked = answers
+            .iter()
+            .filter(|d| d.outcome == Outcome::Locked)
+            .count();
+        assert_eq!(locked, 55, "{user}");
+        // Locked through both nodes' guesses: the right code is refused through either.
+        let code = code_now("victim");
+        for c in &clients[..2] {
+            let d = c.decide(attempt(user, ip, Some(&code))).await.unwrap();
+            assert_eq!(d.outcome, Outcome::Locked, "{user}: {d:?}");
+        }
+    }
+    // A node started after all this has every user, and the same replay state.
+    let c = d.start(2);
+    let admin_c = d.admin(&c).await;
+    for round in 0..20 {
+        assert_eq!(methods(&admin_c, &format!("racer{round}")).await, Some(2));
+    }
+    let frontend_c = d.frontend(&c).await;
+    let code = code_now("racer0");
+    let again = frontend_c
+        .decide(attempt("racer0", "203.0.113.10", Some(&code)))
+        .await
+        .unwrap();
+    assert_eq!(again.reason, "replayed_code", "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_nothing_is_allowed_and_after_a_kill_nothing_allowed_is_allowed_again() {
+    let dir = scratch("kill");
+    let Some(mut redis) = Local::start(&dir.join("redis"), &[]) else {
+        return;
+    };
+    let d = Deployment::new(dir, &redis);
+    let (a, b) = (d.start(0), d.start(1));
+    let admin = d.admin(&a).await;
+    let clients = [d.frontend(&a).await, d.frontend(&b).await];
+    let users: Vec<String> = (0..16).map(|i| format!("user{i}")).collect();
+    for u in &users {
+        enrol(&admin, u).await.unwrap();
+    }
+    let admin_b = d.admin(&b).await;
+    known_within(&admin_b, &users[15]).await;
+    // Each user signs in once, through either node: every code is answered allow.
+    let mut allowed = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let code = code_now(u);
+        let d = clients[i % 2]
+            .decide(attempt(u, "203.0.113.9", Some(&code)))
+            .await
+            .unwrap();
+        assert_eq!(d.outcome, Outcome::Allow, "{u}: {d:?}");
+        allowed.push((u.clone(), code));
+    }
+    // Redis killed at once (what it had not yet written to its file is lost): while it is
+    // away, nothing is allowed, not even a code never used, and nothing else either.
+    redis.kill();
+    for (i, u) in users.iter().enumerate() {
+        let fresh = code_now(u);
+        let d = clients[i % 2]
+            .decide(attempt(u, "203.0.113.9", Some(&fresh)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (d.outcome, d.reason.as_str()),
+            (Outcome::Deny, "internal_error"),
+            "{u}"
+        );
+        let office = clients[i % 2]
+            .decide(attempt(u, "10.20.1.5", None))
+            .await
+            .unwrap();
+        assert_eq!(office.outcome, Outcome::Deny, "{u}: {office:?}");
+    }
+    // Back: service resumes by itself, and no code answered allow before the kill is
+    // accepted, through either node, whatever Redis lost.
+    redis.restart();
+    let started = portvakt_server::clock::instant();
+    loop {
+        let d = clients[0]
+            .decide(attempt(&users[0], "10.20.1.5", None))
+            .await
+            .unwrap();
+        if d.outcome == Outcome::Allow {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (i, (u, code)) in allowed.iter().enumerate() {
+        for c in &clients {
+            let d = c
+                .decide(attempt(u, "203.0.113.9", Some(code)))
+                .await
+                .unwrap();
+            assert_ne!(d.outcome, Outcome::Allow, "{u} ({i}): {d:?}");
+            assert_eq!(d.reason, "replayed_code", "{u}: {d:?}");
+        }
+    }
+}
