@@ -122,6 +122,11 @@ pub struct TenantFile {
     pub trusted_device_days: Option<u32>,
     /// Whether app passwords are allowed (default true).
     pub app_passwords: Option<bool>,
+    /// What a decision answers when the state store cannot be reached: `"deny"` (the
+    /// default: everything that needs state fails closed) or `"allow-single-factor"`
+    /// (single-factor sign-ins on trusted networks are allowed without their lockout
+    /// check; see [`TenantPolicy::single_factor_without_store`]).
+    pub when_store_fails: Option<String>,
     /// `[tenants.phone]`.
     #[serde(default)]
     pub phone: PhoneFile,
@@ -522,7 +527,17 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
             "must be at most 5",
         ));
     }
-    Ok(TenantPolicy::new(
+    let single_factor_without_store = match t.when_store_fails.as_deref() {
+        None | Some("deny") => false,
+        Some("allow-single-factor") => true,
+        Some(_) => {
+            return Err(invalid(
+                format!("{path}.when_store_fails"),
+                "must be \"deny\" or \"allow-single-factor\"",
+            ));
+        }
+    };
+    let mut tenant = TenantPolicy::new(
         tenant_name,
         t.require_mfa.unwrap_or(true),
         required_methods,
@@ -533,7 +548,9 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
         table,
         rules,
         default_rule,
-    ))
+    );
+    tenant.single_factor_without_store = single_factor_without_store;
+    Ok(tenant)
 }
 
 #[cfg(test)]
@@ -556,6 +573,7 @@ require = "second_factor"
         let t = p.tenant("t").unwrap();
         assert!(t.require_mfa);
         assert_eq!(t.default_rule.require, Requirement::SecondFactor);
+        assert!(!t.single_factor_without_store, "fails closed unless told");
         assert!(p.tenant("other").is_none());
     }
 

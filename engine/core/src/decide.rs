@@ -213,6 +213,9 @@ reasons! {
     UnknownTenant = "unknown_tenant",
     /// Something went wrong inside; the attempt is refused.
     InternalError = "internal_error",
+    /// The state store could not be reached, and the tenant lets single-factor sign-ins
+    /// on trusted networks through without it (`when_store_fails`).
+    AllowedWithoutStore = "allowed_without_store",
     /// A second factor is required.
     SecondFactorRequired = "second_factor_required",
     /// A code was sent.
@@ -437,6 +440,21 @@ impl<S: StateStore> Attempt<'_, S> {
     /// What the rule requires of this user: a user's own opt-out of two-step verification
     /// counts only where the tenant does not require it; a sign-in without a password
     /// (a passwordless account's, or anyone's who gave none) always proves a method.
+    /// Whether the tenant's `when_store_fails = "allow-single-factor"` lets this attempt
+    /// through without the store: a known user with every required method registered,
+    /// signing in on a trusted network with the password alone, which the rule allows.
+    pub(crate) fn single_factor_without_store(&self, req: &Request<'_>) -> bool {
+        self.tenant.single_factor_without_store
+            && self.known
+            && self.familiar
+            && req.purpose == Purpose::SignIn
+            && req.proof.is_none()
+            && req.first_factor == crate::FirstFactor::Ok
+            && !self.no_password
+            && self.requirement() == Requirement::SingleFactor
+            && self.registration_missing().is_none()
+    }
+
     fn requirement(&self) -> Requirement {
         let user = self.user;
         let no_password = user.passwordless || self.no_password;

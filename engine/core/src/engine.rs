@@ -367,6 +367,13 @@ impl<S: StateStore> Engine<S> {
             // The one place a failed store call becomes the answer: whatever the attempt
             // found after it, it is `deny`/`internal_error`, and nothing is remembered.
             if let Some(e) = a.store_error.take() {
+                if a.single_factor_without_store(req) {
+                    self.count_store_error(&e);
+                    return (
+                        a.decision(Outcome::Allow, Reason::AllowedWithoutStore),
+                        None,
+                    );
+                }
                 return (a.store_failed(e), None);
             }
             if let Some(source) = source

@@ -213,6 +213,12 @@ pub struct TenantPolicy {
     pub rules: Vec<Rule>,
     /// The rule that applies when none matches.
     pub default_rule: Rule,
+    /// Off by default. When on, a sign-in the rule allows with the password alone, on a
+    /// trusted network, by a known user with every required method registered, is allowed
+    /// while the state store cannot be reached (reason `allowed_without_store`), without
+    /// its lockout check: a user locked out for wrong passwords could then sign in there.
+    /// Everything else still fails closed.
+    pub single_factor_without_store: bool,
 }
 
 impl TenantPolicy {
@@ -241,6 +247,7 @@ impl TenantPolicy {
             table,
             rules,
             default_rule,
+            single_factor_without_store: false,
         }
     }
 

@@ -35,8 +35,13 @@ fn at(secs: u64) -> Timestamp {
 
 /// kari, with an app, a hardware token, a phone, an app password and security answers.
 fn kari() -> Kari {
+    kari_with(KOMMUNE)
+}
+
+/// [`kari`] under another policy.
+fn kari_with(policy: &str) -> Kari {
     let engine = Engine::new(
-        config::load(KOMMUNE).unwrap(),
+        config::load(policy).unwrap(),
         Faulty::new(MemoryStore::default()),
         Pepper::new([9; 32]),
         Box::new(SeededEntropy::new(3)),
@@ -352,4 +357,47 @@ fn administrator_changes_are_whole_or_not_at_all() {
         k.engine.unlock("kommune", "kari"),
         Err(DirectoryError::Store(_))
     ));
+}
+
+#[test]
+fn a_tenant_may_let_office_password_sign_ins_through_without_the_store_and_nothing_else() {
+    let now = at(T0 + 60);
+    let policy = KOMMUNE.replace(
+        "when_store_fails = \"deny\"",
+        "when_store_fails = \"allow-single-factor\"",
+    );
+    assert_ne!(policy, KOMMUNE);
+    for (name, shape) in shapes() {
+        for fault in [Fault::Before(0), Fault::After(0)] {
+            let k = kari_with(&policy);
+            k.engine.store().set(fault);
+            let got = shape(&k, now);
+            let want = if name == "office, password only" {
+                (Outcome::Allow, Reason::AllowedWithoutStore)
+            } else {
+                (Outcome::Deny, Reason::InternalError)
+            };
+            assert_eq!(got, want, "{name}, {fault:?}");
+            assert!(k.engine.store_errors() >= 1, "{name}: not counted");
+        }
+    }
+    // An unknown name at the office, or a user whose registration is incomplete, is not
+    // let through either.
+    let k = kari_with(&policy);
+    k.engine.add_user("kommune", "ny", &[], false).unwrap();
+    for user in ["ny", "nobody"] {
+        k.engine.store().set(Fault::Before(0));
+        let got = decide(&k, now, request(user, OFFICE, Purpose::SignIn, None));
+        assert_eq!(got, (Outcome::Deny, Reason::InternalError), "{user}");
+    }
+    // Off in the example (and by default), and a misspelt setting is refused rather than read as off.
+    let k = kari();
+    k.engine.store().set(Fault::Before(0));
+    let got = decide(&k, now, request("kari", OFFICE, Purpose::SignIn, None));
+    assert_eq!(got, (Outcome::Deny, Reason::InternalError));
+    let wrong = KOMMUNE.replace(
+        "when_store_fails = \"deny\"",
+        "when_store_fails = \"allow\"",
+    );
+    assert!(config::load(&wrong).is_err());
 }
