@@ -77,15 +77,41 @@ pub trait VersionedRecords: Send + Sync {
 pub const MAX_RUNS: usize = 1_000;
 
 /// A [`StateStore`] over any [`VersionedRecords`].
-#[derive(Debug, Default)]
+///
+/// Updates of one key from this process take turns (a lock per stripe of keys, held
+/// across the update's round trips): a record many threads update at once (one address's
+/// failure budget, say) then costs each of them one swap from a current copy, instead of
+/// a storm of swaps that conflict with each other. Other processes still conflict, and
+/// are still caught by the version check.
 pub struct CasStore<B> {
     records: B,
+    turns: Box<[parking_lot::Mutex<()>]>,
+}
+
+/// Stripes of keys that take turns (a power of two).
+const STRIPES: usize = 1024;
+
+impl<B: Default> Default for CasStore<B> {
+    fn default() -> Self {
+        Self::new(B::default())
+    }
 }
 
 impl<B> CasStore<B> {
     /// The store over `records`.
     pub fn new(records: B) -> Self {
-        Self { records }
+        Self {
+            records,
+            turns: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
+        }
+    }
+
+    fn turn(&self, key: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
+        // FNV-1a: keys are already keyed hashes or ids; this only spreads them.
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.turns[(h as usize) & (STRIPES - 1)].lock()
     }
 
     /// The backend.
@@ -222,6 +248,7 @@ impl<B: VersionedRecords> CasStore<B> {
         now: Timestamp,
         mut f: impl FnMut(&mut T) -> R,
     ) -> Result<R, StoreError> {
+        let _turn = self.turn(key);
         let (mut current, mut stale) = self.records.load_for_update(key)?;
         let mut bytes = Vec::new();
         for _ in 0..MAX_RUNS {

@@ -446,3 +446,26 @@ fn a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlo
         .decide(&office(portvakt_core::FirstFactor::Ok), now);
     assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
 }
+
+#[test]
+fn a_nodes_own_changes_from_many_threads_never_conflict_with_each_other() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let a = Node::start(&s.addr(), &prefix);
+    let barrier = Barrier::new(8);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (a, barrier) = (&a, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..20 {
+                    a.engine
+                        .add_user("kommune", &format!("u{t}-{i}"), &[], false)
+                        .expect("no conflict with itself");
+                }
+            });
+        }
+    });
+    assert_eq!(a.engine.directory().len(), 160);
+    assert_eq!(a.redis.log_head().expect("the head"), 160);
+}

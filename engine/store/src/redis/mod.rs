@@ -280,6 +280,8 @@ struct Position {
     /// The head a refused append found: [`ChangeLog::settle`] waits for `known` to reach it.
     wanted: AtomicU64,
     moved: (Mutex<()>, Condvar),
+    /// Held across an append: this node's own batches never conflict with each other.
+    appending: Mutex<()>,
     /// Set when this node can no longer follow the log (a batch it cannot apply, or one
     /// trimmed before it read it): every directory change is refused from then on.
     lost: Mutex<Option<String>>,
@@ -593,6 +595,9 @@ impl ChangeLog for SharedLog {
             .master
             .seal(Purpose::Changes, &plain)
             .map_err(|e| StoreError::new(format!("sealing directory changes: {e}")))?;
+        // The innermost lock (taken under the user's and the gate's, and nothing taken
+        // under it): one append of this node at a time, each on top of the last.
+        let _one = r.dir.appending.lock();
         let known = r.dir.known.load(Ordering::Acquire).to_string();
         let reply = r.call(&[
             b"FCALL",
