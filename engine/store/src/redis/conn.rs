@@ -9,12 +9,12 @@
 //! store notices that it reached a different server process (a restart or a failover).
 
 use super::resp::{self, Reply};
-use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why a command got no reply.
@@ -62,6 +62,12 @@ impl Greeting<'_> {
     }
 }
 
+/// Locks `m`; a panic elsewhere while it was held leaves nothing half-done here (each
+/// critical section is a push, a pop or a swap), so its data is used as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn io(addr: &str, e: &dyn std::fmt::Display) -> ConnError {
     ConnError::Io(addr.to_owned(), e.to_string())
 }
@@ -94,7 +100,7 @@ struct Slot {
 
 impl Slot {
     fn fill(&self, r: Result<Reply, ConnError>) {
-        *self.reply.lock() = Some(r);
+        *lock(&self.reply) = Some(r);
         self.ready.notify_one();
     }
 }
@@ -154,7 +160,7 @@ impl Conn {
     fn call_encoded(&self, out: &[u8], count: usize) -> Result<Vec<Reply>, ConnError> {
         let slots: Vec<Arc<Slot>> = (0..count).map(|_| Arc::default()).collect();
         {
-            let mut live = self.live.lock();
+            let mut live = lock(&self.live);
             if live
                 .as_ref()
                 .is_none_or(|l| l.broken.load(Ordering::Acquire))
@@ -165,7 +171,7 @@ impl Conn {
                 unreachable!("just connected")
             };
             // The slots queue in the order the commands go out: under this lock.
-            l.waiting.lock().extend(slots.iter().cloned());
+            lock(&l.waiting).extend(slots.iter().cloned());
             if let Err(e) = l.stream.write_all(out) {
                 l.shut();
                 *live = None;
@@ -177,13 +183,19 @@ impl Conn {
         let deadline = super::monotonic() + self.timeout;
         let mut replies = Vec::with_capacity(count);
         for slot in slots {
-            let mut reply = slot.reply.lock();
+            let mut reply = lock(&slot.reply);
             while reply.is_none() {
-                if slot.ready.wait_until(&mut reply, deadline).timed_out() && reply.is_none() {
+                let left = deadline.saturating_duration_since(super::monotonic());
+                let (r, _) = slot
+                    .ready
+                    .wait_timeout(reply, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                reply = r;
+                if reply.is_none() && left.is_zero() {
                     drop(reply);
                     // A server that does not answer in time is treated as gone: drop the
                     // connection, so everyone behind this call learns it now.
-                    if let Some(l) = self.live.lock().take() {
+                    if let Some(l) = lock(&self.live).take() {
                         l.shut();
                     }
                     return Err(ConnError::Timeout(
@@ -201,13 +213,13 @@ impl Conn {
     }
 
     fn connect(&self) -> Result<Live, ConnError> {
-        if let Some((at, why)) = &*self.failed.lock()
+        if let Some((at, why)) = &*lock(&self.failed)
             && at.elapsed() < RETRY_AFTER
         {
             return Err(ConnError::Down(self.addr.clone(), why.clone()));
         }
         let r = self.try_connect();
-        *self.failed.lock() = match &r {
+        *lock(&self.failed) = match &r {
             Ok(_) => None,
             Err(e) => Some((super::monotonic(), e.to_string())),
         };
@@ -255,7 +267,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(l) = self.live.lock().take() {
+        if let Some(l) = lock(&self.live).take() {
             l.shut();
         }
     }
@@ -276,7 +288,7 @@ fn read_replies(
             match resp::decode(&buf) {
                 Ok(Some((reply, n))) => {
                     buf.drain(..n);
-                    match waiting.lock().pop_front() {
+                    match lock(waiting).pop_front() {
                         Some(slot) => slot.fill(Ok(reply)),
                         None => {
                             break 'read ConnError::Protocol(
@@ -301,7 +313,7 @@ fn read_replies(
     let _ = stream.shutdown(std::net::Shutdown::Both);
     // Whoever queued after the break sees `broken` on the next call; those already
     // queued are failed here.
-    for slot in waiting.lock().drain(..) {
+    for slot in lock(waiting).drain(..) {
         slot.fill(Err(error.clone()));
     }
 }
