@@ -87,6 +87,10 @@ struct RunArgs {
     /// How many users to sign in, in turn.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
+    /// The number of the first of them (generators aimed at several nodes of one
+    /// deployment take disjoint users, as a load balancer's clients would be).
+    #[arg(long, default_value_t = 0)]
+    first_user: usize,
     /// Add the users (with an authenticator app and a security key each) first, using
     /// the administrator certificate. Users already there are left as they are.
     #[arg(long)]
@@ -184,7 +188,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     {
         return Err("--rate must be a positive number of requests per second".into());
     }
-    let users = Arc::new(Users::new(args.users));
+    let users = Arc::new(Users::new(args.first_user, args.users));
     let files = PkiFiles::in_dir(&args.data.join("certs"));
     if args.enroll && !args.echo {
         enroll(args.server, &files, &users, args.quiet).await?;
@@ -666,7 +670,7 @@ async fn enroll_one(admin: &Client, users: &Users, i: usize) -> Result<bool, Str
         }
         Err(e) => return Err(format!("adding {user}: {e}")),
     }
-    let secret = scenario::secret(i);
+    let secret = scenario::secret(users.number(i));
     admin
         .admin(Admin::ImportTotp {
             tenant: Str(TENANT),

@@ -59,6 +59,7 @@ pub(crate) struct Attempt<'a> {
 
 /// The generated users: names, and the keys of their authenticator apps.
 pub(crate) struct Users {
+    first: usize,
     names: Vec<String>,
     keys: Vec<OtpKey>,
     unknown: Vec<String>,
@@ -74,16 +75,27 @@ pub(crate) fn secret(i: usize) -> [u8; 20] {
 }
 
 impl Users {
-    pub(crate) fn new(n: usize) -> Self {
+    /// Users number `first` to `first + n - 1`.
+    pub(crate) fn new(first: usize, n: usize) -> Self {
+        let numbers = first..first + n;
         Self {
-            names: (0..n).map(|i| format!("load-{i}@kommune.no")).collect(),
-            keys: (0..n)
+            first,
+            names: numbers
+                .clone()
+                .map(|i| format!("load-{i}@kommune.no"))
+                .collect(),
+            keys: numbers
                 .map(|i| OtpKey::new(Algorithm::Sha1, &secret(i)))
                 .collect(),
             unknown: (0..UNKNOWN_NAMES)
                 .map(|i| format!("nobody-{i}@kommune.no"))
                 .collect(),
         }
+    }
+
+    /// The number of the `i`-th user here (its name and secret are made from it).
+    pub(crate) fn number(&self, i: usize) -> usize {
+        self.first + i
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -214,7 +226,7 @@ mod tests {
 
     #[test]
     fn the_mix_has_its_shares() {
-        let users = Users::new(100);
+        let users = Users::new(0, 100);
         let mut counts = [0u32; 4];
         for n in 0..100_000 {
             let a = users.attempt(Scenario::Mix, n, 1_700_000_000);
@@ -235,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_replay_repeats_the_code_before_it() {
-        let users = Users::new(10);
+        let users = Users::new(0, 10);
         for k in 0..20 {
             let first = users.attempt(Scenario::Replay, 2 * k, 1_700_000_000);
             let second = users.attempt(Scenario::Replay, 2 * k + 1, 1_700_000_000);
@@ -246,7 +258,7 @@ mod tests {
 
     #[test]
     fn brute_force_aims_at_few_users_from_many_addresses() {
-        let users = Users::new(1000);
+        let users = Users::new(0, 1000);
         // Request numbers far past 65,536, where a careless address layout repeats.
         let attempts: Vec<_> = (0..1000)
             .map(|k| users.attempt(Scenario::BruteForce, k * 4099, 1_700_000_000))
