@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{attempt, code_now, connect, enrol, free_port, server_binary, start};
+use common::{attempt, audited, code_now, connect, enrol, free_port, server_binary, start};
 use portvakt_client::{Client, ClientError};
 use portvakt_server::pki::ensure_dev_pki;
 use portvakt_wire::admin::{Str, StrList};
@@ -78,39 +78,6 @@ async fn sign_in_rows(admin: &Client, user: &str) -> usize {
         match next {
             Some(n) => cursor = n,
             None => return rows,
-        }
-    }
-}
-
-/// The operations the audit trail holds as done: (operation, user).
-async fn audited(admin: &Client) -> std::collections::HashSet<(String, String)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor = 0;
-    loop {
-        let answer = admin
-            .admin(Admin::Audit {
-                tenant: Str("kommune"),
-                user: Str(""),
-                from_ms: 0,
-                to_ms: u64::MAX,
-                cursor,
-                limit: 24,
-            })
-            .await
-            .unwrap();
-        let Frame::AdminReply(_, AdminReply::AuditFound { events, next }) = answer.frame().unwrap()
-        else {
-            panic!("{answer:?}")
-        };
-        for bytes in &events.0 {
-            let e = portvakt_server::audit::Event::decode(bytes).unwrap();
-            if e.outcome == portvakt_server::audit::Outcome::Done {
-                seen.insert((e.op, e.user));
-            }
-        }
-        match next {
-            Some(n) => cursor = n,
-            None => return seen,
         }
     }
 }

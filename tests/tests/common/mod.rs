@@ -12,7 +12,7 @@ use portvakt_client::{Client, ClientError};
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
 use portvakt_server::pki::{PkiFiles, client_tls};
 use portvakt_wire::admin::{Bytes, Str, StrList};
-use portvakt_wire::{Admin, Decide, FirstFactor, Proof, Purpose};
+use portvakt_wire::{Admin, AdminReply, Decide, FirstFactor, Frame, Proof, Purpose};
 
 /// A sign-in to the municipality from `ip`, the password checked, with `code` from an
 /// authenticator app if given.
@@ -154,4 +154,37 @@ pub(crate) async fn enrol(admin: &Client, user: &str) -> Result<(), ClientError>
         })
         .await?;
     Ok(())
+}
+
+/// The operations the audit trail holds as done: (operation, user).
+pub(crate) async fn audited(admin: &Client) -> std::collections::HashSet<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    loop {
+        let answer = admin
+            .admin(Admin::Audit {
+                tenant: Str("kommune"),
+                user: Str(""),
+                from_ms: 0,
+                to_ms: u64::MAX,
+                cursor,
+                limit: 24,
+            })
+            .await
+            .unwrap();
+        let Frame::AdminReply(_, AdminReply::AuditFound { events, next }) = answer.frame().unwrap()
+        else {
+            panic!("{answer:?}")
+        };
+        for bytes in &events.0 {
+            let e = portvakt_server::audit::Event::decode(bytes).unwrap();
+            if e.outcome == portvakt_server::audit::Outcome::Done {
+                seen.insert((e.op, e.user));
+            }
+        }
+        match next {
+            Some(n) => cursor = n,
+            None => return seen,
+        }
+    }
 }
