@@ -46,7 +46,9 @@ impl Deployment {
         let (files, _) = ensure_dev_pki(&first.join("certs")).unwrap();
         Self {
             dir,
-            url: redis.url("it"),
+            // A loaded test machine can take long to answer; the tests are about what is
+            // answered, and a slow store must not turn a guess into an internal error.
+            url: format!("{}?timeout_ms=5000", redis.url("it")),
             files,
         }
     }
@@ -199,6 +201,15 @@ async fn two_nodes_are_one_deployment() {
             assert_eq!(d.outcome, Outcome::Locked, "{user}: {d:?}");
         }
     }
+    // One audit trail for the deployment: what was done through A is read through B.
+    let trail = common::audited(&admin_b).await;
+    for op in ["add-user", "import-totp", "add-security-key"] {
+        assert!(
+            trail.contains(&(op.to_owned(), "racer0".to_owned())),
+            "{op} of racer0 missing from {trail:?}"
+        );
+    }
+    assert!(trail.contains(&("add-user".to_owned(), "victim".to_owned())));
     // A node started after all this has every user, and the same replay state.
     let c = d.start(2);
     let admin_c = d.admin(&c).await;

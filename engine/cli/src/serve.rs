@@ -226,6 +226,9 @@ pub(crate) async fn serve(
     if let Some(wal) = &state_log {
         service = service.with_state_log(wal.clone());
     }
+    if let Some(redis) = &shared {
+        service = service.with_shared_store(redis.clone());
+    }
     let service = Arc::new(service);
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;

@@ -24,6 +24,26 @@ pub struct App {
     clock: Clock,
     log: Option<SignInLog>,
     state_log: Option<Arc<Wal>>,
+    shared: Option<Arc<portvakt_store::redis::Redis>>,
+}
+
+/// Where the audit trail is kept: in the durable store's log, or in the shared store.
+#[derive(Clone)]
+pub enum AuditTrail {
+    /// The durable store's log (and its archives).
+    Durable(Arc<Wal>),
+    /// The deployment's stream in Redis.
+    Shared(Arc<portvakt_store::redis::Redis>),
+}
+
+impl AuditTrail {
+    /// Calls `f` with each event's bytes, oldest first, until it returns false.
+    pub fn read(&self, f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), String> {
+        match self {
+            Self::Durable(wal) => wal.read_audit(|b| f(b)).map_err(|e| e.to_string()),
+            Self::Shared(redis) => redis.read_audit(f).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl App {
@@ -36,6 +56,23 @@ impl App {
             clock: Box::new(crate::clock::now),
             log: None,
             state_log: None,
+            shared: None,
+        }
+    }
+
+    /// The same app on a shared store: its audit trail is kept there.
+    pub fn with_shared_store(mut self, redis: Arc<portvakt_store::redis::Redis>) -> Self {
+        self.shared = Some(redis);
+        self
+    }
+
+    /// Where the audit trail is kept, if anywhere (a server on the memory store keeps
+    /// none).
+    pub fn audit_trail(&self) -> Option<AuditTrail> {
+        match (&self.state_log, &self.shared) {
+            (Some(wal), _) => Some(AuditTrail::Durable(wal.clone())),
+            (None, Some(redis)) => Some(AuditTrail::Shared(redis.clone())),
+            (None, None) => None,
         }
     }
 
@@ -68,15 +105,21 @@ impl App {
         self.state_log.as_ref()
     }
 
-    /// Records an administrator operation in the audit trail (the durable store's log;
-    /// a server without one keeps no trail). The answer then waits for it like for any
+    /// Records an administrator operation in the audit trail (the durable store's log, or
+    /// the shared store's stream; a server on the memory store keeps no trail). The answer then waits for it like for any
     /// change ([`App::durable_position`]). An event that cannot be appended (the log fails
     /// to write) is said in the server's log: the answer is withheld anyway.
     pub fn audit(&self, event: &crate::audit::Event) {
-        let Some(log) = &self.state_log else { return };
         let mut bytes = Vec::new();
         event.encode(&mut bytes);
-        if let Err(e) = log.append_audit(&bytes) {
+        let appended = match (&self.state_log, &self.shared) {
+            (Some(log), _) => log.append_audit(&bytes).map(|_| ()),
+            // After the operation, as its own write: a node that stops between the two
+            // keeps the change without its event (docs/operations.md).
+            (None, Some(redis)) => redis.append_audit(&bytes),
+            (None, None) => return,
+        };
+        if let Err(e) = appended {
             crate::warn(format_args!(
                 "audit trail: the event of {} by {} on {}/{} could not be written: {e}",
                 event.op, event.actor, event.tenant, event.user

@@ -144,9 +144,16 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
 
 /// Records the sizes of the engine's tables, the lockouts in force at `now` and the store
 /// errors so far (a scan of the store: call it every few seconds, not per request). Sizes
-/// the store cannot give now keep their last values.
+/// the store cannot give now keep their last values. A shared store is not scanned (that
+/// would read all of Redis from every node every few seconds): only the users and the
+/// errors are recorded.
 pub fn record_sizes(engine: &portvakt_store::Engine, now: portvakt_core::Timestamp) {
     use portvakt_core::StateStore;
+    metrics::gauge!(USERS).set(engine.directory().len() as f64);
+    metrics::counter!(STORE_ERRORS).absolute(engine.store_errors());
+    if engine.store().is_remote() {
+        return;
+    }
     if let Ok(s) = engine.store().sizes() {
         for (table, n) in [
             ("unknown_names", s.unknown),
@@ -159,9 +166,7 @@ pub fn record_sizes(engine: &portvakt_store::Engine, now: portvakt_core::Timesta
         }
         metrics::gauge!(EVICTIONS).set(s.evictions as f64);
     }
-    metrics::gauge!(USERS).set(engine.directory().len() as f64);
     if let Ok(n) = engine.store().locked_subjects(now) {
         metrics::gauge!(LOCKOUTS_ACTIVE).set(n as f64);
     }
-    metrics::counter!(STORE_ERRORS).absolute(engine.store_errors());
 }

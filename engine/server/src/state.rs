@@ -106,6 +106,9 @@ pub fn keep_shared(
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let (commands, _) = redis.traffic();
                 metrics::counter!(m::SHARED_STORE_COMMANDS).absolute(commands);
+                // Read before the head: the head is at least this unless the store lost
+                // batches.
+                let known = redis.followed();
                 let head = match redis.log_head() {
                     Ok(head) => {
                         if down {
@@ -126,6 +129,8 @@ pub fn keep_shared(
                         continue;
                     }
                 };
+                // An error here is said just below, as `lost`.
+                let _ = redis.check_head(head, known);
                 let lag = head.saturating_sub(redis.followed());
                 metrics::gauge!(m::SHARED_DIRECTORY_LAG).set(lag as f64);
                 if let Some(why) = redis.lost() {

@@ -469,3 +469,37 @@ fn a_nodes_own_changes_from_many_threads_never_conflict_with_each_other() {
     assert_eq!(a.engine.directory().len(), 160);
     assert_eq!(a.redis.log_head().expect("the head"), 160);
 }
+
+#[test]
+fn a_node_whose_directory_is_ahead_of_the_log_stops_taking_changes() {
+    let Some(s) = server() else { return };
+    let prefix = fresh_prefix();
+    let a = Node::start(&s.addr(), &prefix);
+    a.engine
+        .add_user("kommune", "kari", &[], false)
+        .expect("added");
+    a.engine
+        .add_user("kommune", "ola", &[], false)
+        .expect("added");
+    assert_eq!(a.redis.log_head().expect("the head"), 2);
+    // The store loses the last batch it acknowledged (as a failover may).
+    let head = format!("{prefix}:{{dir}}:head").into_bytes();
+    let log = format!("{prefix}:{{dir}}:log").into_bytes();
+    raw(&s.addr(), &[b"XDEL", &log, b"2-0"]);
+    raw(&s.addr(), &[b"SET", &head, b"1"]);
+    // This node applied batch 2, which no node starting now would see: it refuses every
+    // change from here on, rather than build on a directory no other node has.
+    let e = a
+        .engine
+        .add_user("kommune", "per", &[], false)
+        .expect_err("refused");
+    assert!(
+        matches!(&e, portvakt_core::directory::DirectoryError::Store(s) if !s.is_conflict()),
+        "{e}"
+    );
+    assert!(a.redis.lost().is_some());
+    assert!(a.engine.add_user("kommune", "pål", &[], false).is_err());
+    // A node started now has the directory as the store has it.
+    let b = Node::start(&s.addr(), &prefix);
+    assert_eq!(b.engine.directory().len(), 1);
+}

@@ -9,6 +9,7 @@ use portvakt_core::secret::Pepper;
 use portvakt_core::state::StoreLimits;
 use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Timestamp, config};
+use portvakt_server::app::AuditTrail;
 use portvakt_server::audit::{Change, Event, Outcome};
 use portvakt_server::frontend::quic::service::{AuditQuery, Handled, Role, Service, audit_page};
 use portvakt_store::durable;
@@ -64,7 +65,7 @@ fn call(s: &Service, role: &Role, a: Admin<'_>) -> Vec<u8> {
     out.to_vec()
 }
 
-fn events(wal: &durable::Wal, user: &str) -> Vec<Event> {
+fn events(wal: &Arc<durable::Wal>, user: &str) -> Vec<Event> {
     let q = AuditQuery {
         tenant: String::new(),
         user: user.to_owned(),
@@ -73,7 +74,7 @@ fn events(wal: &durable::Wal, user: &str) -> Vec<Event> {
         cursor: 0,
         limit: 24,
     };
-    audit_page(wal, &q)
+    audit_page(&AuditTrail::Durable(wal.clone()), &q)
         .unwrap()
         .events
         .iter()

@@ -127,6 +127,7 @@ struct Keys {
     pepper: Vec<u8>,
     fence: Vec<u8>,
     seen: Vec<u8>,
+    audit: Vec<u8>,
 }
 
 impl Keys {
@@ -141,6 +142,7 @@ impl Keys {
             pepper: dir("pepper"),
             fence: dir("fence"),
             seen: dir("seen"),
+            audit: format!("{prefix}:{{audit}}:log").into_bytes(),
         }
     }
 
@@ -309,6 +311,9 @@ pub struct Redis {
 const CACHED: usize = 1 << 20;
 /// Log batches kept before the newest snapshot, for nodes still reading them.
 const LOG_MARGIN: u64 = 100_000;
+/// Audit events the deployment's trail keeps, about (older ones are trimmed as new ones
+/// come; Redis trims in whole blocks, so a few more may stay).
+pub const AUDIT_KEPT: u64 = 10_000_000;
 /// How long the follower waits on the log per read.
 const FOLLOW_BLOCK_MS: u64 = 1_000;
 
@@ -444,6 +449,51 @@ impl Redis {
         plain
             .try_into()
             .map_err(|_| StoreError::new("the store's pepper is not 32 bytes"))
+    }
+
+    /// Appends an audit event (its bytes, `audit::Event::encode`) to the deployment's
+    /// audit trail, a Redis stream every node appends to; the oldest go past
+    /// [`AUDIT_KEPT`] events.
+    pub fn append_audit(&self, event: &[u8]) -> Result<(), StoreError> {
+        let kept = AUDIT_KEPT.to_string();
+        self.call(&[
+            b"XADD",
+            &self.keys.audit,
+            b"MAXLEN",
+            b"~",
+            kept.as_bytes(),
+            b"*",
+            b"e",
+            event,
+        ])
+        .map(|_| ())
+    }
+
+    /// Calls `f` with each audit event, oldest first, until it returns false.
+    pub fn read_audit(&self, f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), StoreError> {
+        let mut from = b"-".to_vec();
+        loop {
+            let r = self.call(&[b"XRANGE", &self.keys.audit, &from, b"+", b"COUNT", b"1000"])?;
+            let bad = || StoreError::new("reading the audit trail: unexpected reply");
+            let entries = r.items().ok_or_else(bad)?;
+            for e in entries {
+                let [id, fields] = e.items().ok_or_else(bad)? else {
+                    return Err(bad());
+                };
+                let body = match fields.items().ok_or_else(bad)? {
+                    [k, v] if k.bytes() == Some(b"e") => v.bytes().ok_or_else(bad)?,
+                    _ => return Err(bad()),
+                };
+                if !f(body) {
+                    return Ok(());
+                }
+                // The next read starts after this entry (an exclusive range).
+                from = [b"(".as_slice(), id.bytes().ok_or_else(bad)?].concat();
+            }
+            if entries.len() < 1000 {
+                return Ok(());
+            }
+        }
     }
 
     fn version(&self) -> u64 {
@@ -598,7 +648,8 @@ impl ChangeLog for SharedLog {
         // The innermost lock (taken under the user's and the gate's, and nothing taken
         // under it): one append of this node at a time, each on top of the last.
         let _one = r.dir.appending.lock();
-        let known = r.dir.known.load(Ordering::Acquire).to_string();
+        let at_known = r.dir.known.load(Ordering::Acquire);
+        let known = at_known.to_string();
         let reply = r.call(&[
             b"FCALL",
             b"portvakt_append",
@@ -620,6 +671,7 @@ impl ChangeLog for SharedLog {
             r.dir.own.fetch_max(at, Ordering::AcqRel);
             Ok(())
         } else {
+            r.check_head(at, at_known)?;
             r.dir.wanted.fetch_max(at, Ordering::AcqRel);
             Err(StoreError::conflict(format!(
                 "another node changed the directory first (log at {at}, this node at {known})"
@@ -779,6 +831,20 @@ impl Redis {
     /// its directory (or is its own, being applied).
     pub fn followed(&self) -> u64 {
         self.dir.known.load(Ordering::Acquire)
+    }
+
+    /// Checks the directory log's `head` against `known`, what this node had applied
+    /// ([`followed`](Self::followed)) before the head was read: a log that ends before
+    /// that lost batches it had acknowledged (Redis restarted or failed over without
+    /// them), and this node's directory no longer matches any node that starts from the
+    /// log, so it stops taking directory changes (and says why).
+    pub fn check_head(&self, head: u64, known: u64) -> Result<(), StoreError> {
+        if head < known {
+            return Err(self.lose(format!(
+                "the directory log ends at batch {head} but this node applied {known}: the store lost acknowledged directory changes"
+            )));
+        }
+        Ok(())
     }
 
     /// Why this node stopped following the directory log, if it did.

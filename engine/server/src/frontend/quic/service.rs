@@ -139,6 +139,15 @@ impl Service {
         self
     }
 
+    /// The same service on a shared store (`App::with_shared_store`).
+    pub fn with_shared_store(
+        mut self,
+        redis: std::sync::Arc<portvakt_store::redis::Redis>,
+    ) -> Self {
+        self.app = self.app.with_shared_store(redis);
+        self
+    }
+
     /// Answers one whole frame (length prefix included), appending the answer to `out`
     /// and, for a decision, its sign-in record to `records` (for [`SignInLog::submit`]).
     /// A sign-in log query is not answered here, since it reads files: it is returned for
@@ -202,11 +211,10 @@ impl Service {
             }
             Query::Audit(actor, q) => {
                 let mut event = Event::about(&actor, "audit", &q.tenant, &q.user, self.now());
-                let reply = match self.app.state_log() {
+                let reply = match self.app.audit_trail() {
                     None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
-                    Some(wal) => {
-                        let wal = wal.clone();
-                        match tokio::task::spawn_blocking(move || audit_page(&wal, &q)).await {
+                    Some(trail) => {
+                        match tokio::task::spawn_blocking(move || audit_page(&trail, &q)).await {
                             Ok(Ok(page)) => Owned::Reply(id, OwnedReply::Audit(page)),
                             Ok(Err(e)) => Owned::Error(id, ErrorCode::Internal, e.to_string()),
                             Err(_) => Owned::Error(id, ErrorCode::Internal, "stopped".into()),
@@ -219,6 +227,9 @@ impl Service {
             Query::Backup(actor, path) => {
                 let mut event = Event::about(&actor, "backup", "", "", self.now());
                 let reply = match self.app.state_log() {
+                    None if self.app.audit_trail().is_some() => {
+                        Owned::Error(id, ErrorCode::Refused, SHARED_BACKUP.into())
+                    }
                     None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
                     Some(_) if !path.is_absolute() => Owned::Error(
                         id,
@@ -662,6 +673,7 @@ fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String>
 }
 
 const NO_STORE: &str = "this server keeps its state in memory: there is no durable store (and no audit trail) to read or back up";
+const SHARED_BACKUP: &str = "this server keeps its state in the shared store: back up Redis with its own persistence (and keep the master key apart from it)";
 
 /// What an operation names: its name for the audit trail, tenant, user and method.
 fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
@@ -774,13 +786,10 @@ const AUDIT_PAGE_BYTES: usize = 12 * 1024;
 
 /// Reads one page of the audit trail. An event that cannot be read is given as it is
 /// (the reader says so), never skipped.
-pub fn audit_page(
-    wal: &portvakt_store::durable::Wal,
-    q: &AuditQuery,
-) -> Result<AuditPage, portvakt_store::durable::DurableError> {
+pub fn audit_page(trail: &crate::app::AuditTrail, q: &AuditQuery) -> Result<AuditPage, String> {
     let mut page = AuditPage::default();
     let (mut index, mut bytes) = (0u64, 0usize);
-    wal.read_audit(|body| {
+    trail.read(&mut |body| {
         let this = index;
         index += 1;
         if this < q.cursor {
