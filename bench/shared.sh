@@ -128,4 +128,5 @@ echo "redis-benchmark, the same swap function (a record of 60 bytes, its version
 echo "64 clients x 16 pipelined, 500,000 calls over 100,000 keys:"
 redis-benchmark -p $redis_port -q -n 500000 -c 64 -P 16 -r 100000 \
     FCALL portvakt_swap 1 'bench:r:{__rand_int__}' '' 1 \
-    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 0
+    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 0 |
+    tr '\r' '\n' | grep 'requests per second' | tail -1
