@@ -503,3 +503,63 @@ fn a_node_whose_directory_is_ahead_of_the_log_stops_taking_changes() {
     let b = Node::start(&s.addr(), &prefix);
     assert_eq!(b.engine.directory().len(), 1);
 }
+
+#[test]
+fn with_replicas_required_a_write_no_replica_took_fails_closed() {
+    let Some(primary) = own_server("primary") else {
+        return;
+    };
+    let port = primary
+        .addr()
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
+    let mut replica =
+        Local::start(&scratch("replica"), &["--replicaof", "127.0.0.1", &port]).expect("starts");
+    let prefix = fresh_prefix();
+    let url = format!(
+        "redis://{}/{prefix}?timeout_ms=2000&replicas=1",
+        primary.addr()
+    );
+    let redis = Redis::connect(
+        Options::from_url(&url).expect("a valid url"),
+        master(),
+        Box::new(|| (T0 + 60) * 1000),
+    )
+    .expect("connects");
+    let engine = Engine::new(
+        config::load(KOMMUNE).expect("policy compiles"),
+        CasStore::new(redis.clone()),
+        Pepper::new([42; 32]),
+        Box::new(SeededEntropy::new(rand_seed())),
+    )
+    .with_change_log(Box::new(SharedLog(redis.clone())));
+    // The replica must have synchronised before a write can reach it.
+    let mut linked = false;
+    for _ in 0..100 {
+        let info = raw(&replica.addr(), &[b"INFO", b"replication"]);
+        if info
+            .bytes()
+            .is_some_and(|b| String::from_utf8_lossy(b).contains("master_link_status:up"))
+        {
+            linked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(linked, "the replica did not synchronise");
+    let key = contract::user(&engine, "kari");
+    let now = Timestamp::from_secs(T0 + 60);
+    let d = engine.decide(&attempt("kari", &code(&key, now.as_secs())), now);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    // Without the replica, a decision that writes (a code spent) is not answered allow.
+    replica.kill();
+    let later = Timestamp::from_secs(T0 + 90);
+    let d = engine.decide(&attempt("kari", &code(&key, later.as_secs())), later);
+    assert_eq!(
+        (d.outcome, d.reason),
+        (Outcome::Deny, Reason::InternalError)
+    );
+    assert!(redis.failures() > 0);
+}

@@ -157,6 +157,24 @@ impl Conn {
         self.call_encoded(&out, 1).map(|mut v| v.remove(0))
     }
 
+    /// Sends `first` and `then` back to back (nothing of another caller between them on
+    /// this connection) and waits for both replies.
+    pub(super) fn call_two(
+        &self,
+        first: &[&[u8]],
+        then: &[&[u8]],
+    ) -> Result<(Reply, Reply), ConnError> {
+        let mut out = Vec::new();
+        resp::encode(first, &mut out);
+        resp::encode(then, &mut out);
+        let mut r = self.call_encoded(&out, 2)?;
+        let second = r.pop();
+        match (r.pop(), second) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => unreachable!("two commands, two replies"),
+        }
+    }
+
     fn call_encoded(&self, out: &[u8], count: usize) -> Result<Vec<Reply>, ConnError> {
         let slots: Vec<Arc<Slot>> = (0..count).map(|_| Arc::default()).collect();
         {

@@ -54,13 +54,17 @@ pub struct Options {
     pub prefix: String,
     /// How long any command may take before the store counts as unavailable.
     pub timeout: Duration,
+    /// Replicas that must have every write before its decision is answered (`WAIT`
+    /// after the write, on the same connection); 0: none.
+    pub replicas: u32,
 }
 
 impl Options {
-    /// From `redis://HOST:PORT[/PREFIX][?timeout_ms=N]` (prefix `portvakt`, 250 ms).
+    /// From `redis://HOST:PORT[/PREFIX][?timeout_ms=N&replicas=R]` (prefix `portvakt`,
+    /// 250 ms, no replicas waited for).
     pub fn from_url(url: &str) -> Result<Self, String> {
         let bad = |why: &str| {
-            format!("{url}: {why} (expected redis://HOST:PORT[/PREFIX][?timeout_ms=N])")
+            format!("{url}: {why} (expected redis://HOST:PORT[/PREFIX][?timeout_ms=N&replicas=R])")
         };
         let rest = url
             .strip_prefix("redis://")
@@ -85,8 +89,15 @@ impl Options {
             }
         };
         let mut timeout = Duration::from_millis(250);
+        let mut replicas = 0;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
+                Some(("replicas", n)) => {
+                    replicas = n.parse().map_err(|_| bad("replicas is not a number"))?;
+                    if replicas > 16 {
+                        return Err(bad("replicas above 16"));
+                    }
+                }
                 Some(("timeout_ms", n)) => {
                     let ms: u64 = n.parse().map_err(|_| bad("timeout_ms is not a number"))?;
                     if !(1..=60_000).contains(&ms) {
@@ -101,6 +112,7 @@ impl Options {
             addr: addr.to_owned(),
             prefix: prefix.to_owned(),
             timeout,
+            replicas,
         })
     }
 }
@@ -291,7 +303,10 @@ struct Position {
 
 /// One deployment's Redis, as this node reaches it.
 pub struct Redis {
-    conn: Conn,
+    /// Connections calls take in turn: a `WAIT` holds up what follows it on its
+    /// connection, so the writes that wait for replicas spread over several.
+    conns: Box<[Conn]>,
+    next_conn: std::sync::atomic::AtomicUsize,
     /// The follower's own connection: its blocking reads hold up no decision.
     follower: Conn,
     keys: Arc<Keys>,
@@ -307,6 +322,8 @@ pub struct Redis {
     stop: AtomicBool,
 }
 
+/// Connections to the store a node keeps (besides the follower's).
+const CONNECTIONS: usize = 4;
 /// Records and their versions a node keeps in memory at most.
 const CACHED: usize = 1 << 20;
 /// Log batches kept before the newest snapshot, for nodes still reading them.
@@ -347,7 +364,10 @@ impl Redis {
             changes: AtomicU64::new(0),
         });
         let this = Arc::new(Self {
-            conn: Conn::new(&options.addr, options.timeout, epoch.clone()),
+            conns: (0..CONNECTIONS)
+                .map(|_| Conn::new(&options.addr, options.timeout, epoch.clone()))
+                .collect(),
+            next_conn: std::sync::atomic::AtomicUsize::new(0),
             follower: Conn::new(
                 &options.addr,
                 options.timeout + Duration::from_millis(FOLLOW_BLOCK_MS),
@@ -395,10 +415,12 @@ impl Redis {
 
     /// Commands sent and bytes written since start.
     pub fn traffic(&self) -> (u64, u64) {
-        (
-            self.conn.commands.load(Ordering::Relaxed),
-            self.conn.sent.load(Ordering::Relaxed),
-        )
+        self.conns.iter().fold((0, 0), |(c, b), conn| {
+            (
+                c + conn.commands.load(Ordering::Relaxed),
+                b + conn.sent.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Calls that failed since start.
@@ -406,8 +428,13 @@ impl Redis {
         self.failures.load(Ordering::Relaxed)
     }
 
-    fn call(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        match self.conn.call(args) {
+    fn conn(&self) -> &Conn {
+        let i = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        &self.conns[i % self.conns.len()]
+    }
+
+    fn replied(&self, r: Result<Reply, ConnError>) -> Result<Reply, StoreError> {
+        match r {
             Ok(Reply::Error(e)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 Err(StoreError::new(format!(
@@ -419,6 +446,40 @@ impl Redis {
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 Err(failed(e))
+            }
+        }
+    }
+
+    fn call(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
+        self.replied(self.conn().call(args))
+    }
+
+    /// Calls `args`, a write; with replicas to wait for, `WAIT` follows it on the same
+    /// connection, and a write fewer replicas acknowledged within half the timeout is an
+    /// error (it is on the primary, but a failover could lose it: the decision that
+    /// depended on it fails closed).
+    fn write(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
+        if self.options.replicas == 0 {
+            return self.call(args);
+        }
+        let n = self.options.replicas.to_string();
+        let ms = (self.options.timeout.as_millis() / 2).max(1).to_string();
+        let wait: [&[u8]; 3] = [b"WAIT", n.as_bytes(), ms.as_bytes()];
+        let (reply, acked) = match self.conn().call_two(args, &wait) {
+            Ok(r) => r,
+            Err(e) => return self.replied(Err(e)),
+        };
+        let reply = self.replied(Ok(reply))?;
+        match self.replied(Ok(acked))?.int() {
+            Some(k) if k >= i64::from(self.options.replicas) => Ok(reply),
+            k => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::new(format!(
+                    "redis at {}: the write reached {} of {} replicas in time",
+                    self.options.addr,
+                    k.unwrap_or(0),
+                    self.options.replicas
+                )))
             }
         }
     }
@@ -559,7 +620,7 @@ impl VersionedRecords for Arc<Redis> {
             String::new()
         };
         let ttl = keep.map_or(0, |d| d.as_millis().max(1)).to_string();
-        let r = self.call(&[
+        let r = self.write(&[
             b"FCALL",
             b"portvakt_swap",
             b"1",
@@ -650,6 +711,9 @@ impl ChangeLog for SharedLog {
         let _one = r.dir.appending.lock();
         let at_known = r.dir.known.load(Ordering::Acquire);
         let known = at_known.to_string();
+        // Not a `write`: a batch appended but not confirmed by the replicas could not be
+        // taken back, and this node must apply what it appended. A batch a failover loses
+        // is caught instead (`check_head`).
         let reply = r.call(&[
             b"FCALL",
             b"portvakt_append",
