@@ -65,6 +65,89 @@ fn store() -> RedisStore {
 
 contract_tests!(store(), if server().is_some());
 
+/// The tests of several nodes, each made a test (`name => body`) against the server
+/// `$server` gives (`None`: not installed here).
+macro_rules! across_nodes {
+    ($server:expr, $($name:ident => $body:path),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                if let Some(addr) = $server {
+                    $body(&addr);
+                }
+            }
+        )*
+    };
+}
+
+across_nodes!(
+    server().map(Local::addr),
+    a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later =>
+        a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later_on,
+    the_same_code_through_two_nodes_is_allowed_once_every_round =>
+        the_same_code_through_two_nodes_is_allowed_once_every_round_on,
+    guesses_split_over_two_nodes_lock_once_for_both =>
+        guesses_split_over_two_nodes_lock_once_for_both_on,
+    a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked =>
+        a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked_on,
+    a_nodes_own_changes_from_many_threads_never_conflict_with_each_other =>
+        a_nodes_own_changes_from_many_threads_never_conflict_with_each_other_on,
+);
+
+/// The same contract and the same tests of several nodes against a Redis Cluster of
+/// three primaries: every record, the directory and the fence routed to their slots'
+/// nodes by the same code.
+mod on_a_cluster {
+    use super::*;
+    use portvakt_store::redis::local::LocalCluster;
+
+    fn cluster() -> Option<&'static LocalCluster> {
+        static CLUSTER: OnceLock<Option<LocalCluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| LocalCluster::start(&scratch("cluster"), 3))
+            .as_ref()
+    }
+
+    fn store() -> RedisStore {
+        let c = cluster().expect("checked by the test");
+        CasStore::new(connect(&c.addr(), &fresh_prefix()))
+    }
+
+    contract_tests!(store(), if cluster().is_some());
+
+    across_nodes!(
+        cluster().map(LocalCluster::addr),
+        a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later =>
+            super::a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later_on,
+        the_same_code_through_two_nodes_is_allowed_once_every_round =>
+            super::the_same_code_through_two_nodes_is_allowed_once_every_round_on,
+        guesses_split_over_two_nodes_lock_once_for_both =>
+            super::guesses_split_over_two_nodes_lock_once_for_both_on,
+        a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked =>
+            super::a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked_on,
+        a_nodes_own_changes_from_many_threads_never_conflict_with_each_other =>
+            super::a_nodes_own_changes_from_many_threads_never_conflict_with_each_other_on,
+    );
+
+    #[test]
+    fn the_keys_are_spread_over_every_primary() {
+        let Some(c) = cluster() else { return };
+        let prefix = fresh_prefix();
+        let node = Node::start(&c.addr(), &prefix);
+        for i in 0..30 {
+            enrol(&node, &format!("spread{i}"));
+        }
+        // Each primary holds some of this deployment's records.
+        let mut holding = 0;
+        for n in &c.addrs() {
+            let keys = raw(n, &[b"KEYS", format!("{prefix}:r:*").as_bytes()]);
+            if keys.items().is_some_and(|k| !k.is_empty()) {
+                holding += 1;
+            }
+        }
+        assert_eq!(holding, 3);
+    }
+}
 const KOMMUNE: &str = include_str!("../../../examples/kommune.toml");
 
 /// A node: an engine on the shared store, following the shared directory.
@@ -127,14 +210,9 @@ fn attempt<'a>(user: &'a str, code: &'a str) -> Request<'a> {
     contract::req(user, Some(Proof::Totp(code)))
 }
 
-#[test]
-fn a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later() {
-    let Some(s) = server() else { return };
+fn a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later_on(addr: &str) {
     let prefix = fresh_prefix();
-    let (a, b) = (
-        Node::start(&s.addr(), &prefix),
-        Node::start(&s.addr(), &prefix),
-    );
+    let (a, b) = (Node::start(addr, &prefix), Node::start(addr, &prefix));
     let key = enrol(&a, "kari");
     b.caught_up();
     let now = Timestamp::from_secs(T0 + 60);
@@ -187,7 +265,7 @@ fn a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later() 
     let at = a.redis.snapshot_directory(&a.engine).expect("a snapshot");
     assert!(at >= 52, "{at}");
     enrol(&b, "ola");
-    let c2 = Node::start(&s.addr(), &prefix);
+    let c2 = Node::start(addr, &prefix);
     assert_eq!(c2.engine.directory().len(), 52);
     let later = Timestamp::from_secs(T0 + 90);
     let ola = OtpKey::new(Algorithm::Sha1, &secret_for("ola"));
@@ -197,14 +275,9 @@ fn a_change_made_on_one_node_is_used_on_the_other_and_by_a_node_started_later() 
     assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
 }
 
-#[test]
-fn the_same_code_through_two_nodes_is_allowed_once_every_round() {
-    let Some(s) = server() else { return };
+fn the_same_code_through_two_nodes_is_allowed_once_every_round_on(addr: &str) {
     let prefix = fresh_prefix();
-    let (a, b) = (
-        Node::start(&s.addr(), &prefix),
-        Node::start(&s.addr(), &prefix),
-    );
+    let (a, b) = (Node::start(addr, &prefix), Node::start(addr, &prefix));
     for round in 0..20u64 {
         let name = format!("racer{round}");
         let key = enrol(&a, &name);
@@ -233,14 +306,9 @@ fn the_same_code_through_two_nodes_is_allowed_once_every_round() {
     }
 }
 
-#[test]
-fn guesses_split_over_two_nodes_lock_once_for_both() {
-    let Some(s) = server() else { return };
+fn guesses_split_over_two_nodes_lock_once_for_both_on(addr: &str) {
     let prefix = fresh_prefix();
-    let (a, b) = (
-        Node::start(&s.addr(), &prefix),
-        Node::start(&s.addr(), &prefix),
-    );
+    let (a, b) = (Node::start(addr, &prefix), Node::start(addr, &prefix));
     let key = enrol(&a, "victim");
     b.caught_up();
     let now = Timestamp::from_secs(T0 + 60);
@@ -407,14 +475,11 @@ fn raw(addr: &str, args: &[&[u8]]) -> portvakt_store::redis::resp::Reply {
     }
 }
 
-#[test]
-fn a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked() {
-    let Some(s) = server() else { return };
+fn a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked_on(
+    addr: &str,
+) {
     let prefix = fresh_prefix();
-    let (a, b) = (
-        Node::start(&s.addr(), &prefix),
-        Node::start(&s.addr(), &prefix),
-    );
+    let (a, b) = (Node::start(addr, &prefix), Node::start(addr, &prefix));
     enrol(&a, "kari");
     b.caught_up();
     let now = Timestamp::from_secs(T0 + 60);
@@ -447,11 +512,9 @@ fn a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlo
     assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
 }
 
-#[test]
-fn a_nodes_own_changes_from_many_threads_never_conflict_with_each_other() {
-    let Some(s) = server() else { return };
+fn a_nodes_own_changes_from_many_threads_never_conflict_with_each_other_on(addr: &str) {
     let prefix = fresh_prefix();
-    let a = Node::start(&s.addr(), &prefix);
+    let a = Node::start(addr, &prefix);
     let barrier = Barrier::new(8);
     std::thread::scope(|scope| {
         for t in 0..8 {

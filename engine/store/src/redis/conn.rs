@@ -175,6 +175,11 @@ impl Conn {
         }
     }
 
+    /// What every new connection here is shown first.
+    pub(super) fn handshake(&self) -> Arc<dyn Handshake> {
+        self.handshake.clone()
+    }
+
     fn call_encoded(&self, out: &[u8], count: usize) -> Result<Vec<Reply>, ConnError> {
         let slots: Vec<Arc<Slot>> = (0..count).map(|_| Arc::default()).collect();
         {

@@ -23,6 +23,7 @@
 //! time is an error, and decisions that need it fail closed. Keys that belong together
 //! share a hash tag (`{…}`), so a command never spans two cluster slots.
 
+mod cluster;
 mod conn;
 pub mod resp;
 
@@ -137,8 +138,6 @@ struct Keys {
     log: Vec<u8>,
     snapshot: Vec<u8>,
     pepper: Vec<u8>,
-    fence: Vec<u8>,
-    seen: Vec<u8>,
     audit: Vec<u8>,
 }
 
@@ -152,8 +151,6 @@ impl Keys {
             log: dir("log"),
             snapshot: dir("snapshot"),
             pepper: dir("pepper"),
-            fence: dir("fence"),
-            seen: dir("seen"),
             audit: format!("{prefix}:{{audit}}:log").into_bytes(),
         }
     }
@@ -172,16 +169,20 @@ impl Keys {
     }
 }
 
-/// Notices a different server process behind a new connection (see the module's notes).
+/// Notices a different server process behind a new connection (see the module's notes):
+/// what all of a node's connections share.
 struct Epoch {
-    keys: Arc<Keys>,
     clock: Clock,
-    last_run: Mutex<Option<String>>,
+    /// The `run_id` last seen at each address.
+    runs: Mutex<std::collections::HashMap<String, String>>,
     /// The highest fence found or raised, held until the node's hook is set.
     fence: AtomicU64,
     hook: OnceLock<RaiseFence>,
     /// Server processes found to differ from the last one seen (each raised the fence).
     changes: AtomicU64,
+    /// The deployment had no directory when this node started: a server that has not
+    /// seen it yet has nothing of it to lose.
+    fresh: AtomicBool,
 }
 
 impl Epoch {
@@ -200,7 +201,16 @@ fn status(addr: &str, r: Reply) -> Result<Reply, ConnError> {
     }
 }
 
-impl Handshake for Epoch {
+/// The check every new connection to one Redis node makes first, with the keys that node
+/// keeps about itself (a hash tag in its own slots): the `run_id` the deployment last saw
+/// there, and the fence raised for it.
+struct Hello {
+    epoch: Arc<Epoch>,
+    seen: Vec<u8>,
+    fence: Vec<u8>,
+}
+
+impl Handshake for Hello {
     fn greet(&self, c: &mut Greeting<'_>) -> Result<(), ConnError> {
         let addr = c.addr().to_owned();
         let info = status(&addr, c.call(&[b"INFO", b"server"])?)?;
@@ -214,49 +224,68 @@ impl Handshake for Epoch {
             &addr,
             c.call(&[b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.as_bytes()])?,
         )?;
-        let mut last = self.last_run.lock();
+        let mut runs = self.epoch.runs.lock();
+        let last = runs.get(&addr).cloned();
         let changed = match last.as_deref() {
             Some(r) => r != run,
             None => {
-                // This node's first connection: compare with what the deployment saw.
-                let seen = status(&addr, c.call(&[b"GET", &self.keys.seen])?)?;
+                // This node's first connection here: compare with what the deployment saw.
+                let seen = status(&addr, c.call(&[b"GET", &self.seen])?)?;
                 match seen.bytes() {
                     Some(s) => s != run.as_bytes(),
-                    None => {
-                        // Nothing seen yet: a new deployment (no directory either) has
-                        // nothing to lose; a store that has a directory but forgot what it
-                        // saw lost data.
-                        let head = status(&addr, c.call(&[b"EXISTS", &self.keys.head])?)?;
-                        head.int() != Some(0)
-                    }
+                    // Nothing seen yet: in a new deployment (no directory when this node
+                    // started) there is nothing to lose; otherwise the server forgot what
+                    // it saw, and with it whatever else it lost.
+                    None => !self.epoch.fresh.load(Ordering::Acquire),
                 }
             }
         };
         if changed {
-            let at = (self.clock)().to_string();
+            let at = (self.epoch.clock)().to_string();
             status(
                 &addr,
                 c.call(&[
                     b"FCALL",
                     b"portvakt_raise",
                     b"1",
-                    &self.keys.fence,
+                    &self.fence,
                     at.as_bytes(),
                 ])?,
             )?;
-            self.changes.fetch_add(1, Ordering::Relaxed);
+            self.epoch.changes.fetch_add(1, Ordering::Relaxed);
         }
         if changed || last.is_none() {
-            status(&addr, c.call(&[b"SET", &self.keys.seen, run.as_bytes()])?)?;
+            status(&addr, c.call(&[b"SET", &self.seen, run.as_bytes()])?)?;
         }
-        // The deployment's fence, raised here or by any node before: in force here too.
-        let fence = status(&addr, c.call(&[b"GET", &self.keys.fence])?)?;
+        // The fence raised for this server, here or by any node before: in force here too.
+        let fence = status(&addr, c.call(&[b"GET", &self.fence])?)?;
         if let Some(at) = fence.int().and_then(|t| u64::try_from(t).ok()) {
-            self.raise(at);
+            self.epoch.raise(at);
         }
-        *last = Some(run);
+        runs.insert(addr, run);
         Ok(())
     }
+}
+
+/// A handshake that checks nothing: for the first look at the seed address.
+struct Probe;
+
+impl Handshake for Probe {
+    fn greet(&self, _: &mut Greeting<'_>) -> Result<(), ConnError> {
+        Ok(())
+    }
+}
+
+/// One Redis primary and this node's connections to it.
+struct Node {
+    addr: String,
+    conns: Box<[Conn]>,
+}
+
+/// The primaries and which owns each slot (one node owning all, for a single Redis).
+struct Topology {
+    map: cluster::SlotMap,
+    nodes: Vec<Arc<Node>>,
 }
 
 /// Remembered records and their versions, so an update usually needs no read first.
@@ -303,12 +332,16 @@ struct Position {
 
 /// One deployment's Redis, as this node reaches it.
 pub struct Redis {
-    /// Connections calls take in turn: a `WAIT` holds up what follows it on its
-    /// connection, so the writes that wait for replicas spread over several.
-    conns: Box<[Conn]>,
+    /// The primaries and this node's connections to each: calls take a node's
+    /// connections in turn (a `WAIT` holds up what follows it on its connection, so the
+    /// writes that wait for replicas spread over several).
+    topology: parking_lot::RwLock<Arc<Topology>>,
+    /// Whether the store is a Redis Cluster (whose map may change: `MOVED`).
+    cluster: bool,
     next_conn: std::sync::atomic::AtomicUsize,
-    /// The follower's own connection: its blocking reads hold up no decision.
-    follower: Conn,
+    /// The follower's own connection (to the node of the directory log): its blocking
+    /// reads hold up no decision.
+    follower: Mutex<Option<(String, Arc<Conn>)>>,
     keys: Arc<Keys>,
     cache: Cache,
     epoch: Arc<Epoch>,
@@ -334,6 +367,21 @@ pub const AUDIT_KEPT: u64 = 10_000_000;
 /// How long the follower waits on the log per read.
 const FOLLOW_BLOCK_MS: u64 = 1_000;
 
+/// The key a command is about, which decides the node it goes to: `FCALL`'s first key,
+/// `XREAD`'s stream, else the first argument; none for `PING` and the like.
+fn key_of<'a>(args: &[&'a [u8]]) -> Option<&'a [u8]> {
+    match args {
+        [c, ..] if c.eq_ignore_ascii_case(b"FCALL") => args.get(3).copied(),
+        [c, ..] if c.eq_ignore_ascii_case(b"XREAD") => args
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+            .and_then(|i| args.get(i + 1).copied()),
+        [c, ..] if c.eq_ignore_ascii_case(b"PING") || c.eq_ignore_ascii_case(b"INFO") => None,
+        [_, key, ..] => Some(key),
+        _ => None,
+    }
+}
+
 fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut b = [0u8; N];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
@@ -356,23 +404,38 @@ impl Redis {
     ) -> Result<Arc<Self>, StoreError> {
         let keys = Arc::new(Keys::new(&options.prefix));
         let epoch = Arc::new(Epoch {
-            keys: keys.clone(),
             clock,
-            last_run: Mutex::new(None),
+            runs: Mutex::new(std::collections::HashMap::new()),
             fence: AtomicU64::new(0),
             hook: OnceLock::new(),
             changes: AtomicU64::new(0),
+            fresh: AtomicBool::new(false),
         });
-        let this = Arc::new(Self {
-            conns: (0..CONNECTIONS)
-                .map(|_| Conn::new(&options.addr, options.timeout, epoch.clone()))
-                .collect(),
-            next_conn: std::sync::atomic::AtomicUsize::new(0),
-            follower: Conn::new(
-                &options.addr,
-                options.timeout + Duration::from_millis(FOLLOW_BLOCK_MS),
-                epoch.clone(),
+        // A first look at the seed address: a cluster's map, or a single Redis.
+        let probe = Conn::new(&options.addr, options.timeout, Arc::new(Probe));
+        let (map, cluster) = match probe.call(&[b"CLUSTER", b"SLOTS"]).map_err(failed)? {
+            Reply::Error(_) => (cluster::SlotMap::single(&options.addr), false),
+            r => (
+                cluster::SlotMap::from_reply(&r).map_err(StoreError::new)?,
+                true,
             ),
+        };
+        drop(probe);
+        // Whether the deployment is new, asked of the node that would hold its directory
+        // before any connection is checked (the check depends on it).
+        let head = map.nodes[map.node_of(&keys.head)].clone();
+        let probe = Conn::new(&head, options.timeout, Arc::new(Probe));
+        let exists = probe.call(&[b"EXISTS", &keys.head]).map_err(failed)?;
+        epoch
+            .fresh
+            .store(exists.int() == Some(0), Ordering::Release);
+        drop(probe);
+        let topology = Self::topology(map, &[], &epoch, &options);
+        let this = Arc::new(Self {
+            topology: parking_lot::RwLock::new(Arc::new(topology)),
+            cluster,
+            next_conn: std::sync::atomic::AtomicUsize::new(0),
+            follower: Mutex::new(None),
             keys,
             cache: Cache {
                 map: DashMap::with_hasher(ahash::RandomState::new()),
@@ -388,6 +451,58 @@ impl Redis {
             stop: AtomicBool::new(false),
         });
         Ok(this)
+    }
+
+    /// The nodes of `map`, keeping the connections of those already in `old`.
+    fn topology(
+        map: cluster::SlotMap,
+        old: &[Arc<Node>],
+        epoch: &Arc<Epoch>,
+        options: &Options,
+    ) -> Topology {
+        let prefix = &options.prefix;
+        let nodes = map
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                if let Some(n) = old.iter().find(|n| n.addr == *addr) {
+                    return n.clone();
+                }
+                let tag = map.tag_on(i, "node");
+                let hello = Arc::new(Hello {
+                    epoch: epoch.clone(),
+                    seen: format!("{prefix}:{tag}:seen").into_bytes(),
+                    fence: format!("{prefix}:{tag}:fence").into_bytes(),
+                });
+                Arc::new(Node {
+                    addr: addr.clone(),
+                    conns: (0..CONNECTIONS)
+                        .map(|_| Conn::new(addr, options.timeout, hello.clone()))
+                        .collect(),
+                })
+            })
+            .collect();
+        Topology { map, nodes }
+    }
+
+    /// Reads the cluster's map again (after a `MOVED`), from any node that answers.
+    fn refresh(&self) -> Result<(), StoreError> {
+        let now = self.topology.read().clone();
+        let mut last = StoreError::new("no cluster node answers");
+        for node in &now.nodes {
+            match node.conns[0].call(&[b"CLUSTER", b"SLOTS"]) {
+                Ok(r @ Reply::Array(_)) => {
+                    let map = cluster::SlotMap::from_reply(&r).map_err(StoreError::new)?;
+                    let next = Self::topology(map, &now.nodes, &self.epoch, &self.options);
+                    *self.topology.write() = Arc::new(next);
+                    return Ok(());
+                }
+                Ok(other) => last = StoreError::new(format!("CLUSTER SLOTS: {other:?}")),
+                Err(e) => last = failed(e),
+            }
+        }
+        Err(last)
     }
 
     /// Tells the store how to raise this node's replay fence (its engine's), and raises it
@@ -415,7 +530,9 @@ impl Redis {
 
     /// Commands sent and bytes written since start.
     pub fn traffic(&self) -> (u64, u64) {
-        self.conns.iter().fold((0, 0), |(c, b), conn| {
+        let nodes = self.topology.read().nodes.clone();
+        let conns = nodes.iter().flat_map(|n| n.conns.iter());
+        conns.fold((0, 0), |(c, b), conn| {
             (
                 c + conn.commands.load(Ordering::Relaxed),
                 b + conn.sent.load(Ordering::Relaxed),
@@ -428,9 +545,35 @@ impl Redis {
         self.failures.load(Ordering::Relaxed)
     }
 
-    fn conn(&self) -> &Conn {
+    /// A connection to the node that owns `key` (any node for `None`).
+    fn conn(&self, key: Option<&[u8]>) -> (Arc<Node>, usize) {
+        let t = self.topology.read();
+        let node = key.map_or(0, |k| t.map.node_of(k));
         let i = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        &self.conns[i % self.conns.len()]
+        (t.nodes[node].clone(), i % CONNECTIONS)
+    }
+
+    /// Runs `send` on a connection to `key`'s node; after a `MOVED` (a cluster whose map
+    /// changed), reads the map again and sends once more: the command did nothing on the
+    /// node that refused it.
+    fn routed<T>(
+        &self,
+        key: Option<&[u8]>,
+        send: impl Fn(&Conn) -> Result<T, ConnError>,
+        error: impl Fn(&T) -> Option<&str>,
+    ) -> Result<T, ConnError> {
+        let (node, i) = self.conn(key);
+        let r = send(&node.conns[i])?;
+        match error(&r) {
+            Some(e) if self.cluster && e.starts_with("MOVED ") => {
+                if let Err(e) = self.refresh() {
+                    return Err(ConnError::Down(node.addr.clone(), e.to_string()));
+                }
+                let (node, i) = self.conn(key);
+                send(&node.conns[i])
+            }
+            _ => Ok(r),
+        }
     }
 
     fn replied(&self, r: Result<Reply, ConnError>) -> Result<Reply, StoreError> {
@@ -451,7 +594,15 @@ impl Redis {
     }
 
     fn call(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        self.replied(self.conn().call(args))
+        let r = self.routed(
+            key_of(args),
+            |c| c.call(args),
+            |r| match r {
+                Reply::Error(e) => Some(e.as_str()),
+                _ => None,
+            },
+        );
+        self.replied(r)
     }
 
     /// Calls `args`, a write; with replicas to wait for, `WAIT` follows it on the same
@@ -465,7 +616,15 @@ impl Redis {
         let n = self.options.replicas.to_string();
         let ms = (self.options.timeout.as_millis() / 2).max(1).to_string();
         let wait: [&[u8]; 3] = [b"WAIT", n.as_bytes(), ms.as_bytes()];
-        let (reply, acked) = match self.conn().call_two(args, &wait) {
+        let r = self.routed(
+            key_of(args),
+            |c| c.call_two(args, &wait),
+            |(r, _)| match r {
+                Reply::Error(e) => Some(e.as_str()),
+                _ => None,
+            },
+        );
+        let (reply, acked) = match r {
             Ok(r) => r,
             Err(e) => return self.replied(Err(e)),
         };
@@ -484,9 +643,14 @@ impl Redis {
         }
     }
 
-    /// Checks the store answers.
+    /// Checks every node of the store answers (and so has been checked for a new
+    /// process, and has the functions).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.call(&[b"PING"]).map(|_| ())
+        let nodes = self.topology.read().nodes.clone();
+        for node in nodes {
+            self.replied(node.conns[0].call(&[b"PING"]))?;
+        }
+        Ok(())
     }
 
     /// The deployment's pepper: the one in the store, or `made` if the store has none yet
@@ -659,31 +823,35 @@ impl VersionedRecords for Arc<Redis> {
 
     fn scan(&self, prefix: u8, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError> {
         let pattern = format!("{}{{{prefix:02x}*", self.keys.record);
-        let mut cursor = b"0".to_vec();
-        loop {
-            let r = self.call(&[
-                b"SCAN",
-                &cursor,
-                b"MATCH",
-                pattern.as_bytes(),
-                b"COUNT",
-                b"1000",
-            ])?;
-            let bad = || StoreError::new("SCAN: unexpected reply");
-            let [next, keys] = r.items().ok_or_else(bad)? else {
-                return Err(bad());
-            };
-            for k in keys.items().ok_or_else(bad)? {
-                let k = k.bytes().ok_or_else(bad)?;
-                if let Some(b) = self.call(&[b"HGET", k, b"b"])?.bytes() {
-                    f(b);
+        let nodes = self.topology.read().nodes.clone();
+        let bad = || StoreError::new("SCAN: unexpected reply");
+        for node in nodes {
+            let mut cursor = b"0".to_vec();
+            loop {
+                let r = self.replied(node.conns[0].call(&[
+                    b"SCAN",
+                    &cursor,
+                    b"MATCH",
+                    pattern.as_bytes(),
+                    b"COUNT",
+                    b"1000",
+                ]))?;
+                let [next, keys] = r.items().ok_or_else(bad)? else {
+                    return Err(bad());
+                };
+                for k in keys.items().ok_or_else(bad)? {
+                    let k = k.bytes().ok_or_else(bad)?;
+                    if let Some(b) = self.call(&[b"HGET", k, b"b"])?.bytes() {
+                        f(b);
+                    }
+                }
+                cursor = next.bytes().ok_or_else(bad)?.to_vec();
+                if cursor == b"0" {
+                    break;
                 }
             }
-            cursor = next.bytes().ok_or_else(bad)?.to_vec();
-            if cursor == b"0" {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 }
 
@@ -821,8 +989,13 @@ impl Redis {
         }
         args.extend([b"STREAMS".as_slice(), &self.keys.log, from.as_bytes()]);
         let reply = if wait {
-            match self.follower.call(&args) {
-                Ok(Reply::Error(e)) => return Err(StoreError::new(e)),
+            match self.follower_conn().call(&args) {
+                Ok(Reply::Error(e)) => {
+                    if self.cluster && e.starts_with("MOVED ") {
+                        self.refresh()?;
+                    }
+                    return Err(StoreError::new(e));
+                }
                 r => r.map_err(failed)?,
             }
         } else {
@@ -895,6 +1068,25 @@ impl Redis {
     /// its directory (or is its own, being applied).
     pub fn followed(&self) -> u64 {
         self.dir.known.load(Ordering::Acquire)
+    }
+
+    /// The follower's connection, to the node that owns the directory log now.
+    fn follower_conn(&self) -> Arc<Conn> {
+        let (node, _) = self.conn(Some(&self.keys.log));
+        let mut f = self.follower.lock();
+        match &*f {
+            Some((addr, c)) if *addr == node.addr => c.clone(),
+            _ => {
+                let hello = node.conns[0].handshake();
+                let c = Arc::new(Conn::new(
+                    &node.addr,
+                    self.options.timeout + Duration::from_millis(FOLLOW_BLOCK_MS),
+                    hello,
+                ));
+                *f = Some((node.addr.clone(), c.clone()));
+                c
+            }
+        }
     }
 
     /// Checks the directory log's `head` against `known`, what this node had applied
@@ -1123,6 +1315,72 @@ pub mod local {
     impl Drop for Local {
         fn drop(&mut self) {
             self.kill();
+        }
+    }
+
+    /// A Redis Cluster of `redis-server`s of its own (primaries only), made with
+    /// `redis-cli --cluster create`; stopped like [`Local`].
+    pub struct LocalCluster {
+        nodes: Vec<Local>,
+    }
+
+    impl LocalCluster {
+        /// Starts `n` servers in directories under `dir`, joins them into one cluster with
+        /// the slots split evenly, and waits until it serves (`None` as for [`Local`]).
+        pub fn start(dir: &Path, n: usize) -> Option<Self> {
+            let flags = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+            ];
+            let mut nodes = Vec::new();
+            for i in 0..n {
+                nodes.push(Local::start(&dir.join(format!("node-{i}")), &flags)?);
+            }
+            let made = Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(nodes.iter().map(Local::addr))
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("redis-cli runs");
+            assert!(
+                made.status.success(),
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&made.stdout)
+            );
+            for node in &nodes {
+                let port = node.port.to_string();
+                let ok = (0..500).any(|_| {
+                    let info = Command::new("redis-cli")
+                        .args(["-p", &port, "cluster", "info"])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    let ready = info.contains("cluster_state:ok")
+                        && info.contains(&format!("cluster_known_nodes:{n}"));
+                    if !ready {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    ready
+                });
+                assert!(ok, "the cluster did not come up on port {port}");
+            }
+            Some(Self { nodes })
+        }
+
+        /// One node's `host:port` (any node leads to the others).
+        pub fn addr(&self) -> String {
+            self.nodes[0].addr()
+        }
+
+        /// Every node's `host:port`.
+        pub fn addrs(&self) -> Vec<String> {
+            self.nodes.iter().map(Local::addr).collect()
         }
     }
 }
