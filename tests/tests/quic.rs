@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::attempt;
+use common::{all_at_once, attempt};
 use portvakt_client::{Client, ClientError, Decision};
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
@@ -690,21 +690,6 @@ async fn connections_are_bounded_per_certificate_per_address_and_in_all() {
             .outcome,
         Outcome::Allow
     );
-}
-
-/// 64 requests at once over four connections (sixteen each, pipelined on their streams),
-/// each answered; returned in no particular order.
-async fn all_at_once(clients: &[Client], requests: Vec<(String, String, String)>) -> Vec<Decision> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (user, ip, code)) in requests.into_iter().enumerate() {
-        let c = clients[i % clients.len()].clone();
-        tasks.spawn(async move { decide(&c, &user, &ip, Some(&code)).await });
-    }
-    let mut out = Vec::new();
-    while let Some(d) = tasks.join_next().await {
-        out.push(d.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

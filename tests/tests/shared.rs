@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Running, attempt, code_now, connect, enrol, free_port, start_with};
+use common::{Running, all_at_once, attempt, code_now, connect, enrol, free_port, start_with};
 use portvakt_client::{Client, ClientError, Decision, Outcome};
 use portvakt_server::pki::{PkiFiles, ensure_dev_pki};
 use portvakt_store::redis::local::{Local, LocalCluster};
@@ -114,20 +114,6 @@ async fn known_within(admin: &Client, user: &str) -> Duration {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     started.elapsed()
-}
-
-/// `requests` (user, ip, code) at once, spread over `clients`.
-async fn all_at_once(clients: &[Client], requests: Vec<(String, String, String)>) -> Vec<Decision> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (user, ip, code)) in requests.into_iter().enumerate() {
-        let c = clients[i % clients.len()].clone();
-        tasks.spawn(async move { c.decide(attempt(&user, &ip, Some(&code))).await.unwrap() });
-    }
-    let mut out = Vec::new();
-    while let Some(d) = tasks.join_next().await {
-        out.push(d.unwrap());
-    }
-    out
 }
 
 fn count(ds: &[Decision], reason: &str) -> usize {

@@ -188,3 +188,20 @@ pub(crate) async fn audited(admin: &Client) -> std::collections::HashSet<(String
         }
     }
 }
+
+/// `requests` (user, ip, code) sent at once, spread over `clients`; the decisions.
+pub(crate) async fn all_at_once(
+    clients: &[Client],
+    requests: Vec<(String, String, String)>,
+) -> Vec<portvakt_client::Decision> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (user, ip, code)) in requests.into_iter().enumerate() {
+        let c = clients[i % clients.len()].clone();
+        tasks.spawn(async move { c.decide(attempt(&user, &ip, Some(&code))).await.unwrap() });
+    }
+    let mut out = Vec::new();
+    while let Some(d) = tasks.join_next().await {
+        out.push(d.unwrap());
+    }
+    out
+}
