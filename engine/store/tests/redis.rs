@@ -92,6 +92,8 @@ across_nodes!(
         a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked_on,
     a_nodes_own_changes_from_many_threads_never_conflict_with_each_other =>
         a_nodes_own_changes_from_many_threads_never_conflict_with_each_other_on,
+    a_code_sent_through_one_node_and_a_device_remembered_there_work_through_the_other =>
+        a_code_sent_through_one_node_and_a_device_remembered_there_work_through_the_other_on,
 );
 
 /// The same contract and the same tests of several nodes against a Redis Cluster of
@@ -127,6 +129,8 @@ mod on_a_cluster {
             super::a_lock_made_through_one_node_holds_on_another_that_remembered_the_record_unlocked_on,
         a_nodes_own_changes_from_many_threads_never_conflict_with_each_other =>
             super::a_nodes_own_changes_from_many_threads_never_conflict_with_each_other_on,
+        a_code_sent_through_one_node_and_a_device_remembered_there_work_through_the_other =>
+            super::a_code_sent_through_one_node_and_a_device_remembered_there_work_through_the_other_on,
     );
 
     #[test]
@@ -352,6 +356,55 @@ fn guesses_split_over_two_nodes_lock_once_for_both_on(addr: &str) {
         let d = node.engine.decide(&attempt("victim", &right), now);
         assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
     }
+}
+
+fn a_code_sent_through_one_node_and_a_device_remembered_there_work_through_the_other_on(
+    addr: &str,
+) {
+    let prefix = fresh_prefix();
+    let (a, b) = (Node::start(addr, &prefix), Node::start(addr, &prefix));
+    let key = enrol(&a, "kari");
+    b.caught_up();
+    let now = Timestamp::from_secs(T0 + 60);
+    // A code sent by text through A is redeemed through B, once.
+    let send = portvakt_core::SendRequest {
+        tenant: "kommune",
+        user: "kari",
+        ip: "203.0.113.9".parse().expect("an address"),
+        purpose: portvakt_core::Purpose::SignIn,
+        method: None,
+    };
+    let sent = a.engine.send_code(&send, now);
+    let id = sent.challenge.expect("a challenge").to_hex();
+    let code_sent = sent.delivery.expect("a delivery").code.expose().to_owned();
+    let proof = || Proof::Sent {
+        challenge: &id,
+        code: &code_sent,
+    };
+    let d = b.engine.decide(&contract::req("kari", Some(proof())), now);
+    assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    let d = a.engine.decide(&contract::req("kari", Some(proof())), now);
+    assert_eq!(d.outcome, Outcome::Deny, "spent: {d:?}");
+    // A device remembered on a sign-in through A stands in for the code through B.
+    let later = Timestamp::from_secs(T0 + 90);
+    let c = code(&key, later.as_secs());
+    let remember = portvakt_core::Request {
+        remember_device: true,
+        ..attempt("kari", &c)
+    };
+    let d = a.engine.decide(&remember, later);
+    let token = d.device_token.expect("remembered").token;
+    b.caught_up();
+    let with_token = portvakt_core::Request {
+        device_token: Some(token.expose()),
+        ..contract::req("kari", None)
+    };
+    let d = b.engine.decide(&with_token, later);
+    assert_eq!(
+        (d.outcome, d.reason),
+        (Outcome::Allow, Reason::TrustedDevice),
+        "{d:?}"
+    );
 }
 
 /// A node on a server of its own, which the test kills.
