@@ -282,6 +282,23 @@ async fn without_redis_nothing_is_allowed_and_after_a_kill_nothing_allowed_is_al
     // Redis killed at once (what it had not yet written to its file is lost): while it is
     // away, nothing is allowed, not even a code never used, and nothing else either.
     redis.kill();
+    // Under load: every user's fresh code four times at once through both nodes, and
+    // every user from the office, all sent after the kill: none allowed.
+    let requests = (0..4)
+        .flat_map(|_| {
+            users
+                .iter()
+                .map(|u| (u.clone(), "203.0.113.9".to_owned(), code_now(u)))
+        })
+        .collect();
+    let answers = all_at_once(&clients, requests).await;
+    assert_eq!(answers.len(), 64);
+    assert!(
+        answers
+            .iter()
+            .all(|d| (d.outcome, d.reason.as_str()) == (Outcome::Deny, "internal_error")),
+        "{answers:?}"
+    );
     for (i, u) in users.iter().enumerate() {
         let fresh = code_now(u);
         let d = clients[i % 2]
