@@ -355,8 +355,9 @@ pub struct Redis {
     stop: AtomicBool,
 }
 
-/// Connections to the store a node keeps (besides the follower's).
-const CONNECTIONS: usize = 4;
+/// Connections a node keeps to each primary when it waits for replicas (a `WAIT` holds
+/// up what follows it on its connection); without, one connection pipelines best.
+const CONNECTIONS_WAITING: usize = 4;
 /// Records and their versions a node keeps in memory at most.
 const CACHED: usize = 1 << 20;
 /// Log batches kept before the newest snapshot, for nodes still reading them.
@@ -477,7 +478,11 @@ impl Redis {
                 });
                 Arc::new(Node {
                     addr: addr.clone(),
-                    conns: (0..CONNECTIONS)
+                    conns: (0..if options.replicas > 0 {
+                        CONNECTIONS_WAITING
+                    } else {
+                        1
+                    })
                         .map(|_| Conn::new(addr, options.timeout, hello.clone()))
                         .collect(),
                 })
@@ -550,7 +555,9 @@ impl Redis {
         let t = self.topology.read();
         let node = key.map_or(0, |k| t.map.node_of(k));
         let i = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        (t.nodes[node].clone(), i % CONNECTIONS)
+        let node = t.nodes[node].clone();
+        let i = i % node.conns.len();
+        (node, i)
     }
 
     /// Runs `send` on a connection to `key`'s node; after a `MOVED` (a cluster whose map
