@@ -16,12 +16,15 @@
 //! - **Losses.** Redis acknowledges a write before it is on disk or on a replica, so a
 //!   restart or a failover can lose acknowledged writes, among them a replay watermark.
 //!   Every new connection first reads the server's `run_id`: a different process than the
-//!   one this node (or the deployment, `seen`) last talked to may have lost writes, and
-//!   the replay fence is raised ([`Fencing`]) before anything is sent on it.
+//!   one this node (or the deployment, as recorded on that server) last talked to may
+//!   have lost writes, and the replay fence is raised ([`Redis::set_fence`]) before
+//!   anything is sent on it.
+//! - **Clusters.** Keys that belong together share a hash tag (`{…}`), so a command never
+//!   spans two slots; each command goes to the primary that owns its key's slot
+//!   (`cluster.rs`), and a single Redis is a cluster of one.
 //!
 //! Every command waits at most the configured timeout; a store that does not answer in
-//! time is an error, and decisions that need it fail closed. Keys that belong together
-//! share a hash tag (`{…}`), so a command never spans two cluster slots.
+//! time is an error, and decisions that need it fail closed.
 
 mod cluster;
 mod conn;
