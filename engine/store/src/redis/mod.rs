@@ -1338,16 +1338,21 @@ pub mod local {
         /// Starts `n` servers in directories under `dir`, joins them into one cluster with
         /// the slots split evenly, and waits until it serves (`None` as for [`Local`]).
         pub fn start(dir: &Path, n: usize) -> Option<Self> {
-            let flags = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "5000",
-            ];
             let mut nodes = Vec::new();
             for i in 0..n {
+                // The bus port is given: its default, the port plus 10,000, is past 65,535
+                // for a fifth of the ports the system hands out.
+                let bus = free_port().to_string();
+                let flags = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-port",
+                    &bus,
+                ];
                 nodes.push(Local::start(&dir.join(format!("node-{i}")), &flags)?);
             }
             let made = Command::new("redis-cli")
