@@ -158,6 +158,7 @@ impl<S: StateStore> Engine<S> {
     ) -> Result<UserId, DirectoryError> {
         let tenant = self.with_tenant(tenant, |t| t.name)?;
         let groups = Self::groups(groups)?;
+        let _hold = self.log.hold();
         let _gate = self.gate.read();
         self.directory.insert(tenant, user, || {
             // An id is given out once, logged or not: a failed log burns it.
@@ -762,23 +763,27 @@ impl<S: StateStore> Engine<S> {
         self.commit(&mut u, &[Change(Op::ForgetDevices(uid, id))])
     }
 
-    /// The user for changing: the snapshot gate (shared) first, then the user's write
-    /// lock, always in that order, so a snapshot (which holds the gate and then reads
-    /// each user) never waits on an operation that waits on it.
+    /// The user for changing: the log's hold (a shared log's, see
+    /// [`ChangeLog::hold`](crate::directory::change::ChangeLog::hold)),
+    /// then the snapshot gate (shared), then the user's write lock, always in that order,
+    /// so a snapshot (which holds the gate and then reads each user) never waits on an
+    /// operation that waits on it, and a shared log's follower (which takes the hold and
+    /// then applies) never waits on an operation that waits on it either.
     pub(crate) fn user_mut(
         &self,
         tenant: &str,
         user: &str,
-    ) -> Result<
-        (
-            parking_lot::RwLockReadGuard<'_, ()>,
-            crate::directory::UserMut<'_>,
-        ),
-        DirectoryError,
-    > {
+    ) -> Result<(Held<'_>, crate::directory::UserMut<'_>), DirectoryError> {
+        let hold = self.log.hold();
         let gate = self.gate.read();
         let u = self.directory.get_mut(tenant, user)?;
-        Ok((gate, u))
+        Ok((
+            Held {
+                _gate: gate,
+                _hold: hold,
+            },
+            u,
+        ))
     }
 
     /// Hands `changes` to the log; a failure is counted and refuses the operation.
@@ -879,6 +884,13 @@ impl<S: StateStore> Engine<S> {
         self.directory.for_each(|u| each(&u.recreate()));
         Ok(())
     }
+}
+
+/// What an operation holds while it changes a user: the log's hold and the snapshot gate
+/// (dropped in the reverse order of taking them).
+pub(crate) struct Held<'a> {
+    _gate: parking_lot::RwLockReadGuard<'a, ()>,
+    _hold: Option<parking_lot::MutexGuard<'a, ()>>,
 }
 
 #[cfg(test)]

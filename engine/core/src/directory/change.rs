@@ -38,6 +38,14 @@ pub trait ChangeLog: Send + Sync {
     fn settle(&self) -> bool {
         false
     }
+
+    /// Held from before an operation checks what it may do until its batch is logged and
+    /// applied. A shared log applies other nodes' batches under the same lock, so none
+    /// lands between the check and the append (an id given out, say, that another node's
+    /// batch gives out too). A log of one node needs none.
+    fn hold(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        None
+    }
 }
 
 /// Keeps nothing: a directory that lives only in this process.

@@ -328,6 +328,10 @@ struct Position {
     moved: (Mutex<()>, Condvar),
     /// Held across an append: this node's own batches never conflict with each other.
     appending: Mutex<()>,
+    /// Held by an operation from its checks until its batch is applied
+    /// ([`ChangeLog::hold`]), and by the follower while it applies another node's batch:
+    /// no batch of another node lands between an operation's checks and its append.
+    changing: Mutex<()>,
     /// Set when this node can no longer follow the log (a batch it cannot apply, or one
     /// trimmed before it read it): every directory change is refused from then on.
     lost: Mutex<Option<String>>,
@@ -921,6 +925,10 @@ impl ChangeLog for SharedLog {
         }
     }
 
+    fn hold(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        Some(self.0.dir.changing.lock())
+    }
+
     fn settle(&self) -> bool {
         let dir = &self.0.dir;
         let deadline = monotonic() + Duration::from_secs(2);
@@ -1046,6 +1054,8 @@ impl Redis {
                 }
             }
             let body = body.ok_or_else(bad)?;
+            // Between operations of this node, never inside one (see `changing`).
+            let _changing = self.dir.changing.lock();
             if origin != Some(self.origin.as_slice()) {
                 let changes = self
                     .open_batch(body)
