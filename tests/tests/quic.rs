@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{all_at_once, attempt};
+use common::{all_at_once, attempt, wrong_codes_at_once};
 use portvakt_client::{Client, ClientError, Decision};
 use portvakt_core::admin::TotpSpec;
 use portvakt_core::otp::{Algorithm, Digits, OtpKey};
@@ -721,13 +721,7 @@ async fn races_and_parallel_guessing_through_the_server() {
     // nine are evaluated, the tenth locks, and the rest are refused unevaluated, alike.
     let right = f.code(DOCTOR_SECRET, 0).parse::<u32>().unwrap();
     for (user, ip) in [("lege", "203.0.113.200"), ("nobody", "203.0.113.201")] {
-        let requests = (0..64)
-            .map(|i| {
-                let wrong = format!("{:06}", (right + 1 + i) % 1_000_000);
-                (user.to_owned(), ip.to_owned(), wrong)
-            })
-            .collect();
-        let answers = all_at_once(&clients, requests).await;
+        let answers = wrong_codes_at_once(&clients, user, ip, right).await;
         assert_eq!(count(&answers, "invalid_code"), 9, "{user}: {answers:?}");
         let locked = answers
             .iter()

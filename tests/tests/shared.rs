@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Running, all_at_once, attempt, code_now, connect, enrol, free_port, start_with};
+use common::{
+    Running, all_at_once, attempt, code_now, connect, enrol, free_port, start_with,
+    wrong_codes_at_once,
+};
 use portvakt_client::{Client, ClientError, Decision, Outcome};
 use portvakt_server::pki::{PkiFiles, ensure_dev_pki};
 use portvakt_store::redis::local::{Local, LocalCluster};
@@ -209,13 +212,7 @@ async fn one_deployment(d: Deployment) {
         ("victim", "203.0.113.200"),
         (nobody.as_str(), "203.0.113.201"),
     ] {
-        let requests = (0..64)
-            .map(|i| {
-                let wrong = format!("{:06}", (right + 1 + i) % 1_000_000);
-                (user.to_owned(), ip.to_owned(), wrong)
-            })
-            .collect();
-        let answers = all_at_once(&clients, requests).await;
+        let answers = wrong_codes_at_once(&clients, user, ip, right).await;
         assert_eq!(count(&answers, "invalid_code"), 8, "{user}: {answers:?}");
         let locked = answers
             .iter()

@@ -37,6 +37,20 @@ pub enum AuditTrail {
 }
 
 impl AuditTrail {
+    /// Appends an event's bytes. In the durable store's log it is written with the
+    /// operation's changes (under the operation's hold); in the shared store it is a write
+    /// of its own after the operation, so a node that stops between the two keeps the
+    /// change without its event (docs/operations.md).
+    pub fn append(&self, event: &[u8]) -> Result<(), String> {
+        match self {
+            Self::Durable(wal) => wal
+                .append_audit(event)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Self::Shared(redis) => redis.append_audit(event).map_err(|e| e.to_string()),
+        }
+    }
+
     /// Calls `f` with each event's bytes, oldest first, until it returns false.
     pub fn read(&self, f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), String> {
         match self {
@@ -105,21 +119,18 @@ impl App {
         self.state_log.as_ref()
     }
 
-    /// Records an administrator operation in the audit trail (the durable store's log, or
-    /// the shared store's stream; a server on the memory store keeps no trail). The answer then waits for it like for any
-    /// change ([`App::durable_position`]). An event that cannot be appended (the log fails
-    /// to write) is said in the server's log: the answer is withheld anyway.
+    /// Records an administrator operation in the audit trail ([`App::audit_trail`]; a
+    /// server on the memory store keeps none). On the durable store the answer then waits
+    /// for it like for any change ([`App::durable_position`]). An event that cannot be
+    /// appended is said in the server's log (the durable store's answer is withheld
+    /// anyway: its log is failing).
     pub fn audit(&self, event: &crate::audit::Event) {
+        let Some(trail) = self.audit_trail() else {
+            return;
+        };
         let mut bytes = Vec::new();
         event.encode(&mut bytes);
-        let appended = match (&self.state_log, &self.shared) {
-            (Some(log), _) => log.append_audit(&bytes).map(|_| ()),
-            // After the operation, as its own write: a node that stops between the two
-            // keeps the change without its event (docs/operations.md).
-            (None, Some(redis)) => redis.append_audit(&bytes),
-            (None, None) => return,
-        };
-        if let Err(e) = appended {
+        if let Err(e) = trail.append(&bytes) {
             crate::warn(format_args!(
                 "audit trail: the event of {} by {} on {}/{} could not be written: {e}",
                 event.op, event.actor, event.tenant, event.user

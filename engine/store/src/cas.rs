@@ -36,26 +36,15 @@ pub trait VersionedRecords: Send + Sync {
 
     /// Replaces the record at `key` with `value` (removes it for `None`) if its version is
     /// still `expected` (`None`: there is no record); otherwise changes nothing and gives
-    /// the record as it is now.
+    /// the record as it is now. A record written may be dropped after `keep` (`None`:
+    /// kept until removed); a backend without expiry keeps it.
     fn swap(
         &self,
         key: &[u8],
         expected: Option<u64>,
         value: Option<&[u8]>,
-    ) -> Result<Result<(), Option<Versioned>>, StoreError>;
-
-    /// [`swap`](Self::swap), where a record written may be dropped after `keep` (`None`:
-    /// kept until removed). A backend without expiry ignores it.
-    fn swap_expiring(
-        &self,
-        key: &[u8],
-        expected: Option<u64>,
-        value: Option<&[u8]>,
         keep: Option<std::time::Duration>,
-    ) -> Result<Result<(), Option<Versioned>>, StoreError> {
-        let _ = keep;
-        self.swap(key, expected, value)
-    }
+    ) -> Result<Result<(), Option<Versioned>>, StoreError>;
 
     /// The record at `key` as an update starts from, and whether it may be stale:
     /// [`load`](Self::load) (fresh), or a copy this backend kept of what it last read or
@@ -271,20 +260,18 @@ impl<B: VersionedRecords> CasStore<B> {
                 // Nothing to write, but the answer came from a copy that may be out of
                 // date (a lock made through another node, say): it stands only if the
                 // record is still that version.
-                let now = self.records.load(key)?;
-                if now.as_ref().map(|v| v.version) == current.as_ref().map(|v| v.version) {
+                let fresh = self.records.load(key)?;
+                if fresh.as_ref().map(|v| v.version) == current.as_ref().map(|v| v.version) {
                     return Ok(r);
                 }
-                (current, stale) = (now, false);
+                (current, stale) = (fresh, false);
                 continue;
             }
             let keep = record.keep(now);
-            match self.records.swap_expiring(
-                key,
-                current.as_ref().map(|v| v.version),
-                value,
-                keep,
-            )? {
+            match self
+                .records
+                .swap(key, current.as_ref().map(|v| v.version), value, keep)?
+            {
                 Ok(()) => return Ok(r),
                 Err(now) => (current, stale) = (now, false),
             }

@@ -44,6 +44,7 @@ impl VersionedRecords for Records {
         key: &[u8],
         expected: Option<u64>,
         value: Option<&[u8]>,
+        _keep: Option<std::time::Duration>,
     ) -> Result<Result<(), Option<Versioned>>, StoreError> {
         let mut map = self.map.lock().unwrap();
         if self.interfere

@@ -17,7 +17,7 @@ use portvakt_core::testing::SeededEntropy;
 use portvakt_core::{Engine, Outcome, Proof, Reason, Request, Timestamp, config};
 use portvakt_store::cas::CasStore;
 use portvakt_store::redis::local::Local;
-use portvakt_store::redis::{Options, Redis, RedisStore, SharedLog};
+use portvakt_store::redis::{Options, Redis, RedisStore, SharedLog, record_key};
 use portvakt_store::sealed::MasterKey;
 
 /// One server for the whole binary; each store gets a prefix of its own.
@@ -49,9 +49,12 @@ fn master() -> Arc<MasterKey> {
 }
 
 fn connect(addr: &str, prefix: &str) -> Arc<Redis> {
-    let url = format!("redis://{addr}/{prefix}?timeout_ms=2000");
+    connect_to(&format!("redis://{addr}/{prefix}?timeout_ms=2000"))
+}
+
+fn connect_to(url: &str) -> Arc<Redis> {
     Redis::connect(
-        Options::from_url(&url).expect("a valid url"),
+        Options::from_url(url).expect("a valid url"),
         master(),
         Box::new(|| (T0 + 60) * 1000),
     )
@@ -162,7 +165,10 @@ struct Node {
 
 impl Node {
     fn start(addr: &str, prefix: &str) -> Self {
-        let redis = connect(addr, prefix);
+        Self::on(connect(addr, prefix))
+    }
+
+    fn on(redis: Arc<Redis>) -> Self {
         let engine = Engine::new(
             config::load(KOMMUNE).expect("policy compiles"),
             CasStore::new(redis.clone()),
@@ -505,12 +511,6 @@ fn until_answered(decide: impl Fn() -> portvakt_core::Decision) -> portvakt_core
     decide()
 }
 
-/// The Redis key of a record (as the store names it), for tests that reach past it.
-fn record_key(prefix: &str, key: &[u8]) -> Vec<u8> {
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:r:{{{hex}}}").into_bytes()
-}
-
 /// One command on a connection of its own.
 fn raw(addr: &str, args: &[&[u8]]) -> portvakt_store::redis::resp::Reply {
     use std::io::{Read, Write};
@@ -640,19 +640,8 @@ fn with_replicas_required_a_write_no_replica_took_fails_closed() {
         "redis://{}/{prefix}?timeout_ms=2000&replicas=1",
         primary.addr()
     );
-    let redis = Redis::connect(
-        Options::from_url(&url).expect("a valid url"),
-        master(),
-        Box::new(|| (T0 + 60) * 1000),
-    )
-    .expect("connects");
-    let engine = Engine::new(
-        config::load(KOMMUNE).expect("policy compiles"),
-        CasStore::new(redis.clone()),
-        Pepper::new([42; 32]),
-        Box::new(SeededEntropy::new(rand_seed())),
-    )
-    .with_change_log(Box::new(SharedLog(redis.clone())));
+    let node = Node::on(connect_to(&url));
+    let (engine, redis) = (&node.engine, &node.redis);
     // The replica must have synchronised before a write can reach it.
     let mut linked = false;
     for _ in 0..100 {
@@ -667,7 +656,7 @@ fn with_replicas_required_a_write_no_replica_took_fails_closed() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(linked, "the replica did not synchronise");
-    let key = contract::user(&engine, "kari");
+    let key = contract::user(engine, "kari");
     let now = Timestamp::from_secs(T0 + 60);
     let d = engine.decide(&attempt("kari", &code(&key, now.as_secs())), now);
     assert_eq!(d.outcome, Outcome::Allow, "{d:?}");

@@ -205,3 +205,20 @@ pub(crate) async fn all_at_once(
     }
     out
 }
+
+/// 64 different wrong codes for `user` from `ip` at once (none of them `right`), spread
+/// over `clients`; the decisions.
+pub(crate) async fn wrong_codes_at_once(
+    clients: &[Client],
+    user: &str,
+    ip: &str,
+    right: u32,
+) -> Vec<portvakt_client::Decision> {
+    let requests = (0..64)
+        .map(|i| {
+            let wrong = format!("{:06}", (right + 1 + i) % 1_000_000);
+            (user.to_owned(), ip.to_owned(), wrong)
+        })
+        .collect();
+    all_at_once(clients, requests).await
+}

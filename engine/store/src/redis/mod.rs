@@ -133,10 +133,24 @@ pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
 /// Raises the node's replay fence to an instant (ms); see [`Redis::set_fence`].
 pub type RaiseFence = Box<dyn Fn(u64) + Send + Sync>;
 
+/// The Redis key of the record at `key` (`RecordKey::encode`) in the deployment with
+/// `prefix`: `<prefix>:r:{<hex of the record key>}`, the whole record key its hash tag.
+pub fn record_key(prefix: &str, key: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut k = Vec::with_capacity(prefix.len() + 5 + 2 * key.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(b":r:{");
+    for b in key {
+        k.push(HEX[usize::from(b >> 4)]);
+        k.push(HEX[usize::from(b & 15)]);
+    }
+    k.push(b'}');
+    k
+}
+
 /// The keys of one deployment.
 struct Keys {
-    /// Records: `<prefix>:r:{<hex of the record key>}`.
-    record: String,
+    prefix: String,
     head: Vec<u8>,
     log: Vec<u8>,
     snapshot: Vec<u8>,
@@ -149,7 +163,7 @@ impl Keys {
         // The directory's keys share one hash tag, so its functions run on one node.
         let dir = |name: &str| format!("{prefix}:{{dir}}:{name}").into_bytes();
         Self {
-            record: format!("{prefix}:r:"),
+            prefix: prefix.to_owned(),
             head: dir("head"),
             log: dir("log"),
             snapshot: dir("snapshot"),
@@ -159,16 +173,7 @@ impl Keys {
     }
 
     fn record(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = String::with_capacity(self.record.len() + 2 + 2 * key.len());
-        k.push_str(&self.record);
-        k.push('{');
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in key {
-            k.push(char::from(HEX[usize::from(b >> 4)]));
-            k.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        k.push('}');
-        k.into_bytes()
+        record_key(&self.prefix, key)
     }
 }
 
@@ -319,18 +324,17 @@ impl Cache {
 #[derive(Default)]
 struct Position {
     /// Every batch up to here is applied, or is this node's own and being applied under
-    /// its user's lock: the position a new batch is made on.
+    /// the log's hold: the position a new batch is made on.
     known: AtomicU64,
     /// The last batch this node appended.
     own: AtomicU64,
     /// The head a refused append found: [`ChangeLog::settle`] waits for `known` to reach it.
     wanted: AtomicU64,
     moved: (Mutex<()>, Condvar),
-    /// Held across an append: this node's own batches never conflict with each other.
-    appending: Mutex<()>,
     /// Held by an operation from its checks until its batch is applied
     /// ([`ChangeLog::hold`]), and by the follower while it applies another node's batch:
-    /// no batch of another node lands between an operation's checks and its append.
+    /// no batch of another node lands between an operation's checks and its append, and
+    /// this node's own appends go one at a time, each on top of the last.
     changing: Mutex<()>,
     /// Set when this node can no longer follow the log (a batch it cannot apply, or one
     /// trimmed before it read it): every directory change is refused from then on.
@@ -349,7 +353,7 @@ pub struct Redis {
     /// The follower's own connection (to the node of the directory log): its blocking
     /// reads hold up no decision.
     follower: Mutex<Option<(String, Arc<Conn>)>>,
-    keys: Arc<Keys>,
+    keys: Keys,
     cache: Cache,
     epoch: Arc<Epoch>,
     next_version: AtomicU64,
@@ -410,7 +414,7 @@ impl Redis {
         master: Arc<MasterKey>,
         clock: Clock,
     ) -> Result<Arc<Self>, StoreError> {
-        let keys = Arc::new(Keys::new(&options.prefix));
+        let keys = Keys::new(&options.prefix);
         let epoch = Arc::new(Epoch {
             clock,
             runs: Mutex::new(std::collections::HashMap::new()),
@@ -527,11 +531,6 @@ impl Redis {
                 self.epoch.raise(at);
             }
         }
-    }
-
-    /// How to reach the store.
-    pub fn options(&self) -> &Options {
-        &self.options
     }
 
     /// Server processes found to differ from the last one seen since start (each raised
@@ -778,15 +777,6 @@ impl VersionedRecords for Arc<Redis> {
         key: &[u8],
         expected: Option<u64>,
         value: Option<&[u8]>,
-    ) -> Result<Result<(), Option<Versioned>>, StoreError> {
-        self.swap_expiring(key, expected, value, None)
-    }
-
-    fn swap_expiring(
-        &self,
-        key: &[u8],
-        expected: Option<u64>,
-        value: Option<&[u8]>,
         keep: Option<Duration>,
     ) -> Result<Result<(), Option<Versioned>>, StoreError> {
         let k = self.keys.record(key);
@@ -836,7 +826,7 @@ impl VersionedRecords for Arc<Redis> {
     }
 
     fn scan(&self, prefix: u8, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError> {
-        let pattern = format!("{}{{{prefix:02x}*", self.keys.record);
+        let pattern = format!("{}:r:{{{prefix:02x}*", self.keys.prefix);
         let nodes = self.topology.read().nodes.clone();
         let bad = || StoreError::new("SCAN: unexpected reply");
         for node in nodes {
@@ -888,9 +878,8 @@ impl ChangeLog for SharedLog {
             .master
             .seal(Purpose::Changes, &plain)
             .map_err(|e| StoreError::new(format!("sealing directory changes: {e}")))?;
-        // The innermost lock (taken under the user's and the gate's, and nothing taken
-        // under it): one append of this node at a time, each on top of the last.
-        let _one = r.dir.appending.lock();
+        // The engine appends under the log's hold (`hold`, taken before its checks), so no
+        // other append of this node and no other node's batch moves `known` meanwhile.
         let at_known = r.dir.known.load(Ordering::Acquire);
         let known = at_known.to_string();
         // Not a `write`: a batch appended but not confirmed by the replicas could not be

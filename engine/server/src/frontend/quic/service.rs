@@ -227,7 +227,7 @@ impl Service {
             Query::Backup(actor, path) => {
                 let mut event = Event::about(&actor, "backup", "", "", self.now());
                 let reply = match self.app.state_log() {
-                    None if self.app.audit_trail().is_some() => {
+                    None if self.app.engine().store().is_remote() => {
                         Owned::Error(id, ErrorCode::Refused, SHARED_BACKUP.into())
                     }
                     None => Owned::Error(id, ErrorCode::Refused, NO_STORE.into()),
