@@ -199,6 +199,13 @@ pub(crate) async fn admin(
                 number: Str(&extra),
             }
         }
+        AdminOp::EnrollPush { who: w, .. } => {
+            names = who(w);
+            Admin::EnrollPush {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
         AdminOp::AddSecurityKey { who: w } => {
             names = who(w);
             Admin::AddSecurityKey {
@@ -416,6 +423,22 @@ pub(crate) async fn admin(
                 AdminReply::AppPasswordCreated { id, password } => {
                     println!("app password {id}: {} (shown once)", password.0)
                 }
+                AdminReply::PushEnrolled {
+                    method,
+                    token,
+                    expires_ms,
+                } => {
+                    let AdminOp::EnrollPush { who: w, no_qr } = &op else {
+                        return Err("the server enrolled a push device unasked".into());
+                    };
+                    let uri =
+                        push_uri(server, &(w.tenant.clone(), w.user.clone()), method, token.0);
+                    println!(
+                        "method {method} pending until {expires_ms} ms: pair the device with the URI (portvakt authenticator enrol URI)"
+                    );
+                    println!("uri: {uri}");
+                    show_qr(&uri, None, !no_qr)?;
+                }
                 AdminReply::ConfirmationSent {
                     challenge,
                     destination,
@@ -496,6 +519,23 @@ pub(crate) fn kind_name(code: u8) -> &'static str {
     portvakt_wire::MethodKind::from_code(code).map_or("unknown", portvakt_wire::MethodKind::as_str)
 }
 
+/// The enrolment URI of a push device.
+fn push_uri(
+    server: SocketAddr,
+    (tenant, user): &(String, String),
+    method: u32,
+    token: &str,
+) -> String {
+    portvakt_client::device::Enrolment {
+        server,
+        tenant: tenant.clone(),
+        user: user.clone(),
+        method,
+        token: token.to_owned(),
+    }
+    .to_uri()
+}
+
 /// An administrator reply as one JSON object: `reply` names its kind, the other fields
 /// are the reply's own (times in milliseconds since the Unix epoch).
 pub(crate) fn reply_json(
@@ -516,6 +556,16 @@ pub(crate) fn reply_json(
             "method": method,
             "uri": uri.0,
             "secret": secret_base32.0,
+        }),
+        AdminReply::PushEnrolled {
+            method,
+            token,
+            expires_ms,
+        } => json!({
+            "reply": "push_enrolled",
+            "method": method,
+            "token": token.0,
+            "expires_ms": expires_ms,
         }),
         AdminReply::AppPasswordCreated { id, password } => json!({
             "reply": "app_password_created",

@@ -20,15 +20,22 @@ pub(crate) fn check_exit(outcome: portvakt_wire::Outcome) -> ExitCode {
 pub(crate) enum Ask<'a> {
     Decide(Decide<'a>),
     SendCode(SendCode<'a>),
+    /// The sign-in as first asked, the approval to wait on, and for how long.
+    Await(Decide<'a>, [u8; 16], std::time::Duration),
 }
 
 /// A challenge id as the CLI prints it: 32 hex digits.
 pub(crate) fn parse_challenge(hex: &str) -> Result<[u8; 16], String> {
+    parse_id("--challenge", hex)
+}
+
+/// A challenge or approval id given as `what`: 32 hex digits.
+pub(crate) fn parse_id(what: &str, hex: &str) -> Result<[u8; 16], String> {
     let raw = data_encoding::HEXLOWER_PERMISSIVE
         .decode(hex.as_bytes())
-        .map_err(|e| format!("--challenge is not hex: {e}"))?;
+        .map_err(|e| format!("{what} is not hex: {e}"))?;
     raw.try_into()
-        .map_err(|_| "--challenge must be 32 hex digits".to_owned())
+        .map_err(|_| format!("{what} must be 32 hex digits"))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -45,6 +52,10 @@ pub(crate) async fn check(
     let client = connect(server, &files.ca, &files.frontend).await?;
     let answer = match ask {
         Ask::Decide(request) => client.decide(request).await.map(|d| (d, None)),
+        Ask::Await(request, approval, wait) => client
+            .await_approval(request, approval, wait)
+            .await
+            .map(|d| (d, None)),
         Ask::SendCode(request) => client.send_code(request).await.map(|s| {
             let decision = s.decision.clone();
             (decision, Some(s))
@@ -70,6 +81,13 @@ pub(crate) async fn check(
         if let Some(t) = &d.device_token {
             object["device_token"] =
                 serde_json::json!({ "token": t.token, "expires_ms": t.expires_ms });
+        }
+        if let Some(a) = &d.approval {
+            object["approval"] = serde_json::json!({
+                "id": hex(&a.id),
+                "number": a.number,
+                "expires_ms": a.expires_ms,
+            });
         }
         if let Some(s) = &sent {
             object["challenge"] = serde_json::json!(s.challenge.map(|c| hex(&c)));
@@ -107,6 +125,13 @@ pub(crate) async fn check(
         println!("{line}");
         if let Some(t) = &d.device_token {
             println!("device token: {}", t.token);
+        }
+        if let Some(a) = &d.approval {
+            println!(
+                "approval: {} (show the number {}; wait with --approval)",
+                hex(&a.id),
+                a.number
+            );
         }
         if let Some(s) = &sent {
             match &s.delivery {

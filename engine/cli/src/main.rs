@@ -43,6 +43,7 @@ macro_rules! esay {
 
 // After the macros, which the modules use.
 mod admin;
+mod authenticator;
 mod check;
 mod import;
 mod serve;
@@ -140,6 +141,14 @@ enum Command {
         /// default, fail closed).
         #[arg(long, value_parser = store_kind, default_value = "durable")]
         store: StoreKind,
+        /// Tell push devices of approvals through a relay (APNs, FCM): every approval is
+        /// POSTed as JSON to this URL (`http://HOST:PORT/PATH`). Without it, devices wait
+        /// on their list requests.
+        #[arg(long)]
+        push_webhook: Option<String>,
+        /// A file holding the bearer token the relay expects.
+        #[arg(long, requires = "push_webhook")]
+        push_webhook_token: Option<PathBuf>,
         /// The master key that seals credential secrets and the pepper at rest (32 bytes,
         /// readable by the server's user only); without it, `master.key` in the data
         /// directory, made on first start.
@@ -186,6 +195,13 @@ enum Command {
         /// An app password (legacy protocols).
         #[arg(long, group = "proof")]
         app_password: Option<String>,
+        /// A push approval (32 hex digits, as the challenge printed it): waits for the
+        /// device's answer, then decides.
+        #[arg(long, group = "proof")]
+        approval: Option<String>,
+        /// With --approval: how long to wait for the device, in seconds (at most 30).
+        #[arg(long, default_value_t = 30, requires = "approval", value_parser = clap::value_parser!(u64).range(0..=30))]
+        wait_s: u64,
         /// A remembered-device token.
         #[arg(long)]
         device_token: Option<String>,
@@ -224,6 +240,21 @@ enum Command {
         #[arg(long)]
         master_key: Option<PathBuf>,
     },
+    /// A reference push device: pairs from an enrolment URI, lists the approvals waiting
+    /// and answers them. Its key is kept in a file (readable by its owner only).
+    Authenticator {
+        /// The device's key file.
+        #[arg(long, default_value = "portvakt-device.key", global = true)]
+        key: PathBuf,
+        /// The CA that signed the server's certificate; without it, the data directory's.
+        #[arg(long, global = true)]
+        ca: Option<PathBuf>,
+        /// Data directory holding the CA.
+        #[arg(long, default_value = "portvakt-data", global = true)]
+        data: PathBuf,
+        #[command(subcommand)]
+        op: AuthOp,
+    },
     /// Administrator operations (with the administrator certificate).
     Admin {
         /// Server address.
@@ -237,6 +268,40 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         op: AdminOp,
+    },
+}
+
+/// What the reference authenticator does.
+#[derive(Subcommand)]
+enum AuthOp {
+    /// Pair with the server from the URI `portvakt admin enroll-push` printed.
+    Enrol {
+        /// The enrolment URI (portvakt-push://enrol?...).
+        uri: String,
+    },
+    /// List the approvals waiting (with --wait-s, wait for one).
+    List {
+        /// Seconds to wait for an approval when none is waiting (at most 30).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=30))]
+        wait_s: u64,
+    },
+    /// Approve, typing the number the sign-in screen shows.
+    Approve {
+        /// The approval (32 hex digits, as `list` printed it).
+        approval: String,
+        /// The number shown on the sign-in screen.
+        number: u8,
+    },
+    /// Refuse.
+    Deny {
+        /// The approval.
+        approval: String,
+    },
+    /// Refuse and report the sign-in as not yours (locks the account away from trusted
+    /// networks until an administrator or the lock's end).
+    Report {
+        /// The approval.
+        approval: String,
     },
 }
 
@@ -285,6 +350,15 @@ enum AdminOp {
         /// Also write the QR code as an SVG file (readable by its owner only: it holds the secret).
         #[arg(long)]
         qr_svg: Option<PathBuf>,
+        /// Do not draw the QR code in the terminal.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Start enrolling a push device (the app's notification): prints the enrolment URI
+    /// for `portvakt authenticator enrol` (or an app) and draws it as a QR code.
+    EnrollPush {
+        #[command(flatten)]
+        who: Who,
         /// Do not draw the QR code in the terminal.
         #[arg(long)]
         no_qr: bool,
@@ -572,6 +646,8 @@ fn main() -> ExitCode {
                 max_connections_per_certificate,
                 store,
                 master_key,
+                push_webhook,
+                push_webhook_token,
             } => {
                 let limits = ConnectionLimits {
                     total: max_connections,
@@ -584,7 +660,12 @@ fn main() -> ExitCode {
                     ..LogConfig::in_dir(data.join("sign-ins"))
                 };
                 let state = serve::StateOptions { store, master_key };
-                serve(listen, &data, policy, &metrics, log, limits, state).await
+                let frontends = serve::FrontendOptions {
+                    limits,
+                    push_webhook,
+                    push_webhook_token,
+                };
+                serve(listen, &data, policy, &metrics, log, frontends, state).await
             }
             Command::Check {
                 tenant,
@@ -603,6 +684,8 @@ fn main() -> ExitCode {
                 remember,
                 send_code,
                 method,
+                approval,
+                wait_s,
                 json,
                 server,
                 data,
@@ -638,7 +721,7 @@ fn main() -> ExitCode {
                     } else {
                         app_password.as_deref().map(Proof::AppPassword)
                     };
-                    Ask::Decide(Decide {
+                    let request = Decide {
                         tenant: &tenant,
                         user: &user,
                         ip,
@@ -651,7 +734,15 @@ fn main() -> ExitCode {
                         proof,
                         device_token: device_token.as_deref(),
                         remember_device: remember,
-                    })
+                    };
+                    match approval.as_deref() {
+                        Some(a) => Ask::Await(
+                            request,
+                            parse_id("--approval", a)?,
+                            std::time::Duration::from_secs(wait_s),
+                        ),
+                        None => Ask::Decide(request),
+                    }
                 };
                 return check(server, &data, ask, json).await.map(check_exit);
             }
@@ -666,6 +757,10 @@ fn main() -> ExitCode {
                 data,
                 master_key,
             } => restore(&file, &data, master_key.as_deref()),
+            Command::Authenticator { key, ca, data, op } => {
+                let ca = ca.unwrap_or_else(|| PkiFiles::in_dir(&data.join("certs")).ca);
+                authenticator::run(&key, &ca, op).await
+            }
         }
         .map(|()| ExitCode::SUCCESS)
     });

@@ -60,16 +60,29 @@ pub(crate) struct StateOptions {
     pub(crate) master_key: Option<PathBuf>,
 }
 
+/// How `serve` meets its clients: connection limits, and how push devices are told of
+/// approvals.
+pub(crate) struct FrontendOptions {
+    /// Connections held at once.
+    pub(crate) limits: ConnectionLimits,
+    /// The relay push notifications are POSTed to (`http://HOST:PORT/PATH`); without it,
+    /// devices wait on their list requests.
+    pub(crate) push_webhook: Option<String>,
+    /// A file holding the bearer token the relay expects.
+    pub(crate) push_webhook_token: Option<PathBuf>,
+}
+
 pub(crate) async fn serve(
     listen: SocketAddr,
     data: &Path,
     policy_file: Option<PathBuf>,
     metrics: &str,
     log_config: LogConfig,
-    limits: ConnectionLimits,
+    frontends: FrontendOptions,
     state: StateOptions,
 ) -> Result<(), String> {
     let StateOptions { store, master_key } = state;
+    let limits = frontends.limits;
     let metrics_addr = match metrics {
         "off" => None,
         addr => Some(
@@ -228,6 +241,20 @@ pub(crate) async fn serve(
     }
     if let Some(redis) = &shared {
         service = service.with_shared_store(redis.clone());
+    }
+    if let Some(url) = &frontends.push_webhook {
+        let token = match &frontends.push_webhook_token {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--push-webhook-token {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let webhook = portvakt_server::push::Webhook::new(url, token)
+            .map_err(|e| format!("--push-webhook: {e}"))?;
+        service = service.with_notifier(Box::new(webhook));
     }
     let service = Arc::new(service);
     if policy_file.is_some() {

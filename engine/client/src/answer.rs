@@ -71,6 +71,9 @@ pub struct Decision {
     pub method: Option<MethodKind>,
     /// A remembered-device token, when one was asked for and granted.
     pub device_token: Option<DeviceToken>,
+    /// A push approval, when the challenge sent one: show its number, then ask for the
+    /// outcome with [`crate::Client::await_approval`].
+    pub approval: Option<portvakt_wire::Approval>,
 }
 
 impl Decision {
@@ -95,6 +98,7 @@ impl Decision {
                 token: t.token.to_owned(),
                 expires_ms: t.expires_ms,
             }),
+            approval: d.approval,
         }
     }
 }

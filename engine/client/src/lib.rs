@@ -57,6 +57,8 @@
 )]
 
 mod answer;
+#[cfg(feature = "device")]
+pub mod device;
 mod lane;
 pub mod tls;
 
@@ -340,6 +342,85 @@ impl Client {
         Ok(answer)
     }
 
+    /// Waits up to `wait` for the push approval `approval` to be answered, then asks for
+    /// the decision: `request` is the sign-in as first asked (the same tenant, user,
+    /// address, purpose and first factor), whose proof becomes the approval. The answer is
+    /// `allow` once the device approved (to one caller only: the approval is spent),
+    /// `challenge` with reason `approval_pending` if it is still waiting, or `deny`.
+    pub async fn await_approval(
+        &self,
+        request: Decide<'_>,
+        approval: [u8; 16],
+        wait: Duration,
+    ) -> Result<Decision, ClientError> {
+        let wait_ms = u32::try_from(wait.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(portvakt_wire::MAX_WAIT_MS);
+        let request = Decide {
+            proof: Some(portvakt_wire::Proof::Push { approval, wait_ms }),
+            ..request
+        };
+        let answer = self
+            .call_alone(
+                &Frame::Decide(0, request),
+                Duration::from_millis(wait_ms.into()),
+            )
+            .await?;
+        match answer.frame()? {
+            Frame::Decision(_, d) => Ok(Decision::from_wire(&d)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends one frame on a stream of its own and returns its answer (an error frame
+    /// becomes [`ClientError::Refused`]). For a request that waits on the server (an
+    /// approval's outcome, a device's list): on a shared stream it would hold up the
+    /// requests behind it. `wait` is how long the server may wait, on top of the usual
+    /// request timeout.
+    pub async fn call_alone(
+        &self,
+        frame: &Frame<'_>,
+        wait: Duration,
+    ) -> Result<Answer, ClientError> {
+        let mut bytes = BytesMut::with_capacity(128);
+        frame.encode(&mut bytes)?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = bytes.get_mut(5..9) {
+            slot.copy_from_slice(&id.to_be_bytes());
+        }
+        let session = self.session().await?;
+        let exchange = async {
+            let lost = |_| lost(&session.conn, &self.shared.presented);
+            let (mut send, mut recv) = session.conn.open_bi().await.map_err(lost)?;
+            send.write_all(&bytes).await.map_err(|_| {
+                ClientError::Closed("the stream closed before the request was sent".into())
+            })?;
+            let _ = send.finish();
+            let data = recv
+                .read_to_end(portvakt_wire::MAX_FRAME + 4)
+                .await
+                .map_err(|e| ClientError::Closed(format!("no answer: {e}")))?;
+            let answer = Answer(Bytes::from(data));
+            let frame = answer.frame()?;
+            if frame.id() != id && frame.id() != 0 {
+                return Err(ClientError::Unexpected(format!(
+                    "an answer with id {} where {id} was due",
+                    frame.id()
+                )));
+            }
+            if let error @ Frame::Error { .. } = frame {
+                return Err(unexpected(error));
+            }
+            Ok(answer)
+        };
+        match self.shared.request_timeout {
+            None => exchange.await,
+            Some(limit) => tokio::time::timeout(limit + wait, exchange)
+                .await
+                .map_err(|_| ClientError::Timeout(limit + wait))?,
+        }
+    }
+
     /// Sends a frame under a fresh id and returns the answer undecoded (the typed calls
     /// decode it once, themselves).
     async fn exchange(&self, frame: &Frame<'_>) -> Result<Answer, ClientError> {
@@ -548,7 +629,7 @@ fn presented(tls: &rustls::ClientConfig) -> String {
 /// The error for an answer that is not the one the request wanted: the server's refusal
 /// for an error frame, otherwise the kind of answer it was (its fields may hold secrets,
 /// so they are not shown).
-fn unexpected(frame: Frame<'_>) -> ClientError {
+pub(crate) fn unexpected(frame: Frame<'_>) -> ClientError {
     let kind = match frame {
         Frame::Error { code, message, .. } => {
             return ClientError::Refused {
@@ -559,7 +640,10 @@ fn unexpected(frame: Frame<'_>) -> ClientError {
         Frame::Decision(..) => "a decision",
         Frame::Sent { .. } => "a send-code answer",
         Frame::AdminReply(..) => "an administrator reply",
-        Frame::Decide(..) | Frame::SendCode(..) | Frame::Admin(..) => "a request",
+        Frame::DeviceReply(..) => "a device reply",
+        Frame::Decide(..) | Frame::SendCode(..) | Frame::Admin(..) | Frame::Device(..) => {
+            "a request"
+        }
     };
     ClientError::Unexpected(format!("the server answered with {kind}"))
 }

@@ -255,7 +255,7 @@ impl<S: StateStore> Engine<S> {
 
     /// Registers a method, after `prepare` (given the user and the method's id) has done
     /// what must come first. A new set of security questions replaces the old one.
-    fn add_method(
+    pub(crate) fn add_method(
         &self,
         tenant: &str,
         user: &str,

@@ -12,7 +12,8 @@ use crate::lockout::LockoutConfig;
 use crate::name::Name;
 use crate::net::{Cidr, PrefixTable};
 use crate::policy::{
-    Location, PhoneSettings, Place, Policy, Purpose, Requirement, Rule, Settings, TenantPolicy,
+    Location, PhoneSettings, Place, Policy, Purpose, PushSettings, Requirement, Rule, Settings,
+    TenantPolicy,
 };
 use crate::time::Duration;
 use crate::window::Rate;
@@ -130,6 +131,9 @@ pub struct TenantFile {
     /// `[tenants.phone]`.
     #[serde(default)]
     pub phone: PhoneFile,
+    /// `[tenants.push]`.
+    #[serde(default)]
+    pub push: PushFile,
     /// `[[tenants.locations]]`.
     #[serde(default)]
     pub locations: Vec<LocationFile>,
@@ -160,6 +164,18 @@ pub struct PhoneFile {
     pub failures: Option<RateFile>,
     /// Seconds phone methods stay blocked (default 3600).
     pub block_for_s: Option<u64>,
+}
+
+/// `[tenants.push]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFile {
+    /// Seconds an approval waits for its answer (default 120).
+    pub ttl_s: Option<u64>,
+    /// Approvals waiting at once per user, 1-5 (default 3).
+    pub max_pending: Option<u8>,
+    /// Approvals sent per user (default 10 per 900 s).
+    pub per_user: Option<RateFile>,
 }
 
 /// `[[tenants.locations]]`.
@@ -513,6 +529,17 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
             30 * 86_400,
         )?,
     };
+    let dp = PushSettings::default();
+    let pp = format!("{path}.push");
+    let max_pending = t.push.max_pending.unwrap_or(dp.max_pending);
+    if !(1..=5).contains(&max_pending) {
+        return Err(invalid(format!("{pp}.max_pending"), "must be 1 to 5"));
+    }
+    let push = PushSettings {
+        ttl: secs(&format!("{pp}.ttl_s"), t.push.ttl_s.unwrap_or(120), 15, 600)?,
+        max_pending,
+        per_user: rate(&format!("{pp}.per_user"), t.push.per_user, dp.per_user)?,
+    };
     let days = t.trusted_device_days.unwrap_or(14);
     if days > 365 {
         return Err(invalid(
@@ -550,6 +577,7 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
         default_rule,
     );
     tenant.single_factor_without_store = single_factor_without_store;
+    tenant.push = push;
     Ok(tenant)
 }
 

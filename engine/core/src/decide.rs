@@ -60,6 +60,8 @@ pub enum Proof<'a> {
     AppPassword(&'a str),
     /// Answers to the security questions, in order (password reset only).
     SecurityAnswers(&'a [&'a str]),
+    /// A push approval's id as issued (32 hex digits): redeemed once the device approved.
+    Push(&'a str),
 }
 
 impl fmt::Debug for Proof<'_> {
@@ -70,6 +72,7 @@ impl fmt::Debug for Proof<'_> {
             Self::Sent { .. } => "Sent([redacted])",
             Self::AppPassword(_) => "AppPassword([redacted])",
             Self::SecurityAnswers(_) => "SecurityAnswers([redacted])",
+            Self::Push(_) => "Push([redacted])",
         })
     }
 }
@@ -232,6 +235,18 @@ reasons! {
     SendRateLimited = "send_rate_limited",
     /// Too many failed phone codes; phone methods are paused.
     PhoneBlocked = "phone_blocked",
+    /// A push approval was sent to the user's device: show its number.
+    ApprovalSent = "approval_sent",
+    /// The push approval has not been answered yet.
+    ApprovalPending = "approval_pending",
+    /// The user refused the push approval.
+    ApprovalDenied = "approval_denied",
+    /// The user approved with a number other than the one shown.
+    NumberMismatch = "number_mismatch",
+    /// The user reported the push approval as not theirs.
+    ApprovalReported = "approval_reported",
+    /// Too many push approvals are waiting or were sent.
+    ApprovalsLimited = "approvals_limited",
 }
 
 impl MethodInfo {
@@ -289,6 +304,8 @@ pub struct Decision {
     pub method: Option<MethodKind>,
     /// A new remembered-device token, when one was asked for and granted.
     pub device_token: Option<DeviceToken>,
+    /// For challenge: the push approval issued, whose number the sign-in screen shows.
+    pub approval: Option<crate::push::PushChallenge>,
 }
 
 impl Decision {
@@ -302,6 +319,7 @@ impl Decision {
             retry_after: None,
             method: None,
             device_token: None,
+            approval: None,
         }
     }
 }
@@ -412,7 +430,12 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     /// Records a success and answers `reason`, or locked.
-    fn succeed(&mut self, factor: Factor, reason: Reason, method: Option<MethodKind>) -> Decision {
+    pub(crate) fn succeed(
+        &mut self,
+        factor: Factor,
+        reason: Reason,
+        method: Option<MethodKind>,
+    ) -> Decision {
         match self.commit(factor, Effect::Succeed) {
             Answer::Accepted => {
                 let mut d = self.decision(Outcome::Allow, reason);
@@ -588,7 +611,7 @@ impl<S: StateStore> Attempt<'_, S> {
         }
     }
 
-    fn allowed(&self, purpose: Purpose) -> Reason {
+    pub(crate) fn allowed(&self, purpose: Purpose) -> Reason {
         match purpose {
             Purpose::PasswordReset => Reason::ResetVerified,
             _ => Reason::SecondFactorVerified,
@@ -605,6 +628,11 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             let mut d = self.decision(Outcome::Challenge, Reason::SecondFactorRequired);
             d.methods = self.user.eligible(purpose).map(MethodInfo::of).collect();
+            // A user whose default is the app's notification is sent one at once.
+            let push = self.user.eligible(purpose).next();
+            if let Some(m) = push.filter(|m| m.kind == MethodKind::Push) {
+                return self.push(m.id, purpose, d);
+            }
             return d;
         };
         match proof {
@@ -616,6 +644,32 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             Proof::SecurityAnswers(_) | Proof::AppPassword(_) => {
                 self.decision(Outcome::Deny, Reason::MethodNotAllowed)
+            }
+            Proof::Push(approval) => self.redeem_push(approval, purpose),
+        }
+    }
+
+    /// Issues a push approval to `method` and answers `challenge` with it, or throttled.
+    pub(crate) fn push(
+        &mut self,
+        method: MethodId,
+        purpose: Purpose,
+        challenge: Decision,
+    ) -> Decision {
+        match self.issue_approval(method, purpose) {
+            Ok(approval) => {
+                let mut d = challenge;
+                d.reason = Reason::ApprovalSent;
+                d.method = Some(MethodKind::Push);
+                d.approval = Some(approval);
+                d
+            }
+            Err(crate::push::NotIssued::Limited(wait)) => {
+                self.throttled(Reason::ApprovalsLimited, wait, purpose)
+            }
+            Err(crate::push::NotIssued::Store(e)) => {
+                let _ = self.store_error.set(e);
+                self.decision(Outcome::Deny, Reason::InternalError)
             }
         }
     }
@@ -630,7 +684,7 @@ impl<S: StateStore> Attempt<'_, S> {
         self.engine.device_valid(self.user, token, self.now)
     }
 
-    fn malformed(&mut self) -> Decision {
+    pub(crate) fn malformed(&mut self) -> Decision {
         self.check(Factor::Second)
             .unwrap_or_else(|| self.decision(Outcome::Deny, Reason::MalformedProof))
     }
@@ -867,19 +921,7 @@ impl<S: StateStore> Attempt<'_, S> {
             Redeem::Redeemed {
                 method,
                 purpose: issued_for,
-            } if self.known => {
-                let method = self
-                    .user
-                    .method(method)
-                    .filter(|m| m.active && m.kind.serves(purpose));
-                match method {
-                    Some(m) if issued_for == purpose => {
-                        let kind = m.kind;
-                        self.succeed(Factor::Second, self.allowed(purpose), Some(kind))
-                    }
-                    _ => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
-                }
-            }
+            } if self.known => self.redeemed(method, issued_for, purpose, MethodKind::is_sent),
             // A phantom's code is never sent: a match is a lucky guess, and counts as wrong.
             Redeem::Wrong { .. } | Redeem::Redeemed { .. } => {
                 // The phone block and the lock count in one commit.
@@ -901,6 +943,29 @@ impl<S: StateStore> Attempt<'_, S> {
                 }
             }
             Redeem::Gone => self.fail(Factor::Second, fp, Reason::ChallengeInvalid),
+        }
+    }
+
+    /// A challenge issued through `method` for `issued_for` was redeemed: `allow` if the
+    /// method is still there, active, of a kind `fits` accepts and serving `purpose`, and
+    /// the challenge was issued for `purpose`.
+    pub(crate) fn redeemed(
+        &mut self,
+        method: MethodId,
+        issued_for: Purpose,
+        purpose: Purpose,
+        fits: fn(MethodKind) -> bool,
+    ) -> Decision {
+        let method = self
+            .user
+            .method(method)
+            .filter(|m| m.active && fits(m.kind) && m.kind.serves(purpose));
+        match method {
+            Some(m) if issued_for == purpose => {
+                let kind = m.kind;
+                self.succeed(Factor::Second, self.allowed(purpose), Some(kind))
+            }
+            _ => self.decision(Outcome::Deny, Reason::MethodNotAllowed),
         }
     }
 
@@ -945,7 +1010,10 @@ impl<S: StateStore> Attempt<'_, S> {
         d.methods = self
             .user
             .eligible(purpose)
-            .filter(|m| !m.kind.is_sent())
+            .filter(|m| match reason {
+                Reason::ApprovalsLimited => m.kind != MethodKind::Push,
+                _ => !m.kind.is_sent(),
+            })
             .map(MethodInfo::of)
             .collect();
         d

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use data_encoding::BASE64URL_NOPAD;
 
-use crate::decide::{Attempt, Decision, Outcome, Reason, Request, no_rule, nowhere};
+use crate::decide::{Attempt, Decision, MethodInfo, Outcome, Reason, Request, no_rule, nowhere};
 use crate::directory::change::{Change, Op};
 use crate::directory::{Directory, Material, MethodKind, User};
 use crate::id::{ChallengeId, MethodId, Subject, UserId};
@@ -472,6 +472,19 @@ impl<S: StateStore> Engine<S> {
                 Some(id) => u.method(id).filter(|m| m.active),
                 None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
             };
+            // Asked for by id, a push device is sent an approval instead of a code.
+            if let Some(m) = method.filter(|m| m.kind == MethodKind::Push) {
+                if !m.kind.serves(req.purpose) {
+                    return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
+                }
+                let mut d = a.decision(Outcome::Challenge, Reason::ApprovalSent);
+                d.methods = u.eligible(req.purpose).map(MethodInfo::of).collect();
+                let d = a.push(m.id, req.purpose, d);
+                return match a.store_error.take() {
+                    Some(e) => none(a.store_failed(e)),
+                    None => none(d),
+                };
+            }
             let Some(method) = method.filter(|m| m.kind.is_sent() && m.kind.serves(req.purpose))
             else {
                 return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
@@ -559,6 +572,7 @@ impl<S: StateStore> Engine<S> {
             digest: code_digest(&self.pepper, &id, code),
             expires: now + s.code_ttl,
             attempts_left: s.max_attempts,
+            push: None,
         };
         self.store.put_challenge(id, record, now)?;
         let text = format!(

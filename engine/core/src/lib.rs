@@ -65,6 +65,7 @@ pub mod net;
 pub mod otp;
 mod phantom;
 pub mod policy;
+pub mod push;
 pub mod record;
 pub mod secret;
 pub mod state;

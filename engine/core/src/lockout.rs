@@ -241,6 +241,15 @@ impl Lock {
         }
     }
 
+    /// Locks until at least `until`, however many failures were counted (a sign-in the
+    /// user reported as not theirs).
+    pub fn force(&mut self, until: Timestamp) {
+        self.locked_until = self.locked_until.max(until);
+        self.level = self.level.saturating_add(1);
+        self.failures = 0;
+        self.recent = [0; REMEMBERED_FAILURES];
+    }
+
     /// An administrator's unlock: back to open.
     pub fn unlock(&mut self) {
         *self = Self::default();

@@ -26,7 +26,7 @@ use crate::directory::{Material, Method, MethodKind, User};
 use crate::id::{MethodId, UserId};
 use crate::otp::{Algorithm, OtpKey, TotpParams};
 use crate::secret::Pepper;
-use MethodKind::{AuthenticatorApp as App, Sms, Voice};
+use MethodKind::{AuthenticatorApp as App, Push, Sms, Voice};
 
 /// Phantoms in the pool of each tier. Large enough that the pool does not sit in a cache
 /// the way one shared record would; small enough to cost little (records are built on
@@ -38,11 +38,12 @@ pub(crate) const POOL: usize = 1 << 6;
 
 /// The method shapes a phantom can have, by sixteenths, for each tier of the tenant's
 /// required number of methods (at most one, two, three or more): most users register what
-/// their organisation asks for, as default an app or a phone; a few have not finished.
+/// their organisation asks for, as default an app, the app's notification or a phone; a
+/// few have not finished.
 const PROFILES: [[&[MethodKind]; 16]; 3] = [
     [
-        &[App],
-        &[App],
+        &[Push, App],
+        &[Push, App],
         &[App],
         &[App],
         &[App],
@@ -59,7 +60,7 @@ const PROFILES: [[&[MethodKind]; 16]; 3] = [
         &[],
     ],
     [
-        &[App, Sms],
+        &[Push, Sms],
         &[App, Sms],
         &[App, Sms],
         &[App, Sms],
@@ -77,7 +78,7 @@ const PROFILES: [[&[MethodKind]; 16]; 3] = [
         &[],
     ],
     [
-        &[App, Sms, Voice],
+        &[Push, App, Sms],
         &[App, Sms, Voice],
         &[App, Sms, Voice],
         &[App, Sms, Voice],
@@ -144,6 +145,12 @@ impl Phantoms {
                     // Only the hint is ever shown: the last two digits.
                     number: format!("+4790000{:02}{:02}", d0 % 100, d1 % 100).into(),
                 },
+                // A key nobody holds the private half of: no answer is ever signed.
+                MethodKind::Push => Material::Push(crate::push::DeviceKey::Paired(
+                    self.pepper
+                        .digest(b"phantom-device", &(i as u64).to_le_bytes())
+                        .to_bytes(),
+                )),
                 _ => {
                     let key = self
                         .pepper

@@ -110,6 +110,31 @@ impl Rule {
     }
 }
 
+/// Push approval settings of a tenant: how long an approval waits for its answer, and
+/// how many a user can be sent (fatigue protection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PushSettings {
+    /// How long an approval waits for the device's answer.
+    pub ttl: Duration,
+    /// Approvals waiting for an answer at once, per user.
+    pub max_pending: u8,
+    /// Approvals sent to one user.
+    pub per_user: Rate,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(120),
+            max_pending: 3,
+            per_user: Rate {
+                max: 10,
+                per: Duration::from_secs(900),
+            },
+        }
+    }
+}
+
 /// SMS and voice settings of a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhoneSettings {
@@ -206,6 +231,8 @@ pub struct TenantPolicy {
     pub app_passwords: bool,
     /// SMS and voice settings.
     pub phone: PhoneSettings,
+    /// Push approval settings.
+    pub push: PushSettings,
     /// Named locations; [`Place::Named`] indexes this.
     pub locations: Vec<Location>,
     table: PrefixTable<u16>,
@@ -243,6 +270,7 @@ impl TenantPolicy {
             trusted_device_ttl,
             app_passwords,
             phone,
+            push: PushSettings::default(),
             locations,
             table,
             rules,

@@ -102,6 +102,10 @@ impl<'a> Get<'a> {
             _ => Err(RecordError("a presence flag is neither 0 nor 1")),
         }
     }
+    /// Whether every byte has been read (an optional part at the end is absent).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
     pub(crate) fn finish(&self) -> Result<(), RecordError> {
         if self.0.is_empty() {
             Ok(())

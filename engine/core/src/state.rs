@@ -119,6 +119,8 @@ pub struct ChallengeRecord {
     pub expires: Timestamp,
     /// Wrong codes it still tolerates.
     pub attempts_left: u8,
+    /// For a push approval (whose code is the number shown): where it stands.
+    pub push: Option<crate::push::Approval>,
 }
 
 impl ChallengeRecord {
@@ -134,7 +136,8 @@ impl ChallengeRecord {
         let Some(c) = slot.as_mut() else {
             return Redeem::Gone;
         };
-        if c.subject != subject || now >= c.expires {
+        // An approval's number is answered by the device, never typed as a code.
+        if c.subject != subject || now >= c.expires || c.push.is_some() {
             return Redeem::Gone;
         }
         if c.digest.ct_eq(digest) {
@@ -168,14 +171,15 @@ impl ChallengeRecord {
             }
         }
         p.u32(self.method.0);
-        p.u8(match self.purpose {
-            Purpose::SignIn => 0,
-            Purpose::PasswordReset => 1,
-            Purpose::LegacyProtocol => 2,
-        });
+        p.u8(purpose_code(self.purpose));
         p.bytes(&self.digest.to_bytes());
         p.u64(self.expires.as_millis());
         p.u8(self.attempts_left);
+        if let Some(push) = self.push {
+            p.u8(1);
+            p.u8(push.state.code());
+            p.u8(u8::from(push.familiar));
+        }
     }
 
     /// A challenge from its bytes, refusing anything [`encode`](Self::encode) would not
@@ -194,15 +198,24 @@ impl ChallengeRecord {
             _ => return Err(RecordError("a subject is neither known nor unknown")),
         };
         let method = MethodId(g.u32()?);
-        let purpose = match g.u8()? {
-            0 => Purpose::SignIn,
-            1 => Purpose::PasswordReset,
-            2 => Purpose::LegacyProtocol,
-            _ => return Err(RecordError("an unknown purpose")),
-        };
+        let purpose = purpose_of(g.u8()?)?;
         let digest = SecretDigest::from_bytes(g.array()?);
         let expires = Timestamp::from_millis(g.u64()?);
         let attempts_left = g.u8()?;
+        // A sent code's record ends here; an approval's has its part after (flag 1).
+        let push = if g.is_empty() {
+            None
+        } else {
+            if g.u8()? != 1 {
+                return Err(RecordError("an approval's part without its flag"));
+            }
+            let state = crate::push::ApprovalState::from_code(g.u8()?)
+                .ok_or(RecordError("an unknown approval state"))?;
+            Some(crate::push::Approval {
+                state,
+                familiar: g.flag()?,
+            })
+        };
         g.finish()?;
         Ok(Self {
             subject,
@@ -211,7 +224,25 @@ impl ChallengeRecord {
             digest,
             expires,
             attempts_left,
+            push,
         })
+    }
+}
+
+fn purpose_code(p: Purpose) -> u8 {
+    match p {
+        Purpose::SignIn => 0,
+        Purpose::PasswordReset => 1,
+        Purpose::LegacyProtocol => 2,
+    }
+}
+
+fn purpose_of(code: u8) -> Result<Purpose, crate::record::RecordError> {
+    match code {
+        0 => Ok(Purpose::SignIn),
+        1 => Ok(Purpose::PasswordReset),
+        2 => Ok(Purpose::LegacyProtocol),
+        _ => Err(crate::record::RecordError("an unknown purpose")),
     }
 }
 
@@ -663,6 +694,14 @@ pub struct UserState {
     otp_more: Vec<(MethodId, OtpState)>,
     locks: Option<Box<[Lock; 4]>>,
     phone: Option<Box<PhoneState>>,
+    push: Option<Box<PushState>>,
+}
+
+/// A user's push approvals: those waiting for a device, and the budget of approvals sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PushState {
+    sent: SlidingWindow,
+    pending: Vec<crate::push::PendingApproval>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -707,6 +746,22 @@ impl UserState {
                 p.u64(phone.blocked_until.as_millis());
             }
         }
+        // Only a record with push state has this part (flag 1), so every record written
+        // before push approvals existed reads back the same.
+        if let Some(push) = self.push.as_deref() {
+            p.u8(1);
+            push.sent.put(&mut p);
+            let n = push.pending.len().min(crate::push::MAX_LISTED);
+            p.u8(u8::try_from(n).unwrap_or(0));
+            for a in push.pending.iter().take(n) {
+                p.bytes(&a.id.0);
+                p.u32(a.method.0);
+                p.u64(a.issued.as_millis());
+                p.u64(a.expires.as_millis());
+                p.u8(purpose_code(a.purpose));
+                p.str(&a.location);
+            }
+        }
     }
 
     /// A record from its bytes; an error for anything [`encode`](Self::encode) would not
@@ -749,6 +804,30 @@ impl UserState {
         } else {
             None
         };
+        let push = if g.is_empty() {
+            None
+        } else {
+            if g.u8()? != 1 {
+                return Err(RecordError("a push part without its flag"));
+            }
+            let sent = SlidingWindow::get(&mut g)?;
+            let n = usize::from(g.u8()?);
+            if n > crate::push::MAX_LISTED {
+                return Err(RecordError("too many pending approvals"));
+            }
+            let mut pending = Vec::with_capacity(n);
+            for _ in 0..n {
+                pending.push(crate::push::PendingApproval {
+                    id: ChallengeId(g.array()?),
+                    method: MethodId(g.u32()?),
+                    issued: Timestamp::from_millis(g.u64()?),
+                    expires: Timestamp::from_millis(g.u64()?),
+                    purpose: purpose_of(g.u8()?)?,
+                    location: g.str()?.into(),
+                });
+            }
+            Some(Box::new(PushState { sent, pending }))
+        };
         g.finish()?;
         let mut otp = otp.into_iter();
         Ok(Self {
@@ -756,6 +835,7 @@ impl UserState {
             otp_more: otp.collect(),
             locks,
             phone,
+            push,
         })
     }
 
@@ -845,6 +925,47 @@ impl UserState {
         } else {
             None
         }
+    }
+
+    /// The approvals listed for the user's push devices (expired ones may be among them).
+    pub fn pending_approvals(&self) -> &[crate::push::PendingApproval] {
+        self.push.as_deref().map_or(&[], |p| p.pending.as_slice())
+    }
+
+    /// Lists `approval` for its device if the user has room for it: fewer than
+    /// `max_pending` waiting (expired ones are dropped first), and a send left in the
+    /// `per_user` window. Otherwise how long until there is room.
+    pub fn draw_approval(
+        &mut self,
+        approval: &crate::push::PendingApproval,
+        now: Timestamp,
+        s: &crate::policy::PushSettings,
+    ) -> Result<(), Duration> {
+        let p = self.push.get_or_insert_with(Box::default);
+        p.pending.retain(|a| now < a.expires);
+        let max = usize::from(s.max_pending).min(crate::push::MAX_LISTED);
+        if p.pending.len() >= max {
+            let first = p.pending.iter().map(|a| a.expires).min().unwrap_or(now);
+            return Err(first.since(now));
+        }
+        p.sent.try_add(now, s.per_user, 1)?;
+        p.pending.push(approval.clone());
+        Ok(())
+    }
+
+    /// Takes `approval` off the device's list (it was answered).
+    pub fn forget_approval(&mut self, approval: ChallengeId) {
+        if let Some(p) = self.push.as_deref_mut() {
+            p.pending.retain(|a| a.id != approval);
+        }
+    }
+
+    /// A push approval was reported as not started by the user: locks the second factor
+    /// away from trusted networks (and so, as its sibling, the password there too) for the
+    /// longest wait, however many failures were counted.
+    pub fn report(&mut self, now: Timestamp, cfg: &LockoutConfig) {
+        self.lock_mut(crate::push::reported_domain())
+            .force(now + cfg.max_wait);
     }
 
     /// Clears every lock domain and the phone block.
@@ -1013,6 +1134,10 @@ impl Idle for UserState {
                 p.blocked_until <= now
                     && p.sends.is_idle(now, Duration::from_secs(86_400))
                     && p.failures.is_idle(now, Duration::from_secs(86_400))
+            })
+            && self.push.as_deref().is_none_or(|p| {
+                p.sent.is_idle(now, Duration::from_secs(86_400))
+                    && p.pending.iter().all(|a| now >= a.expires)
             })
     }
 }

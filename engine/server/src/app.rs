@@ -25,6 +25,7 @@ pub struct App {
     log: Option<SignInLog>,
     state_log: Option<Arc<Wal>>,
     shared: Option<Arc<portvakt_store::redis::Redis>>,
+    approvals: crate::push::Approvals,
 }
 
 /// Where the audit trail is kept: in the durable store's log, or in the shared store.
@@ -71,7 +72,20 @@ impl App {
             log: None,
             state_log: None,
             shared: None,
+            approvals: Default::default(),
         }
+    }
+
+    /// The same app telling push devices of approvals through `notifier` (the default,
+    /// [`crate::push::LongPoll`], sends nothing: devices wait on a list request).
+    pub fn with_notifier(mut self, notifier: Box<dyn crate::push::Notifier>) -> Self {
+        self.approvals = crate::push::Approvals::new(notifier);
+        self
+    }
+
+    /// Who waits on push approvals here.
+    pub fn approvals(&self) -> &crate::push::Approvals {
+        &self.approvals
     }
 
     /// The same app on a shared store: its audit trail is kept there.
@@ -198,6 +212,7 @@ impl App {
         let decision = self.engine.decide(request, now);
         let who = (request.tenant, request.user, request.ip, request.purpose);
         account(records, now, started, who, &decision);
+        self.tell(request.tenant, request.user, &decision);
         decision
     }
 
@@ -213,7 +228,21 @@ impl App {
         let sent = self.engine.send_code(request, now);
         let who = (request.tenant, request.user, request.ip, request.purpose);
         account(records, now, started, who, &sent.decision);
+        self.tell(request.tenant, request.user, &sent.decision);
         sent
+    }
+
+    /// Tells the user's push device of an approval the decision issued.
+    fn tell(&self, tenant: &str, user: &str, d: &Decision) {
+        if let Some(a) = &d.approval {
+            self.approvals.issued(&crate::push::Issued {
+                tenant: tenant.to_owned(),
+                user: user.to_owned(),
+                method: a.method,
+                approval: a.id,
+                expires: a.expires,
+            });
+        }
     }
 }
 

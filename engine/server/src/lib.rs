@@ -17,6 +17,7 @@ pub mod frontend;
 pub mod import;
 pub mod metrics;
 pub mod pki;
+pub mod push;
 pub mod signin;
 pub mod state;
 

@@ -63,6 +63,9 @@ pub const SHARED_STORE_EPOCHS: &str = "portvakt_shared_store_epoch_changes_total
 pub const SHARED_DIRECTORY_LAG: &str = "portvakt_shared_directory_lag";
 /// Commands this node sent to the shared store since start.
 pub const SHARED_STORE_COMMANDS: &str = "portvakt_shared_store_commands_total";
+/// Push notifications handed to the webhook relay, by result (`sent`, `failed`, `timeout`,
+/// `dropped`).
+pub const PUSH_NOTIFICATIONS: &str = "portvakt_push_notifications_total";
 
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
@@ -83,6 +86,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         "Frames answered with an error, by error code"
     );
     metrics::describe_gauge!(CONNECTIONS, "Open QUIC connections");
+    metrics::describe_counter!(
+        PUSH_NOTIFICATIONS,
+        "Push notifications handed to the webhook relay, by result"
+    );
     metrics::describe_counter!(
         CONNECTIONS_REFUSED,
         "Connections refused by a connection limit, by limit"

@@ -166,12 +166,15 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 /// The server's TLS configuration: TLS 1.3 only, the protocol's ALPN, and a client
-/// certificate from `ca` required, one made for client authentication and not the
-/// server's own.
+/// certificate from `ca`, one made for client authentication and not the server's own;
+/// a client without one is a push device (device frames only).
 pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, PkiError> {
     let roots = Arc::new(roots(ca)?);
     let inner =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            // A connection without a certificate is a push device's: it may send device
+            // frames only, each proved by the device's own key (the service's `Role`).
+            .allow_unauthenticated()
             .build()
             .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
     let own = load_certs(cert)?;
@@ -205,6 +208,14 @@ struct ClientsOnly {
 impl rustls::server::danger::ClientCertVerifier for ClientsOnly {
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
         self.inner.root_hint_subjects()
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
     }
 
     fn verify_client_cert(

@@ -76,7 +76,7 @@ pub struct Bytes<'a, const MAX: usize>(pub &'a [u8]);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StrList<'a, const N: usize, const MAX: usize>(pub Vec<&'a str>);
 
-fn too_long(field: &'static str, len: usize, max: usize) -> Result<(), EncodeError> {
+pub(crate) fn too_long(field: &'static str, len: usize, max: usize) -> Result<(), EncodeError> {
     if len > max {
         Err(EncodeError { field, len, max })
     } else {
@@ -357,9 +357,9 @@ fixed_field!(u32, u32, u32);
 fixed_field!(u64, u64, u64);
 fixed_field!(bool, bool, bool);
 
-impl<'a> Field<'a> for [u8; 16] {
+impl<'a, const N: usize> Field<'a> for [u8; N] {
     fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Self, DecodeError> {
-        r.bytes16(field)
+        r.array(field)
     }
     fn write(&self, w: &mut Writer<'_>) {
         w.raw(self);
@@ -502,6 +502,9 @@ messages! {
         /// (all when empty) and one user (all when empty), resuming at `cursor` (0: the
         /// start), at most `limit` events (capped at 24, fewer if they fill a frame).
         0x2b Audit { tenant: Str<'a, 128>, user: Str<'a, 128>, from_ms: u64, to_ms: u64, cursor: u64, limit: u8 }
+        /// Starts enrolling a push device: a pending method and a one-time token for the
+        /// device to pair with (frame `device_enrol`).
+        0x2c EnrollPush { tenant: Name<'a>, user: Name<'a> }
     }
 }
 
@@ -539,5 +542,8 @@ messages! {
         /// Audit events in the order they were made; `next` is the cursor to ask with for
         /// more, absent when the trail holds no more.
         0xab AuditFound { events: AuditEvents<'a>, next: Option<u64> }
+        /// A push device is pending: hand the device the method and token (an enrolment
+        /// URI), once; the token works until `expires_ms`.
+        0xac PushEnrolled { method: u32, token: Str<'a, 64>, expires_ms: u64 }
     }
 }

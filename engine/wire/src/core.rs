@@ -25,6 +25,16 @@ impl From<portvakt_core::Purpose> for Purpose {
     }
 }
 
+impl From<crate::FirstFactor> for portvakt_core::FirstFactor {
+    fn from(f: crate::FirstFactor) -> Self {
+        match f {
+            crate::FirstFactor::Ok => Self::Ok,
+            crate::FirstFactor::Failed => Self::Failed,
+            crate::FirstFactor::None => Self::None,
+        }
+    }
+}
+
 impl From<CoreKind> for MethodKind {
     fn from(k: CoreKind) -> Self {
         match k {
@@ -35,6 +45,7 @@ impl From<CoreKind> for MethodKind {
             CoreKind::SecurityKey => Self::SecurityKey,
             CoreKind::Email => Self::Email,
             CoreKind::SecurityQuestions => Self::SecurityQuestions,
+            CoreKind::Push => Self::Push,
         }
     }
 }
@@ -72,6 +83,7 @@ mod tests {
                 CoreKind::SecurityKey,
                 CoreKind::Email,
                 CoreKind::SecurityQuestions,
+                CoreKind::Push,
             ]
             .iter()
             .find(|k| MethodKind::from(**k) == *w)

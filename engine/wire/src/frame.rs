@@ -96,6 +96,7 @@ wire_enum! {
         /** Security key. */ SecurityKey = 5 => "security_key",
         /** Email (password reset only). */ Email = 6 => "email",
         /** Security questions (password reset only). */ SecurityQuestions = 7 => "security_questions",
+        /** Push approval in the authenticator app. */ Push = 8 => "push",
     }
 }
 
@@ -122,6 +123,28 @@ pub enum Proof<'a> {
     AppPassword(&'a str),
     /// Security answers, in order.
     SecurityAnswers(Vec<&'a str>),
+    /// A push approval to redeem; with `wait_ms` above 0 the server waits (up to
+    /// [`MAX_WAIT_MS`]) until the device answered or the approval expired.
+    Push {
+        /// The approval id.
+        approval: [u8; 16],
+        /// How long to wait for the device, in milliseconds.
+        wait_ms: u32,
+    },
+}
+
+/// The longest a request waits for a push device.
+pub const MAX_WAIT_MS: u32 = 30_000;
+
+/// A push approval issued by a decision: show `number` on the sign-in screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The approval id, to redeem it.
+    pub id: [u8; 16],
+    /// The number the user types on the device (10-99).
+    pub number: u8,
+    /// Expiry, milliseconds since the UNIX epoch.
+    pub expires_ms: u64,
 }
 
 /// Body of a decide request.
@@ -199,6 +222,8 @@ pub struct Decision<'a> {
     pub method: Option<MethodKind>,
     /// A new remembered-device token.
     pub device_token: Option<DeviceToken<'a>>,
+    /// A push approval issued (challenge).
+    pub approval: Option<Approval>,
 }
 
 /// A code to deliver.
@@ -296,6 +321,10 @@ pub enum Frame<'a> {
     Admin(u32, crate::admin::Admin<'a>),
     /// Server: the answer to an administrator operation.
     AdminReply(u32, crate::admin::AdminReply<'a>),
+    /// Push device: a device request.
+    Device(u32, crate::device::Device<'a>),
+    /// Server: the answer to a device request.
+    DeviceReply(u32, crate::device::DeviceReply<'a>),
     /// Server: the request failed.
     Error {
         /// Request id (0 when the request's id could not be read).
@@ -364,6 +393,7 @@ impl<'a> Frame<'a> {
         match self {
             Self::Decide(id, _) | Self::SendCode(id, _) | Self::Decision(id, _) => *id,
             Self::Admin(id, _) | Self::AdminReply(id, _) => *id,
+            Self::Device(id, _) | Self::DeviceReply(id, _) => *id,
             Self::Sent { id, .. } | Self::Error { id, .. } => *id,
         }
     }
@@ -421,7 +451,13 @@ impl<'a> Frame<'a> {
                 Some(admin) => Self::Admin(id, admin?),
                 None => match crate::admin::AdminReply::read(other, &mut r) {
                     Some(reply) => Self::AdminReply(id, reply?),
-                    None => return Err(DecodeError::UnknownKind(other)),
+                    None => match crate::device::Device::read(other, &mut r) {
+                        Some(d) => Self::Device(id, d?),
+                        None => match crate::device::DeviceReply::read(other, &mut r) {
+                            Some(d) => Self::DeviceReply(id, d?),
+                            None => return Err(DecodeError::UnknownKind(other)),
+                        },
+                    },
                 },
             },
         };
@@ -483,6 +519,16 @@ impl<'a> Frame<'a> {
                 w.u32(*id);
                 a.write(&mut w);
             }
+            Self::Device(id, d) => {
+                w.u8(d.kind());
+                w.u32(*id);
+                d.write(&mut w);
+            }
+            Self::DeviceReply(id, d) => {
+                w.u8(d.kind());
+                w.u32(*id);
+                d.write(&mut w);
+            }
             Self::Error { id, code, message } => {
                 w.u8(kind::ERROR);
                 w.u32(*id);
@@ -537,6 +583,9 @@ impl<'a> Frame<'a> {
                         a.iter()
                             .try_for_each(|x| check("answer", x.len(), MAX_ANSWER))
                     }
+                    Some(Proof::Push { wait_ms, .. }) => {
+                        check("wait", *wait_ms as usize, MAX_WAIT_MS as usize)
+                    }
                 }
             }
             Self::SendCode(_, s) => {
@@ -558,6 +607,8 @@ impl<'a> Frame<'a> {
             }
             Self::Admin(_, a) => a.check(),
             Self::AdminReply(_, a) => a.check(),
+            Self::Device(_, d) => d.check(),
+            Self::DeviceReply(_, d) => d.check(),
             Self::Error { message, .. } => check("message", message.len(), MAX_MESSAGE),
         }
     }
@@ -568,6 +619,7 @@ const PROOF_HOTP: u8 = 2;
 const PROOF_SENT: u8 = 3;
 const PROOF_APP_PASSWORD: u8 = 4;
 const PROOF_ANSWERS: u8 = 5;
+const PROOF_PUSH: u8 = 6;
 
 fn read_decide<'a>(r: &mut Reader<'a>) -> Result<Decide<'a>, DecodeError> {
     Ok(Decide {
@@ -592,6 +644,18 @@ fn read_decide<'a>(r: &mut Reader<'a>) -> Result<Decide<'a>, DecodeError> {
                 MAX_ANSWERS,
                 |r| r.str8("answer", MAX_ANSWER),
             )?)),
+            PROOF_PUSH => Ok(Proof::Push {
+                approval: r.bytes16("approval")?,
+                wait_ms: match r.u32("wait")? {
+                    w if w <= MAX_WAIT_MS => w,
+                    w => {
+                        return Err(DecodeError::BadValue {
+                            field: "wait",
+                            value: w,
+                        });
+                    }
+                },
+            }),
             v => Err(DecodeError::BadValue {
                 field: "proof kind",
                 value: u32::from(v),
@@ -631,6 +695,11 @@ fn write_decide(w: &mut Writer<'_>, d: &Decide<'_>) {
             w.u8(PROOF_ANSWERS);
             w.list(a, |w, x| w.str8(x));
         }
+        Proof::Push { approval, wait_ms } => {
+            w.u8(PROOF_PUSH);
+            w.raw(approval);
+            w.u32(*wait_ms);
+        }
     });
     w.opt(d.device_token, |w, t| w.str8(t));
     w.bool(d.remember_device);
@@ -657,6 +726,13 @@ fn read_decision<'a>(r: &mut Reader<'a>) -> Result<Decision<'a>, DecodeError> {
                 expires_ms: r.u64("token expiry")?,
             })
         })?,
+        approval: r.opt("approval", |r| {
+            Ok(Approval {
+                id: r.bytes16("approval")?,
+                number: r.u8("number")?,
+                expires_ms: r.u64("approval expiry")?,
+            })
+        })?,
     })
 }
 
@@ -675,5 +751,10 @@ fn write_decision(w: &mut Writer<'_>, d: &Decision<'_>) {
     w.opt(d.device_token.as_ref(), |w, t| {
         w.str8(t.token);
         w.u64(t.expires_ms);
+    });
+    w.opt(d.approval.as_ref(), |w, a| {
+        w.raw(&a.id);
+        w.u8(a.number);
+        w.u64(a.expires_ms);
     });
 }

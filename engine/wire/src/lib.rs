@@ -38,14 +38,17 @@
     )
 )]
 
+#[macro_use]
 pub mod admin;
 pub mod codec;
 #[cfg(feature = "core")]
 mod core;
+pub mod device;
 mod frame;
 
 pub use admin::{Admin, AdminReply};
 pub use codec::DecodeError;
+pub use device::{Device, DeviceReply};
 pub use frame::*;
 
 /// The ALPN protocol id of this version.

@@ -160,6 +160,7 @@ fn examples<'a>(t: &'a str, u: &'a str, s: &'a str) -> Vec<Admin<'a>> {
             cursor: 1 << 32,
             limit: 24,
         },
+        Admin::EnrollPush { tenant: name, user },
     ]
 }
 
@@ -220,6 +221,11 @@ fn replies(s: &str) -> Vec<AdminReply<'_>> {
             ]),
         },
         AdminReply::PolicyReloaded { tenants: 3 },
+        AdminReply::PushEnrolled {
+            method: 4,
+            token: Str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"),
+            expires_ms: 1_700_000_900_000,
+        },
         AdminReply::BackedUp {
             bytes: 1 << 33,
             files: 3,
@@ -384,4 +390,132 @@ proptest! {
             prop_assert_eq!(Frame::decode(&b), Ok(f));
         }
     }
+}
+
+#[test]
+fn every_device_kind_round_trips_and_refuses_what_it_must() {
+    use portvakt_wire::device::{ApprovalRow, ApprovalRows, MAX_APPROVALS};
+    let requests = vec![
+        Device::DeviceEnrol {
+            tenant: Str("kommune"),
+            user: Str("ø@kommune.no"),
+            method: 3,
+            token: Str("ABCDEFGH"),
+            key: [7; 32],
+            signature: [8; 64],
+        },
+        Device::DeviceNonce {},
+        Device::DeviceSignIn {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+            method: u32::MAX,
+            signature: [0; 64],
+        },
+        Device::DeviceList { wait_ms: 30_000 },
+        Device::DeviceAnswer {
+            approval: [1; 16],
+            verdict: 1,
+            number: 42,
+            signature: [2; 64],
+        },
+    ];
+    let covered: HashSet<u8> = requests.iter().map(Device::kind).collect();
+    let table: HashSet<u8> = Device::KINDS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(covered, table, "every device request has an example");
+    for (i, d) in requests.into_iter().enumerate() {
+        round_trip(Frame::Device(i as u32, d));
+    }
+    let row = ApprovalRow {
+        id: [3; 16],
+        issued_ms: 1,
+        expires_ms: u64::MAX,
+        purpose: 1,
+        location: "municipal-network",
+    };
+    let replies = vec![
+        DeviceReply::DeviceDone {},
+        DeviceReply::Nonce { nonce: [9; 32] },
+        DeviceReply::Approvals {
+            approvals: ApprovalRows(vec![row; MAX_APPROVALS]),
+        },
+        DeviceReply::Answered { result: 3 },
+    ];
+    let covered: HashSet<u8> = replies.iter().map(DeviceReply::kind).collect();
+    let table: HashSet<u8> = DeviceReply::KINDS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(covered, table, "every device reply has an example");
+    for (i, d) in replies.into_iter().enumerate() {
+        round_trip(Frame::DeviceReply(i as u32, d));
+    }
+    // Six approvals are more than a list holds: refused on both sides.
+    let over = DeviceReply::Approvals {
+        approvals: ApprovalRows(vec![row; MAX_APPROVALS + 1]),
+    };
+    assert!(
+        Frame::DeviceReply(1, over)
+            .encode(&mut BytesMut::new())
+            .is_err()
+    );
+    let mut b = BytesMut::new();
+    Frame::DeviceReply(
+        1,
+        DeviceReply::Approvals {
+            approvals: ApprovalRows(vec![row; MAX_APPROVALS]),
+        },
+    )
+    .encode(&mut b)
+    .unwrap();
+    // The count byte follows length, kind and id.
+    b[9] = (MAX_APPROVALS + 1) as u8;
+    assert!(Frame::decode(&b).is_err());
+    // Kinds are unique across every table.
+    let all: Vec<u8> = Admin::KINDS
+        .iter()
+        .chain(AdminReply::KINDS)
+        .chain(Device::KINDS)
+        .chain(DeviceReply::KINDS)
+        .map(|(k, _)| *k)
+        .chain([0x01, 0x02, 0x81, 0x82, 0xff])
+        .collect();
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        all.len(),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_push_proof_waits_at_most_thirty_seconds() {
+    let decide = |wait_ms| {
+        Frame::Decide(
+            1,
+            Decide {
+                tenant: "k",
+                user: "u",
+                ip: "192.0.2.1".parse().unwrap(),
+                purpose: Purpose::SignIn,
+                first_factor: FirstFactor::None,
+                proof: Some(Proof::Push {
+                    approval: [5; 16],
+                    wait_ms,
+                }),
+                device_token: None,
+                remember_device: false,
+            },
+        )
+    };
+    round_trip(decide(MAX_WAIT_MS));
+    assert!(
+        decide(MAX_WAIT_MS + 1)
+            .encode(&mut BytesMut::new())
+            .is_err()
+    );
+    // Written by hand past the limit, it is refused on decoding.
+    let mut b = BytesMut::new();
+    decide(MAX_WAIT_MS).encode(&mut b).unwrap();
+    let at = b.len() - 6; // wait u32, then no device token, no remembering
+    b[at..at + 4].copy_from_slice(&(MAX_WAIT_MS + 1).to_be_bytes());
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(DecodeError::BadValue { field: "wait", .. })
+    ));
 }

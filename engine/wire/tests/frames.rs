@@ -114,6 +114,11 @@ fn frame(o: &Owned) -> Frame<'_> {
             token: &o.codes[0],
             expires_ms: o.big,
         }),
+        approval: o.flags[3].then_some(Approval {
+            id: o.challenge,
+            number: o.small[5],
+            expires_ms: o.big,
+        }),
     };
     match o.kind {
         0 => Frame::Decide(
@@ -124,7 +129,7 @@ fn frame(o: &Owned) -> Frame<'_> {
                 ip: o.ip,
                 purpose: pick(Purpose::ALL, o.small[2]),
                 first_factor: pick(FirstFactor::ALL, o.small[3]),
-                proof: match o.small[4] % 6 {
+                proof: match o.small[4] % 7 {
                     0 => None,
                     1 => Some(Proof::Totp(&o.codes[0])),
                     2 => Some(Proof::Hotp {
@@ -136,6 +141,10 @@ fn frame(o: &Owned) -> Frame<'_> {
                         code: &o.codes[1],
                     }),
                     4 => Some(Proof::AppPassword(&o.codes[0])),
+                    5 => Some(Proof::Push {
+                        approval: o.challenge,
+                        wait_ms: o.nums[2] % (MAX_WAIT_MS + 1),
+                    }),
                     _ => Some(Proof::SecurityAnswers(
                         o.answers.iter().map(String::as_str).collect(),
                     )),

@@ -134,6 +134,7 @@ fn the_worked_examples_are_the_codec_s_bytes() {
                 retry_after_s: None,
                 method: None,
                 device_token: None,
+                approval: None,
             },
         ),
         Frame::Error {
@@ -224,6 +225,13 @@ fn the_proof_kinds_are_the_codec_s() {
         ),
         (Proof::AppPassword("abcd"), "app password"),
         (Proof::SecurityAnswers(vec!["a"]), "security answers"),
+        (
+            Proof::Push {
+                approval: challenge,
+                wait_ms: 0,
+            },
+            "push approval",
+        ),
     ];
     let table = rows(section("### `0x01` decide (client → server)"));
     for (proof, name) in proofs {
@@ -265,6 +273,23 @@ fn the_administrator_kinds_are_the_codec_s() {
     let codec: BTreeSet<u8> = Admin::KINDS
         .iter()
         .chain(AdminReply::KINDS)
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(documented, codec);
+}
+
+#[test]
+fn the_device_kinds_are_the_codec_s() {
+    let documented: BTreeSet<u8> = rows(section("### Push-device frames"))
+        .iter()
+        .filter_map(|r| {
+            let hex = r[0].strip_prefix("`0x")?.strip_suffix('`')?;
+            u8::from_str_radix(hex, 16).ok()
+        })
+        .collect();
+    let codec: BTreeSet<u8> = portvakt_wire::Device::KINDS
+        .iter()
+        .chain(portvakt_wire::DeviceReply::KINDS)
         .map(|(k, _)| *k)
         .collect();
     assert_eq!(documented, codec);

@@ -23,6 +23,7 @@ fn canned() -> BytesMut {
         retry_after_s: None,
         method: None,
         device_token: None,
+        approval: None,
     };
     let _ = Frame::Decision(0, decision).encode(&mut out);
     out

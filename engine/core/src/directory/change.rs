@@ -19,6 +19,7 @@ use crate::directory::{
 use crate::id::{MethodId, UserId};
 use crate::name::Name;
 use crate::otp::{Digits, OtpKey, TotpParams};
+use crate::push::DeviceKey;
 use crate::record::{FORMAT, Get, Put, RecordError};
 use crate::secret::SecretDigest;
 use crate::state::StoreError;
@@ -114,6 +115,8 @@ pub(crate) enum Op {
     },
     /// One remembered device, or all of them.
     ForgetDevices(UserId, Option<u32>),
+    /// A push device proved its key: the method holds the key and is active.
+    PairPush(UserId, MethodId, [u8; crate::push::KEY_LEN]),
     /// App password and device ids up to this one are never given out again.
     ItemsIssued(UserId, u32),
 }
@@ -138,6 +141,7 @@ impl Change {
             | Op::RevokeAppPassword(u, _)
             | Op::RememberDevice { user: u, .. }
             | Op::ForgetDevices(u, _)
+            | Op::PairPush(u, ..)
             | Op::ItemsIssued(u, _) => Some(*u),
         }
     }
@@ -162,6 +166,7 @@ impl Change {
             Op::RememberDevice { .. } => "remember_device",
             Op::ForgetDevices(..) => "forget_devices",
             Op::ItemsIssued(..) => "items_issued",
+            Op::PairPush(..) => "pair_push",
         }
     }
 }
@@ -264,6 +269,12 @@ impl Change {
             Op::RemoveAllMethods(u) => {
                 p.u8(9);
                 user(&mut p, u);
+            }
+            Op::PairPush(u, m, key) => {
+                p.u8(17);
+                user(&mut p, u);
+                p.u32(m.0);
+                p.bytes(key);
             }
             Op::RetireMethods(u, n) | Op::RevokeAppPassword(u, n) | Op::ItemsIssued(u, n) => {
                 p.u8(match self.0 {
@@ -419,6 +430,7 @@ impl Change {
             },
             15 => Op::ForgetDevices(u, if g.flag()? { Some(g.u32()?) } else { None }),
             16 => Op::ItemsIssued(u, g.u32()?),
+            17 => Op::PairPush(u, MethodId(g.u32()?), g.array()?),
             _ => return Err(RecordError("an unknown change")),
         };
         Ok(Self(op))
@@ -453,7 +465,7 @@ fn get_groups(g: &mut Get<'_>) -> Result<Box<[Name]>, RecordError> {
     Ok(out.into_boxed_slice())
 }
 
-const KINDS: [MethodKind; 7] = [
+const KINDS: [MethodKind; 8] = [
     MethodKind::AuthenticatorApp,
     MethodKind::HardwareToken,
     MethodKind::Sms,
@@ -461,6 +473,7 @@ const KINDS: [MethodKind; 7] = [
     MethodKind::SecurityKey,
     MethodKind::Email,
     MethodKind::SecurityQuestions,
+    MethodKind::Push,
 ];
 
 fn kind_tag(kind: MethodKind) -> u8 {
@@ -501,6 +514,20 @@ fn put_material(p: &mut Put<'_>, m: &Material) {
             p.str(address);
         }
         Material::SecurityKey => p.u8(4),
+        Material::Push(key) => {
+            p.u8(6);
+            match key {
+                DeviceKey::Enrolling { token, expires } => {
+                    p.u8(0);
+                    p.bytes(&token.to_bytes());
+                    p.u64(expires.as_millis());
+                }
+                DeviceKey::Paired(key) => {
+                    p.u8(1);
+                    p.bytes(key);
+                }
+            }
+        }
         Material::Questions { answers } => {
             p.u8(5);
             p.u8(u8::try_from(answers.len()).unwrap_or(u8::MAX));
@@ -560,6 +587,14 @@ fn get_material(g: &mut Get<'_>, kind: MethodKind) -> Result<Material, RecordErr
                 answers: answers.into_boxed_slice(),
             }
         }
+        6 => Material::Push(match g.u8()? {
+            0 => DeviceKey::Enrolling {
+                token: SecretDigest::from_bytes(g.array()?),
+                expires: Timestamp::from_millis(g.u64()?),
+            },
+            1 => DeviceKey::Paired(g.array()?),
+            _ => return Err(RecordError("a push key is neither enrolling nor paired")),
+        }),
         _ => return Err(RecordError("an unknown method material")),
     };
     let fits = matches!(
@@ -570,6 +605,7 @@ fn get_material(g: &mut Get<'_>, kind: MethodKind) -> Result<Material, RecordErr
             | (MethodKind::Email, Material::Email { .. })
             | (MethodKind::SecurityKey, Material::SecurityKey)
             | (MethodKind::SecurityQuestions, Material::Questions { .. })
+            | (MethodKind::Push, Material::Push(_))
     );
     if fits {
         Ok(material)
@@ -607,6 +643,15 @@ impl User {
                     material: m.material.clone(),
                     drift_hint: Default::default(),
                 });
+                self.fix_default();
+            }
+            Op::PairPush(_, id, key) => {
+                let m = self.method_mut(*id).ok_or(DirectoryError::UnknownMethod)?;
+                if m.kind != MethodKind::Push {
+                    return Err(DirectoryError::UnknownMethod);
+                }
+                m.material = Material::Push(DeviceKey::Paired(*key));
+                m.active = true;
                 self.fix_default();
             }
             Op::ActivateMethod(_, id) => {

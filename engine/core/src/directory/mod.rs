@@ -57,6 +57,9 @@ pub enum MethodKind {
     Email,
     /// Security questions: password reset only.
     SecurityQuestions,
+    /// Approve a notification in the authenticator app, typing the number the sign-in
+    /// screen shows (a device key pair; see `push.rs`).
+    Push,
 }
 
 impl MethodKind {
@@ -70,9 +73,13 @@ impl MethodKind {
         }
     }
 
-    /// Whether the method counts toward the five authenticator apps and tokens.
+    /// Whether the method counts toward the five authenticator apps, tokens and push
+    /// devices.
     pub fn is_otp_device(self) -> bool {
-        matches!(self, Self::AuthenticatorApp | Self::HardwareToken)
+        matches!(
+            self,
+            Self::AuthenticatorApp | Self::HardwareToken | Self::Push
+        )
     }
 
     /// Whether codes for this method are sent (SMS, voice, email).
@@ -90,6 +97,7 @@ impl MethodKind {
             Self::SecurityKey => "security_key",
             Self::Email => "email",
             Self::SecurityQuestions => "security_questions",
+            Self::Push => "push",
         }
     }
 }
@@ -103,6 +111,7 @@ pub(crate) enum Material {
     Email { address: Box<str> },
     SecurityKey,
     Questions { answers: Box<[SecretDigest]> },
+    Push(crate::push::DeviceKey),
 }
 
 /// A registered method.

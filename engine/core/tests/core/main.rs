@@ -9,6 +9,7 @@ mod common;
 mod enumeration;
 mod failures;
 mod invariants;
+mod push;
 mod records;
 mod scenarios;
 mod window_model;

@@ -334,7 +334,8 @@ async fn run(s: &Service, a: Admin<'_>) -> Vec<u8> {
     let Handled::Query(id, query) = handled else {
         panic!("{handled:?}")
     };
-    s.answer_query(id, query, &mut out).await;
+    s.answer_query(id, query, &mut out, &mut BytesMut::new())
+        .await;
     out.to_vec()
 }
 

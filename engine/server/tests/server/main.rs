@@ -4,5 +4,6 @@
 
 mod audit;
 mod import;
+mod push;
 mod service;
 mod signin;

@@ -74,6 +74,13 @@ macro_rules! contract_tests {
             contract::a_sent_code_is_redeemed_exactly_once(|| $make);
         }
         #[test]
+        fn a_push_approval_is_answered_once_and_lets_one_sign_in_through() {
+            if !$ready {
+                return;
+            }
+            contract::a_push_approval_is_answered_once_and_lets_one_sign_in_through(|| $make);
+        }
+        #[test]
         fn a_failing_store_fails_closed() {
             if !$ready {
                 return;
@@ -402,6 +409,85 @@ pub fn a_sent_code_is_redeemed_exactly_once<S: StateStore + 'static>(make: impl 
             .filter(|d| d.outcome == Outcome::Allow)
             .count();
         assert_eq!(allowed, 1, "round {round}");
+    }
+}
+
+/// A push approval: answered from many threads at once, one answer is taken; redeemed
+/// from many threads at once, one sign-in gets through. A wrong number is counted once.
+pub fn a_push_approval_is_answered_once_and_lets_one_sign_in_through<S: StateStore + 'static>(
+    make: impl Fn() -> S,
+) {
+    use portvakt_core::push::{self, Answered, Pairing, PushError, Verdict};
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let e = Arc::new(engine(make(), KOMMUNE));
+    user(&e, "kari");
+    let phone = Arc::new(Ed25519KeyPair::from_seed_unchecked(&[3; 32]).unwrap());
+    let started = e.enroll_push("kommune", "kari", at(T0)).unwrap();
+    let (method, token) = (started.method, started.token.expose().to_owned());
+    let key = phone.public_key().as_ref().to_vec();
+    let message = push::enrol_message("kommune", "kari", method, &token, &key);
+    let signature = phone.sign(&message);
+    let pairing = Pairing {
+        tenant: "kommune",
+        user: "kari",
+        method,
+        token: &token,
+        key: &key,
+        signature: signature.as_ref(),
+    };
+    e.pair_push(&pairing, at(T0 + 1)).unwrap();
+    e.set_default_method("kommune", "kari", method).unwrap();
+    let nonce = [9u8; push::NONCE_LEN];
+    let signed = phone.sign(&push::sign_in_message(&nonce, "kommune", "kari", method));
+    let device = e
+        .device_sign_in("kommune", "kari", method, &nonce, signed.as_ref())
+        .unwrap();
+    for round in 0..10u64 {
+        let t = T0 + 10 + round * 200;
+        let d = e.decide(&req("kari", None), at(t));
+        assert_eq!(d.reason, Reason::ApprovalSent, "round {round}: {d:?}");
+        let a = d.approval.unwrap();
+        // Odd rounds: everyone approves with a wrong number; even rounds: the right one.
+        let number = if round % 2 == 1 {
+            if a.number == 99 { 10 } else { a.number + 1 }
+        } else {
+            a.number
+        };
+        let (e2, phone2, device2) = (e.clone(), phone.clone(), device.clone());
+        let answers = race(move |_| {
+            let m = push::answer_message(&a.id, Verdict::Approve, number);
+            let sig = phone2.sign(&m);
+            e2.answer_approval(
+                &device2,
+                a.id,
+                Verdict::Approve,
+                number,
+                sig.as_ref(),
+                at(t + 1),
+            )
+        });
+        let taken: Vec<_> = answers.iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(taken.len(), 1, "round {round}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|r| r.is_ok() || *r == Err(PushError::Gone)),
+            "round {round}: {answers:?}"
+        );
+        let hex = a.id.to_hex();
+        let e2 = e.clone();
+        let outcomes = race(move |_| e2.decide(&req("kari", Some(Proof::Push(&hex))), at(t + 2)));
+        let allowed = outcomes
+            .iter()
+            .filter(|d| d.outcome == Outcome::Allow)
+            .count();
+        if round % 2 == 1 {
+            assert_eq!(*taken[0], Ok(Answered::WrongNumber));
+            assert_eq!(allowed, 0, "round {round}");
+        } else {
+            assert_eq!(*taken[0], Ok(Answered::Approved));
+            assert_eq!(allowed, 1, "round {round}");
+        }
     }
 }
 

@@ -241,7 +241,8 @@ pub fn start(
                 }
                 let role = match leaf {
                     Some(leaf) if admins.contains(&leaf) => Role::admin(&leaf),
-                    _ => Role::Frontend,
+                    Some(_) => Role::Frontend,
+                    None => Role::Device(Default::default()),
                 };
                 serve_connection(conn, service, role).await;
                 drop(slot);
@@ -328,7 +329,9 @@ async fn serve_stream(
                         if !hand_over(&service, &mut records).await {
                             break 'stream;
                         }
-                        service.answer_query(id, query, &mut outbox).await;
+                        service
+                            .answer_query(id, query, &mut outbox, &mut records)
+                            .await;
                     }
                 }
                 Ok(None) => break,

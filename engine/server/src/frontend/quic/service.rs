@@ -31,7 +31,18 @@ pub enum Role {
     /// Everything, administrator operations included, recorded in the audit trail under
     /// the certificate's SHA-256 fingerprint (hex).
     Admin(Arc<str>),
+    /// A connection without a client certificate: push-device frames only, each proved
+    /// by the device's key (`device.rs`).
+    Device(Arc<super::device::Session>),
 }
+
+impl PartialEq for super::device::Session {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for super::device::Session {}
 
 impl Role {
     /// The administrator role for the certificate with `fingerprint`.
@@ -139,6 +150,12 @@ impl Service {
         self
     }
 
+    /// The same service telling push devices of approvals through `notifier`.
+    pub fn with_notifier(mut self, notifier: Box<dyn crate::push::Notifier>) -> Self {
+        self.app = self.app.with_notifier(notifier);
+        self
+    }
+
     /// The same service on a shared store (`App::with_shared_store`).
     pub fn with_shared_store(
         mut self,
@@ -182,7 +199,23 @@ impl Service {
     /// writes files: runs it off the async runtime's threads, records it in the audit
     /// trail, and appends the answer. Every answer already sent had its sign-in record
     /// written first, so a sign-in page holds them.
-    pub async fn answer_query(&self, id: u32, query: Query, out: &mut BytesMut) {
+    pub async fn answer_query(
+        &self,
+        id: u32,
+        query: Query,
+        out: &mut BytesMut,
+        records: &mut BytesMut,
+    ) {
+        // Waits for a push device hold no disk and take no turn.
+        let query = match query {
+            Query::AwaitApproval(wait) => {
+                return self.await_approval(id, *wait, records).await.encode(out);
+            }
+            Query::DeviceList(device, wait) => {
+                return self.device_list(id, &device, wait).await.encode(out);
+            }
+            q => q,
+        };
         // Never closed, so a permit always comes.
         let _turn = self.queries.acquire().await.ok();
         let (event, reply) = match query {
@@ -259,6 +292,7 @@ impl Service {
                 }
                 (event, reply)
             }
+            Query::AwaitApproval(_) | Query::DeviceList(..) => return,
         };
         self.app.audit(&event);
         reply.encode(out);
@@ -272,6 +306,10 @@ impl Service {
         records: &mut BytesMut,
     ) -> Owned {
         match request {
+            Frame::Decide(id, _) | Frame::SendCode(id, _) if matches!(role, Role::Device(_)) => {
+                forbidden(id)
+            }
+            Frame::Device(id, request) => self.device(id, role, request, now),
             Frame::Decide(id, d) => {
                 let answers: Vec<&str> = match &d.proof {
                     Some(portvakt_wire::Proof::SecurityAnswers(a)) => a.clone(),
@@ -296,6 +334,17 @@ impl Service {
                     }
                     Some(portvakt_wire::Proof::SecurityAnswers(_)) => {
                         Some(portvakt_core::Proof::SecurityAnswers(&answers))
+                    }
+                    Some(portvakt_wire::Proof::Push { approval, wait_ms }) => {
+                        if matches!(role, Role::Device(_)) {
+                            return forbidden(id);
+                        }
+                        if *wait_ms > 0 {
+                            let wait = super::device::AwaitApproval::new(&d, *approval, *wait_ms);
+                            return Owned::Query(id, Query::AwaitApproval(Box::new(wait)));
+                        }
+                        challenge_hex = portvakt_core::ChallengeId(*approval).to_hex();
+                        Some(portvakt_core::Proof::Push(&challenge_hex))
                     }
                 };
                 let request = portvakt_core::Request {
@@ -379,7 +428,7 @@ impl Service {
                     }
                     a => self.administer(id, a, now, actor),
                 },
-                Role::Frontend => Owned::Error(
+                Role::Frontend | Role::Device(_) => Owned::Error(
                     id,
                     ErrorCode::Forbidden,
                     "administrator operations need the administrator certificate".into(),
@@ -652,6 +701,14 @@ impl Service {
                 .reload_policy()
                 .map(OwnedReply::PolicyReloaded)
                 .map_err(AdminError::from),
+            Admin::EnrollPush { tenant, user } => {
+                let started = e.enroll_push(tenant.0, user.0, now).map_err(err)?;
+                Ok(OwnedReply::PushEnrolled(
+                    started.method.0,
+                    started.token.expose().to_owned(),
+                    started.expires.as_millis(),
+                ))
+            }
             Admin::SignIns { .. } | Admin::Audit { .. } | Admin::Backup { .. } => {
                 Err("this is answered by the connection".into())
             }
@@ -670,6 +727,14 @@ fn totp_spec(algorithm: u8, digits: u8, period: u16) -> Result<TotpSpec, String>
         digits: Digits::new(digits).ok_or("digits must be 6, 7 or 8")?,
         period: u32::from(period),
     })
+}
+
+fn forbidden(id: u32) -> Owned {
+    Owned::Error(
+        id,
+        ErrorCode::Forbidden,
+        "decisions need a frontend certificate".into(),
+    )
 }
 
 const NO_STORE: &str = "this server keeps its state in memory: there is no durable store (and no audit trail) to read or back up";
@@ -693,6 +758,7 @@ fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
         A::AddPhone { tenant, user, .. } => tu("add-phone", tenant, user),
         A::AddEmail { tenant, user, .. } => tu("add-email", tenant, user),
         A::AddSecurityKey { tenant, user } => tu("add-security-key", tenant, user),
+        A::EnrollPush { tenant, user } => tu("enroll-push", tenant, user),
         A::SetSecurityQuestions { tenant, user, .. } => tu("set-security-questions", tenant, user),
         A::ConfirmOtp {
             tenant,
@@ -827,10 +893,14 @@ pub enum Query {
     Audit(Arc<str>, AuditQuery),
     /// A backup to this file.
     Backup(Arc<str>, PathBuf),
+    /// A decision on a push approval, once the device answered (or the wait is over).
+    AwaitApproval(Box<super::device::AwaitApproval>),
+    /// A device's list of approvals, once there is one (or the wait is over).
+    DeviceList(portvakt_core::push::DeviceRef, std::time::Duration),
 }
 
 /// An answer, owning its data until it is encoded.
-enum Owned {
+pub(super) enum Owned {
     Decision(
         u32,
         portvakt_core::Decision,
@@ -840,6 +910,8 @@ enum Owned {
     Error(u32, ErrorCode, String),
     /// Not an answer: a query for the connection to run.
     Query(u32, Query),
+    /// An answer to a push device.
+    Device(u32, super::device::Reply),
 }
 
 /// What [`Service::handle`] left for the connection to do.
@@ -852,7 +924,7 @@ pub enum Handled {
     Query(u32, Query),
 }
 
-enum OwnedReply {
+pub(super) enum OwnedReply {
     Done,
     UserAdded(u32),
     MethodAdded(u32),
@@ -865,6 +937,7 @@ enum OwnedReply {
     SignIns(signin::Page),
     Audit(AuditPage),
     BackedUp(portvakt_store::durable::BackedUp),
+    PushEnrolled(u32, String, u64),
 }
 
 impl Owned {
@@ -892,6 +965,11 @@ impl Owned {
                     device_token: d.device_token.as_ref().map(|t| portvakt_wire::DeviceToken {
                         token: t.token.expose(),
                         expires_ms: t.expires.as_millis(),
+                    }),
+                    approval: d.approval.map(|a| portvakt_wire::Approval {
+                        id: a.id.0,
+                        number: a.number,
+                        expires_ms: a.expires.as_millis(),
                     }),
                 };
                 let frame = match sent {
@@ -992,6 +1070,11 @@ impl Owned {
                         events: AuditEvents(page.events.iter().map(Vec::as_slice).collect()),
                         next: page.next,
                     },
+                    OwnedReply::PushEnrolled(method, token, expires) => AdminReply::PushEnrolled {
+                        method: *method,
+                        token: Str(token),
+                        expires_ms: *expires,
+                    },
                     OwnedReply::BackedUp(b) => AdminReply::BackedUp {
                         bytes: b.bytes,
                         files: u32::try_from(b.files).unwrap_or(u32::MAX),
@@ -1000,6 +1083,7 @@ impl Owned {
                 Frame::AdminReply(*id, reply).encode(out)
             }
             Self::Query(..) => Ok(()),
+            Self::Device(id, reply) => Frame::DeviceReply(*id, reply.to_wire()).encode(out),
             Self::Error(id, code, message) => {
                 metrics::counter!(crate::metrics::FRAMES_REFUSED, "code" => code.as_str())
                     .increment(1);
@@ -1023,6 +1107,7 @@ impl Owned {
                 Self::Decision(id, ..)
                 | Self::Reply(id, _)
                 | Self::Error(id, ..)
+                | Self::Device(id, _)
                 | Self::Query(id, _) => *id,
             };
             let _ = Frame::Error {

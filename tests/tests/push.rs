@@ -1,0 +1,459 @@
+//! Push approval end to end over QUIC: a frontend's sign-in sends an approval, the
+//! reference authenticator (on a connection without a certificate) sees it and answers,
+//! and the frontends waiting on it get one `allow` between them. Then the same walk with
+//! the `portvakt` binary alone, as the README shows it: a passwordless account, two
+//! terminals.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{attempt, audited, free_port, server_binary, start};
+use portvakt_client::device::{self, Authenticator, Enrolment, Outcome as Answer, Verdict};
+use portvakt_client::{Client, ClientError};
+use portvakt_core::admin::TotpSpec;
+use portvakt_core::secret::Pepper;
+use portvakt_core::testing::SeededEntropy;
+use portvakt_core::{MemoryStore, config};
+use portvakt_server::frontend::quic::endpoint::ConnectionLimits;
+use portvakt_server::frontend::quic::service::Service;
+use portvakt_server::pki::{
+    PkiFiles, client_tls, ensure_dev_pki, fingerprint, load_certs, server_tls,
+};
+use portvakt_store::Engine;
+use portvakt_wire::admin::Str;
+use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame, Outcome};
+
+const HOME: &str = "203.0.113.9";
+
+struct Fixture {
+    addr: SocketAddr,
+    files: PkiFiles,
+    dir: PathBuf,
+    _endpoint: quinn::Endpoint,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server on the system clock, with kari (an authenticator app, and a push device
+/// still to pair).
+fn fixture(name: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("portvakt-push-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (files, _) = ensure_dev_pki(&dir).unwrap();
+    let policy = config::load(include_str!("../../examples/kommune.toml")).unwrap();
+    let engine = Engine::new(
+        policy,
+        MemoryStore::default().into(),
+        Pepper::new([6; 32]),
+        Box::new(SeededEntropy::new(21)),
+    );
+    engine.add_user("kommune", "kari", &[], false).unwrap();
+    engine
+        .import_totp(
+            "kommune",
+            "kari",
+            b"kari-app-secret-0000",
+            TotpSpec::default(),
+            true,
+        )
+        .unwrap();
+    let tls = server_tls(&files.ca, &files.server.0, &files.server.1).unwrap();
+    let admins = HashSet::from([fingerprint(&load_certs(&files.admin.0).unwrap()[0])]);
+    let service = Service::new(Arc::new(engine), None);
+    let (endpoint, _task) = portvakt_server::frontend::quic::endpoint::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tls,
+        admins,
+        Arc::new(service),
+        ConnectionLimits::default(),
+    )
+    .unwrap();
+    Fixture {
+        addr: endpoint.local_addr().unwrap(),
+        files,
+        dir,
+        _endpoint: endpoint,
+    }
+}
+
+impl Fixture {
+    async fn client(&self, admin: bool) -> Client {
+        let (cert, key) = if admin {
+            &self.files.admin
+        } else {
+            &self.files.frontend
+        };
+        let tls = client_tls(&self.files.ca, cert, key).unwrap();
+        Client::builder(self.addr, tls).connect().await.unwrap()
+    }
+
+    /// Pairs a new push device for kari (made the default) and signs it in on a
+    /// connection of its own.
+    async fn phone(&self) -> (Authenticator, Client) {
+        let admin = self.client(true).await;
+        let answer = admin
+            .admin(Admin::EnrollPush {
+                tenant: Str("kommune"),
+                user: Str("kari"),
+            })
+            .await
+            .unwrap();
+        let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
+            answer.frame().unwrap()
+        else {
+            panic!("{answer:?}")
+        };
+        let enrolment = Enrolment {
+            server: self.addr,
+            tenant: "kommune".into(),
+            user: "kari".into(),
+            method,
+            token: token.0.to_owned(),
+        };
+        // Through its URI, as a QR code carries it.
+        let enrolment = Enrolment::from_uri(&enrolment.to_uri()).unwrap();
+        let conn = device::connect(self.addr, &self.files.ca).await.unwrap();
+        let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
+        admin
+            .admin(Admin::SetDefaultMethod {
+                tenant: Str("kommune"),
+                user: Str("kari"),
+                method,
+            })
+            .await
+            .unwrap();
+        phone.sign_in(&conn).await.unwrap();
+        (phone, conn)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_frontends_waiting_on_one_approval_get_one_allow() {
+    let f = fixture("once");
+    let (phone, conn) = f.phone().await;
+    let frontend = f.client(false).await;
+    let d = frontend.decide(attempt("kari", HOME, None)).await.unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Challenge, "approval_sent")
+    );
+    let approval = d.approval.expect("an approval");
+    // 64 waits at once, each on a stream of its own.
+    let mut waits = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let c = frontend.clone();
+        waits.spawn(async move {
+            c.await_approval(
+                attempt("kari", HOME, None),
+                approval.id,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    // The device waits for its list, sees the approval (where and when, never the
+    // number), and approves with the number the sign-in screen shows.
+    let listed = phone.pending(&conn, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id, listed[0].location.as_str()),
+        (approval.id, "elsewhere")
+    );
+    assert_eq!(
+        phone
+            .answer(&conn, approval.id, Verdict::Approve(approval.number))
+            .await
+            .unwrap(),
+        Answer::Approved
+    );
+    let mut outcomes = Vec::new();
+    while let Some(d) = waits.join_next().await {
+        let d = d.unwrap();
+        outcomes.push((d.outcome, d.reason));
+    }
+    let allowed: Vec<_> = outcomes
+        .iter()
+        .filter(|(o, _)| *o == Outcome::Allow)
+        .collect();
+    assert_eq!(allowed.len(), 1, "{outcomes:?}");
+    assert_eq!(allowed[0].1, "second_factor_verified");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(o, r)| *o == Outcome::Allow || (*o == Outcome::Deny && r == "challenge_invalid")),
+        "{outcomes:?}"
+    );
+    // Answered once: a second answer is refused.
+    match phone.answer(&conn, approval.id, Verdict::Deny).await {
+        Err(ClientError::Refused {
+            code: ErrorCode::Refused,
+            ..
+        }) => {}
+        other => panic!("a second answer: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_ends_with_the_device_s_refusal_or_the_wait_s_end() {
+    let f = fixture("refuse");
+    let (phone, conn) = f.phone().await;
+    let frontend = f.client(false).await;
+    // Nobody answers: the wait ends, still pending.
+    let d = frontend.decide(attempt("kari", HOME, None)).await.unwrap();
+    let a = d.approval.unwrap();
+    let d = frontend
+        .await_approval(
+            attempt("kari", HOME, None),
+            a.id,
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Challenge, "approval_pending")
+    );
+    // A wrong number: refused at once, and counted.
+    let wait = {
+        let c = frontend.clone();
+        tokio::spawn(async move {
+            c.await_approval(attempt("kari", HOME, None), a.id, Duration::from_secs(20))
+                .await
+                .unwrap()
+        })
+    };
+    let wrong = if a.number == 99 { 10 } else { a.number + 1 };
+    assert_eq!(
+        phone
+            .answer(&conn, a.id, Verdict::Approve(wrong))
+            .await
+            .unwrap(),
+        Answer::WrongNumber
+    );
+    let d = wait.await.unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Deny, "number_mismatch")
+    );
+    // A report: refused, the account locked away from trusted networks, and audited.
+    let d = frontend.decide(attempt("kari", HOME, None)).await.unwrap();
+    let b = d.approval.unwrap();
+    assert_eq!(
+        phone.answer(&conn, b.id, Verdict::Report).await.unwrap(),
+        Answer::Reported
+    );
+    let d = frontend
+        .await_approval(attempt("kari", HOME, None), b.id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
+    // (The fixture keeps no audit trail, being in memory: the binary's walk below checks
+    // that the report is audited.)
+    // A frontend cannot use device frames, and a device cannot decide.
+    match frontend
+        .call(&Frame::Device(0, portvakt_wire::Device::DeviceNonce {}))
+        .await
+    {
+        Err(ClientError::Refused {
+            code: ErrorCode::Forbidden,
+            ..
+        }) => {}
+        other => panic!("a frontend asked for a device nonce: {other:?}"),
+    }
+    match conn.decide(attempt("kari", HOME, None)).await {
+        Err(ClientError::Refused {
+            code: ErrorCode::Forbidden,
+            ..
+        }) => {}
+        other => panic!("a device decided: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_must_prove_its_key_on_its_connection() {
+    let f = fixture("prove");
+    let (phone, _conn) = f.phone().await;
+    // A new connection that has not signed in is told to.
+    let fresh = device::connect(f.addr, &f.files.ca).await.unwrap();
+    match phone.pending(&fresh, Duration::ZERO).await {
+        Err(ClientError::Refused {
+            code: ErrorCode::Refused,
+            message,
+        }) => assert!(message.contains("sign the device in first"), "{message}"),
+        other => panic!("an unproved connection listed approvals: {other:?}"),
+    }
+    // Someone else's key cannot sign in as kari's device.
+    let conn = device::connect(f.addr, &f.files.ca).await.unwrap();
+    let enrolment_less =
+        Authenticator::from_parts(f.addr, "kommune", "kari", phone.method, &ring_pkcs8()).unwrap();
+    match enrolment_less.sign_in(&conn).await {
+        Err(ClientError::Refused {
+            code: ErrorCode::Refused,
+            ..
+        }) => {}
+        other => panic!("another key signed in: {other:?}"),
+    }
+}
+
+fn ring_pkcs8() -> Vec<u8> {
+    use ring::signature::Ed25519KeyPair;
+    Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+/// `portvakt` with `args`; its standard output, and whether it succeeded.
+fn run(args: &[&str]) -> (String, bool) {
+    let out = Command::new(server_binary()).args(args).output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
+    let data = std::env::temp_dir().join(format!("portvakt-push-walk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_server, _) = start(&data, addr);
+    let (server, data_arg) = (addr.to_string(), data.display().to_string());
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--server", &server, "--data", &data_arg, "--json"];
+        all.extend_from_slice(args);
+        let (out, ok) = run(&all);
+        assert!(ok, "admin {args:?}: {out}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let who = ["--tenant", "kommune", "--user", "pia"];
+    admin(&[&["add-user"][..], &who, &["--passwordless"]].concat());
+    // The municipality asks for two methods: an app, and the app's notification.
+    admin(&[&["add-security-key"][..], &who].concat());
+    let started = admin(&[&["enroll-push"][..], &who].concat());
+    let method = started["method"].as_u64().unwrap().to_string();
+    let uri = Enrolment {
+        server: addr,
+        tenant: "kommune".into(),
+        user: "pia".into(),
+        method: method.parse().unwrap(),
+        token: started["token"].as_str().unwrap().into(),
+    }
+    .to_uri();
+    // Terminal two: the phone pairs.
+    let key = data.join("pia.key");
+    let key_arg = key.display().to_string();
+    let phone = |args: &[&str]| {
+        let mut all = vec!["authenticator", "--key", &key_arg, "--data", &data_arg];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let (out, ok) = phone(&["enrol", &uri]);
+    assert!(ok, "{out}");
+    admin(&[&["set-default-method"][..], &who, &["--method", &method]].concat());
+    // Terminal one: pia signs in without a password; the screen shows a number.
+    let check = |extra: &[&str]| {
+        let mut all = vec![
+            "check",
+            "--server",
+            &server,
+            "--data",
+            &data_arg,
+            "--json",
+            "--tenant",
+            "kommune",
+            "--user",
+            "pia",
+            "--ip",
+            HOME,
+            "--first-factor",
+            "none",
+        ];
+        all.extend_from_slice(extra);
+        let (out, _) = run(&all);
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let d = check(&[]);
+    assert_eq!(d["reason"], "approval_sent", "{d}");
+    let id = d["approval"]["id"].as_str().unwrap().to_owned();
+    let number = d["approval"]["number"].as_u64().unwrap().to_string();
+    // The frontend waits; the phone lists the approval and approves with the number.
+    let waiting = {
+        let (server, data_arg, id) = (server.clone(), data_arg.clone(), id.clone());
+        std::thread::spawn(move || {
+            let (out, ok) = run(&[
+                "check",
+                "--server",
+                &server,
+                "--data",
+                &data_arg,
+                "--json",
+                "--tenant",
+                "kommune",
+                "--user",
+                "pia",
+                "--ip",
+                HOME,
+                "--first-factor",
+                "none",
+                "--approval",
+                &id,
+                "--wait-s",
+                "20",
+            ]);
+            (out, ok)
+        })
+    };
+    let (out, ok) = phone(&["list", "--wait-s", "10"]);
+    assert!(ok && out.contains(&id), "{out}");
+    assert!(
+        !out.contains(&format!(" {number} ")),
+        "the number reached the device: {out}"
+    );
+    let (out, ok) = phone(&["approve", &id, &number]);
+    assert!(ok && out.contains("approved"), "{out}");
+    let (out, ok) = waiting.join().unwrap();
+    let d: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(ok, "{d}");
+    assert_eq!(
+        (d["outcome"].as_str(), d["method"].as_str()),
+        (Some("allow"), Some("push"))
+    );
+    // Spent.
+    let d = check(&["--approval", &id, "--wait-s", "0"]);
+    assert_eq!(d["outcome"], "deny", "{d}");
+    // A report locks pia away from trusted networks, and is in the audit trail.
+    let d = check(&[]);
+    let id = d["approval"]["id"].as_str().unwrap().to_owned();
+    let (out, ok) = phone(&["report", &id]);
+    assert!(ok && out.contains("reported"), "{out}");
+    let d = check(&[]);
+    assert_eq!(d["outcome"], "locked", "{d}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = rt.block_on(async {
+        let files = PkiFiles::in_dir(&data.join("certs"));
+        let admin = common::connect(addr, &files, true).await;
+        audited(&admin).await
+    });
+    assert!(
+        seen.contains(&("report-suspicious".to_owned(), "pia".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("pair-push".to_owned(), "pia".to_owned())),
+        "{seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
