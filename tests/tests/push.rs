@@ -457,3 +457,105 @@ fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// An approval outlives a `kill -9` of the server on its durable store: approved before,
+/// it lets one sign-in through after, and once spent it stays spent across another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_survives_a_crash_and_is_spent_once() {
+    let data = std::env::temp_dir().join(format!("portvakt-push-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (server, _) = start(&data, addr);
+    let files = PkiFiles::in_dir(&data.join("certs"));
+    let admin = common::connect(addr, &files, true).await;
+    common::enrol(&admin, "kari").await.unwrap();
+    let answer = admin
+        .admin(Admin::EnrollPush {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
+        answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    let enrolment = Enrolment {
+        server: addr,
+        tenant: "kommune".into(),
+        user: "kari".into(),
+        method,
+        token: token.0.to_owned(),
+    };
+    let conn = device::connect(addr, &files.ca).await.unwrap();
+    let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
+    phone.sign_in(&conn).await.unwrap();
+    admin
+        .admin(Admin::SetDefaultMethod {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+            method,
+        })
+        .await
+        .unwrap();
+    let frontend = common::connect(addr, &files, false).await;
+    let approved = frontend.decide(attempt("kari", HOME, None)).await.unwrap();
+    let approved = approved.approval.unwrap();
+    let pending = frontend.decide(attempt("kari", HOME, None)).await.unwrap();
+    let pending = pending.approval.unwrap();
+    assert_eq!(
+        phone
+            .answer(&conn, approved.id, Verdict::Approve(approved.number))
+            .await
+            .unwrap(),
+        Answer::Approved
+    );
+    // The answer was acknowledged, so it is durable: kill -9 now.
+    drop(server);
+    let (server, _) = start(&data, addr);
+    let frontend = common::connect(addr, &files, false).await;
+    let redeem = |id| {
+        let c = frontend.clone();
+        async move {
+            c.await_approval(attempt("kari", HOME, None), id, Duration::ZERO)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(redeem(approved.id).await.outcome, Outcome::Allow);
+    assert_eq!(redeem(approved.id).await.outcome, Outcome::Deny);
+    // The approval still waiting is still listed for the device, and can be answered.
+    let conn = device::connect(addr, &files.ca).await.unwrap();
+    phone.sign_in(&conn).await.unwrap();
+    let listed = phone.pending(&conn, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![pending.id]
+    );
+    phone
+        .answer(&conn, pending.id, Verdict::Deny)
+        .await
+        .unwrap();
+    drop(server);
+    let (_server, _) = start(&data, addr);
+    let frontend = common::connect(addr, &files, false).await;
+    let d = frontend
+        .await_approval(attempt("kari", HOME, None), approved.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Deny, "challenge_invalid")
+    );
+    let d = frontend
+        .await_approval(attempt("kari", HOME, None), pending.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Deny, "approval_denied")
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

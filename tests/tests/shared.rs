@@ -339,3 +339,112 @@ async fn without_redis_nothing_is_allowed_and_after_a_kill_nothing_allowed_is_al
         }
     }
 }
+
+/// A push approval across nodes: issued through A, paired and answered on B, waited for
+/// through both at once: one `allow` in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_approval_is_one_across_nodes() {
+    use portvakt_client::device::{self, Authenticator, Enrolment, Verdict};
+    let dir = scratch("push");
+    let Some(redis) = Local::start(&dir.join("redis"), &[]) else {
+        return;
+    };
+    let d = Deployment::new(dir, &redis.addr());
+    let (a, b) = (d.start(0), d.start(1));
+    let (admin_a, admin_b) = (d.admin(&a).await, d.admin(&b).await);
+    enrol(&admin_a, "kari").await.unwrap();
+    let answer = admin_a
+        .admin(Admin::EnrollPush {
+            tenant: Str("kommune"),
+            user: Str("kari"),
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
+        answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    // B learns of the pending device, and the phone pairs there.
+    let started = portvakt_server::clock::instant();
+    while methods(&admin_b, "kari").await != Some(3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B never saw the device"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let enrolment = Enrolment {
+        server: b.addr,
+        tenant: "kommune".into(),
+        user: "kari".into(),
+        method,
+        token: token.0.to_owned(),
+    };
+    let conn = device::connect(b.addr, &d.files.ca).await.unwrap();
+    let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
+    phone.sign_in(&conn).await.unwrap();
+    // A makes it the default once it knows it paired (the pairing is B's change).
+    let started = portvakt_server::clock::instant();
+    loop {
+        match admin_a
+            .admin(Admin::SetDefaultMethod {
+                tenant: Str("kommune"),
+                user: Str("kari"),
+                method,
+            })
+            .await
+        {
+            Ok(_) => break,
+            Err(ClientError::Refused { .. }) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "A never saw the pairing"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (front_a, front_b) = (d.frontend(&a).await, d.frontend(&b).await);
+    let decided = front_a
+        .decide(attempt("kari", "203.0.113.9", None))
+        .await
+        .unwrap();
+    assert_eq!(decided.reason, "approval_sent", "{decided:?}");
+    let approval = decided.approval.unwrap();
+    let mut waits = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let c = if i % 2 == 0 {
+            front_a.clone()
+        } else {
+            front_b.clone()
+        };
+        waits.spawn(async move {
+            c.await_approval(
+                attempt("kari", "203.0.113.9", None),
+                approval.id,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let listed = phone.pending(&conn, Duration::from_secs(10)).await.unwrap();
+    assert!(listed.iter().any(|p| p.id == approval.id), "{listed:?}");
+    phone
+        .answer(&conn, approval.id, Verdict::Approve(approval.number))
+        .await
+        .unwrap();
+    let mut outcomes = Vec::new();
+    while let Some(d) = waits.join_next().await {
+        outcomes.push(d.unwrap().outcome);
+    }
+    let allowed = outcomes.iter().filter(|o| **o == Outcome::Allow).count();
+    assert_eq!(allowed, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Allow | Outcome::Deny))
+    );
+}
