@@ -559,3 +559,199 @@ async fn an_approval_survives_a_crash_and_is_spent_once() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A passwordless account signs in with a security key over QUIC: registered through
+/// the administrator's frames, asked for by the sign-in, answered with the browser's JSON
+/// from a software key, once per challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passwordless_account_signs_in_with_a_security_key() {
+    use portvakt_core::testing::SoftKey;
+    use portvakt_wire::admin::{LongStr, StrList};
+    use portvakt_wire::{Decide, Proof, Purpose};
+    let f = fixture("key");
+    let admin = f.client(true).await;
+    admin
+        .admin(Admin::AddUser {
+            tenant: Str("kommune"),
+            user: Str("pia"),
+            groups: StrList(vec![]),
+            passwordless: true,
+        })
+        .await
+        .unwrap();
+    admin
+        .admin(Admin::ImportTotp {
+            tenant: Str("kommune"),
+            user: Str("pia"),
+            secret: portvakt_wire::admin::Bytes(b"pia-app-secret-00000"),
+            algorithm: 1,
+            digits: 6,
+            period: 30,
+            active: true,
+        })
+        .await
+        .unwrap();
+    let answer = admin
+        .admin(Admin::SecurityKeyStart {
+            tenant: Str("kommune"),
+            user: Str("pia"),
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::SecurityKeyOptions { options, .. }) =
+        answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    let key = SoftKey::new(b"pia's yubikey", "https://login.kommune.no");
+    let registration = key.register(options.0);
+    let answer = admin
+        .admin(Admin::SecurityKeyFinish {
+            tenant: Str("kommune"),
+            user: Str("pia"),
+            response: LongStr(&registration),
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::MethodAdded { method }) = answer.frame().unwrap() else {
+        panic!("{answer:?}")
+    };
+    admin
+        .admin(Admin::SetDefaultMethod {
+            tenant: Str("kommune"),
+            user: Str("pia"),
+            method,
+        })
+        .await
+        .unwrap();
+    let frontend = f.client(false).await;
+    let sign_in = |proof| Decide {
+        tenant: "kommune",
+        user: "pia",
+        ip: HOME.parse().unwrap(),
+        purpose: Purpose::SignIn,
+        first_factor: portvakt_wire::FirstFactor::None,
+        proof,
+        device_token: None,
+        remember_device: false,
+    };
+    let d = frontend.decide(sign_in(None)).await.unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Challenge, "security_key_requested")
+    );
+    let options = d.security_key.expect("options for the browser");
+    let signed = key.sign(&options);
+    let d = frontend
+        .decide(sign_in(Some(Proof::SecurityKey(&signed))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str(), d.method),
+        (
+            Outcome::Allow,
+            "second_factor_verified",
+            Some(portvakt_wire::MethodKind::SecurityKey)
+        )
+    );
+    // The same answer again: refused, its challenge spent.
+    let d = frontend
+        .decide(sign_in(Some(Proof::SecurityKey(&signed))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Deny, "challenge_invalid")
+    );
+    // Malformed JSON, at the frame's limit and past it.
+    let junk = "{".repeat(portvakt_wire::MAX_KEY_RESPONSE);
+    let d = frontend
+        .decide(sign_in(Some(Proof::SecurityKey(&junk))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.outcome, d.reason.as_str()),
+        (Outcome::Deny, "malformed_proof")
+    );
+    let over = "{".repeat(portvakt_wire::MAX_KEY_RESPONSE + 1);
+    assert!(
+        frontend
+            .decide(sign_in(Some(Proof::SecurityKey(&over))))
+            .await
+            .is_err()
+    );
+}
+
+/// The same with the `portvakt` binary: the options out of `admin security-key-start` and
+/// `check`, the browser's answers (a software key's) into `admin security-key-finish` and
+/// `check --security-key`.
+#[test]
+fn the_binary_registers_a_security_key_and_signs_in_with_it() {
+    use portvakt_core::testing::SoftKey;
+    let data = std::env::temp_dir().join(format!("portvakt-key-walk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_server, _) = start(&data, addr);
+    let (server, data_arg) = (addr.to_string(), data.display().to_string());
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--server", &server, "--data", &data_arg, "--json"];
+        all.extend_from_slice(args);
+        let (out, ok) = run(&all);
+        assert!(ok, "admin {args:?}: {out}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let who = ["--tenant", "kommune", "--user", "pia"];
+    admin(&[&["add-user"][..], &who, &["--passwordless"]].concat());
+    admin(&[&["add-security-key"][..], &who].concat());
+    let options = admin(&[&["security-key-start"][..], &who].concat());
+    let key = SoftKey::new(b"pia-cli-key", "https://login.kommune.no");
+    let answer = data.join("registration.json");
+    std::fs::write(&answer, key.register(&options["options"].to_string())).unwrap();
+    let added = admin(
+        &[
+            &["security-key-finish"][..],
+            &who,
+            &["--response", &answer.display().to_string()],
+        ]
+        .concat(),
+    );
+    let method = added["method"].as_u64().unwrap().to_string();
+    admin(&[&["set-default-method"][..], &who, &["--method", &method]].concat());
+    let check = |extra: &[&str]| {
+        let mut all = vec![
+            "check",
+            "--server",
+            &server,
+            "--data",
+            &data_arg,
+            "--json",
+            "--tenant",
+            "kommune",
+            "--user",
+            "pia",
+            "--ip",
+            HOME,
+            "--first-factor",
+            "none",
+        ];
+        all.extend_from_slice(extra);
+        let (out, ok) = run(&all);
+        (
+            serde_json::from_str::<serde_json::Value>(out.trim()).unwrap(),
+            ok,
+        )
+    };
+    let (d, _) = check(&[]);
+    assert_eq!(d["reason"], "security_key_requested", "{d}");
+    let signed = data.join("assertion.json");
+    std::fs::write(&signed, key.sign(&d["security_key"].to_string())).unwrap();
+    let (d, ok) = check(&["--security-key", &signed.display().to_string()]);
+    assert!(ok, "{d}");
+    assert_eq!(
+        (d["outcome"].as_str(), d["method"].as_str()),
+        (Some("allow"), Some("security_key")),
+        "{d}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -65,7 +65,7 @@ pub(crate) async fn admin(
     op: AdminOp,
     json: bool,
 ) -> Result<(), String> {
-    use portvakt_wire::admin::{Str, StrList};
+    use portvakt_wire::admin::{LongStr, Str, StrList};
     use portvakt_wire::{Admin, AdminReply};
     let files = PkiFiles::in_dir(&data.join("certs"));
     let client = connect(server, &files.ca, &files.admin).await?;
@@ -197,6 +197,22 @@ pub(crate) async fn admin(
                 user: Str(&names.1),
                 kind: if *voice { 4 } else { 3 },
                 number: Str(&extra),
+            }
+        }
+        AdminOp::SecurityKeyStart { who: w } => {
+            names = who(w);
+            Admin::SecurityKeyStart {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+            }
+        }
+        AdminOp::SecurityKeyFinish { who: w, response } => {
+            names = who(w);
+            extra = read_input(response)?.trim().to_owned();
+            Admin::SecurityKeyFinish {
+                tenant: Str(&names.0),
+                user: Str(&names.1),
+                response: LongStr(&extra),
             }
         }
         AdminOp::EnrollPush { who: w, .. } => {
@@ -423,6 +439,7 @@ pub(crate) async fn admin(
                 AdminReply::AppPasswordCreated { id, password } => {
                     println!("app password {id}: {} (shown once)", password.0)
                 }
+                AdminReply::SecurityKeyOptions { options, .. } => println!("{}", options.0),
                 AdminReply::PushEnrolled {
                     method,
                     token,
@@ -556,6 +573,15 @@ pub(crate) fn reply_json(
             "method": method,
             "uri": uri.0,
             "secret": secret_base32.0,
+        }),
+        AdminReply::SecurityKeyOptions {
+            options,
+            expires_ms,
+        } => json!({
+            "reply": "security_key_options",
+            "options": serde_json::from_str::<serde_json::Value>(options.0)
+                .unwrap_or(serde_json::Value::String(options.0.to_owned())),
+            "expires_ms": expires_ms,
         }),
         AdminReply::PushEnrolled {
             method,

@@ -38,6 +38,19 @@ pub(crate) fn parse_id(what: &str, hex: &str) -> Result<[u8; 16], String> {
         .map_err(|_| format!("{what} must be 32 hex digits"))
 }
 
+/// A file's text, or standard input's for `-` (at most 64 KiB).
+pub(crate) fn read_input(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().take(64 << 10).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(64 << 10).read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }
@@ -82,6 +95,10 @@ pub(crate) async fn check(
             object["device_token"] =
                 serde_json::json!({ "token": t.token, "expires_ms": t.expires_ms });
         }
+        if let Some(o) = &d.security_key {
+            object["security_key"] =
+                serde_json::from_str(o).unwrap_or(serde_json::Value::String(o.clone()));
+        }
         if let Some(a) = &d.approval {
             object["approval"] = serde_json::json!({
                 "id": hex(&a.id),
@@ -125,6 +142,9 @@ pub(crate) async fn check(
         println!("{line}");
         if let Some(t) = &d.device_token {
             println!("device token: {}", t.token);
+        }
+        if let Some(o) = &d.security_key {
+            println!("security key options (for navigator.credentials.get): {o}");
         }
         if let Some(a) = &d.approval {
             println!(

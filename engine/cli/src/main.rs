@@ -199,6 +199,10 @@ enum Command {
         /// device's answer, then decides.
         #[arg(long, group = "proof")]
         approval: Option<String>,
+        /// A security key's answer: a file holding the browser's `PublicKeyCredential` JSON
+        /// for the options the challenge gave (`-` for standard input).
+        #[arg(long, group = "proof")]
+        security_key: Option<PathBuf>,
         /// With --approval: how long to wait for the device, in seconds (at most 30).
         #[arg(long, default_value_t = 30, requires = "approval", value_parser = clap::value_parser!(u64).range(0..=30))]
         wait_s: u64,
@@ -362,6 +366,21 @@ enum AdminOp {
         /// Do not draw the QR code in the terminal.
         #[arg(long)]
         no_qr: bool,
+    },
+    /// Start registering a security key: prints the options for the browser's
+    /// `navigator.credentials.create()` (JSON).
+    SecurityKeyStart {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Finish registering a security key with the browser's answer (JSON, from a file or
+    /// `-` for standard input).
+    SecurityKeyFinish {
+        #[command(flatten)]
+        who: Who,
+        /// The file holding the browser's `PublicKeyCredential` JSON.
+        #[arg(long)]
+        response: PathBuf,
     },
     /// Prove a pending authenticator app or token with its first code.
     Confirm {
@@ -686,6 +705,7 @@ fn main() -> ExitCode {
                 method,
                 approval,
                 wait_s,
+                security_key,
                 json,
                 server,
                 data,
@@ -695,6 +715,7 @@ fn main() -> ExitCode {
                     PurposeArg::PasswordReset => portvakt_wire::Purpose::PasswordReset,
                     PurposeArg::LegacyProtocol => portvakt_wire::Purpose::LegacyProtocol,
                 };
+                let key_answer = security_key.as_deref().map(read_input).transpose()?;
                 let ask = if send_code {
                     Ask::SendCode(SendCode {
                         tenant: &tenant,
@@ -714,6 +735,8 @@ fn main() -> ExitCode {
                         })
                     } else if let (Some(c), Some(challenge)) = (&sent_code, challenge) {
                         Some(Proof::Sent { challenge, code: c })
+                    } else if let Some(k) = &key_answer {
+                        Some(Proof::SecurityKey(k.trim()))
                     } else if !answers.is_empty() {
                         Some(Proof::SecurityAnswers(
                             answers.iter().map(String::as_str).collect(),

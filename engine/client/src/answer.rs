@@ -74,6 +74,10 @@ pub struct Decision {
     /// A push approval, when the challenge sent one: show its number, then ask for the
     /// outcome with [`crate::Client::await_approval`].
     pub approval: Option<portvakt_wire::Approval>,
+    /// The options for the browser's `navigator.credentials.get()` (JSON), when the
+    /// challenge asks for a security key: hand them over unchanged, and send the browser's
+    /// answer back as proof [`portvakt_wire::Proof::SecurityKey`].
+    pub security_key: Option<String>,
 }
 
 impl Decision {
@@ -99,6 +103,7 @@ impl Decision {
                 expires_ms: t.expires_ms,
             }),
             approval: d.approval,
+            security_key: d.security_key.map(str::to_owned),
         }
     }
 }

@@ -446,7 +446,7 @@ impl<S: StateStore> Engine<S> {
             user,
             MethodKind::SecurityKey,
             true,
-            Material::SecurityKey,
+            Material::SecurityKey(None),
             |_, _| Ok(()),
         )
     }

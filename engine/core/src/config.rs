@@ -134,6 +134,9 @@ pub struct TenantFile {
     /// `[tenants.push]`.
     #[serde(default)]
     pub push: PushFile,
+    /// `[tenants.webauthn]`.
+    #[serde(default)]
+    pub webauthn: Option<WebAuthnFile>,
     /// `[[tenants.locations]]`.
     #[serde(default)]
     pub locations: Vec<LocationFile>,
@@ -164,6 +167,18 @@ pub struct PhoneFile {
     pub failures: Option<RateFile>,
     /// Seconds phone methods stay blocked (default 3600).
     pub block_for_s: Option<u64>,
+}
+
+/// `[tenants.webauthn]`: the security keys' relying party.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebAuthnFile {
+    /// The relying party id: the domain the sign-in pages are under.
+    pub rp_id: String,
+    /// The name browsers show (default: the tenant's).
+    pub rp_name: Option<String>,
+    /// The origins the sign-in pages are served from (`https://login.example.org`).
+    pub origins: Vec<String>,
 }
 
 /// `[tenants.push]`.
@@ -578,6 +593,45 @@ fn compile_tenant(t: &TenantFile, path: &str) -> Result<TenantPolicy, ConfigErro
     );
     tenant.single_factor_without_store = single_factor_without_store;
     tenant.push = push;
+    if let Some(w) = &t.webauthn {
+        let wp = format!("{path}.webauthn");
+        let domain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if !domain(&w.rp_id) {
+            return Err(invalid(format!("{wp}.rp_id"), "must be a domain name"));
+        }
+        if w.origins.is_empty() {
+            return Err(invalid(
+                format!("{wp}.origins"),
+                "must name at least one origin",
+            ));
+        }
+        for o in &w.origins {
+            let host = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://localhost").map(|_| "localhost"));
+            let host = host.map(|h| h.split(':').next().unwrap_or_default());
+            let fits = host.is_some_and(|h| h == w.rp_id || h.ends_with(&format!(".{}", w.rp_id)));
+            if !fits || o.ends_with('/') {
+                return Err(invalid(
+                    format!("{wp}.origins"),
+                    "each must be https://HOST[:PORT] with HOST the rp_id or under it",
+                ));
+            }
+        }
+        tenant.webauthn = crate::webauthn::RelyingParty {
+            id: w.rp_id.clone(),
+            name: w.rp_name.clone().unwrap_or_else(|| t.name.clone()),
+            origins: w.origins.clone(),
+        };
+    }
     Ok(tenant)
 }
 

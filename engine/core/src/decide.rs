@@ -62,6 +62,8 @@ pub enum Proof<'a> {
     SecurityAnswers(&'a [&'a str]),
     /// A push approval's id as issued (32 hex digits): redeemed once the device approved.
     Push(&'a str),
+    /// A security key's answer: the browser's `PublicKeyCredential` JSON, unchanged.
+    SecurityKey(&'a str),
 }
 
 impl fmt::Debug for Proof<'_> {
@@ -73,6 +75,7 @@ impl fmt::Debug for Proof<'_> {
             Self::AppPassword(_) => "AppPassword([redacted])",
             Self::SecurityAnswers(_) => "SecurityAnswers([redacted])",
             Self::Push(_) => "Push([redacted])",
+            Self::SecurityKey(_) => "SecurityKey([redacted])",
         })
     }
 }
@@ -247,6 +250,13 @@ reasons! {
     ApprovalReported = "approval_reported",
     /// Too many push approvals are waiting or were sent.
     ApprovalsLimited = "approvals_limited",
+    /// A security key is asked for: hand the options to the browser.
+    KeyRequested = "security_key_requested",
+    /// The security key's answer did not verify (wrong origin or relying party, no user
+    /// presence or verification, an unknown key, a bad signature).
+    InvalidAssertion = "invalid_assertion",
+    /// The security key's signature counter did not move on: a cloned key or a replay.
+    CounterRegressed = "counter_regressed",
 }
 
 impl MethodInfo {
@@ -306,6 +316,9 @@ pub struct Decision {
     pub device_token: Option<DeviceToken>,
     /// For challenge: the push approval issued, whose number the sign-in screen shows.
     pub approval: Option<crate::push::PushChallenge>,
+    /// For challenge: the options for the browser's `navigator.credentials.get()` (JSON),
+    /// when a security key is asked for.
+    pub security_key: Option<String>,
 }
 
 impl Decision {
@@ -320,6 +333,7 @@ impl Decision {
             method: None,
             device_token: None,
             approval: None,
+            security_key: None,
         }
     }
 }
@@ -387,7 +401,7 @@ impl<S: StateStore> Attempt<'_, S> {
         self.decision(Outcome::Deny, Reason::InternalError)
     }
 
-    fn commit(&mut self, factor: Factor, effect: Effect) -> Answer {
+    pub(crate) fn commit(&mut self, factor: Factor, effect: Effect) -> Answer {
         let r = self.engine.store.sign_in(
             self.subject,
             self.domain(factor),
@@ -407,12 +421,12 @@ impl<S: StateStore> Attempt<'_, S> {
     }
 
     /// Counts a failure and answers `reason`, or locked.
-    fn fail(&mut self, factor: Factor, fingerprint: u32, reason: Reason) -> Decision {
+    pub(crate) fn fail(&mut self, factor: Factor, fingerprint: u32, reason: Reason) -> Decision {
         let answer = self.commit(factor, Effect::Fail { fingerprint });
         self.after_failure(answer, reason)
     }
 
-    fn after_failure(&mut self, answer: Answer, reason: Reason) -> Decision {
+    pub(crate) fn after_failure(&mut self, answer: Answer, reason: Reason) -> Decision {
         match answer {
             Answer::Locked { until } | Answer::Failed(Failure::AlreadyLocked { until }) => {
                 self.locked(until)
@@ -447,7 +461,7 @@ impl<S: StateStore> Attempt<'_, S> {
         }
     }
 
-    fn fingerprint(&self, what: &[u8], value: &[u8]) -> u32 {
+    pub(crate) fn fingerprint(&self, what: &[u8], value: &[u8]) -> u32 {
         self.engine.fingerprints.of(what, value)
     }
 
@@ -628,12 +642,15 @@ impl<S: StateStore> Attempt<'_, S> {
             }
             let mut d = self.decision(Outcome::Challenge, Reason::SecondFactorRequired);
             d.methods = self.user.eligible(purpose).map(MethodInfo::of).collect();
-            // A user whose default is the app's notification is sent one at once.
-            let push = self.user.eligible(purpose).next();
-            if let Some(m) = push.filter(|m| m.kind == MethodKind::Push) {
-                return self.push(m.id, purpose, d);
+            // A user whose default is the app's notification is sent one at once; one whose
+            // default is a security key is asked for it.
+            match self.user.eligible(purpose).next() {
+                Some(m) if m.kind == MethodKind::Push => return self.push(m.id, purpose, d),
+                Some(m) if m.kind == MethodKind::SecurityKey => {
+                    return self.key_challenge(purpose, d);
+                }
+                _ => return d,
             }
-            return d;
         };
         match proof {
             Proof::Totp(code) => self.otp(code, None, purpose, MethodKind::AuthenticatorApp),
@@ -646,6 +663,7 @@ impl<S: StateStore> Attempt<'_, S> {
                 self.decision(Outcome::Deny, Reason::MethodNotAllowed)
             }
             Proof::Push(approval) => self.redeem_push(approval, purpose),
+            Proof::SecurityKey(json) => self.security_key(json, purpose),
         }
     }
 

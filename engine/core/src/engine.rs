@@ -472,6 +472,23 @@ impl<S: StateStore> Engine<S> {
                 Some(id) => u.method(id).filter(|m| m.active),
                 None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
             };
+            // Asked for by id, a security key is asked for with the browser's options.
+            if let Some(m) = method.filter(|m| m.kind == MethodKind::SecurityKey) {
+                if !m.kind.serves(req.purpose) {
+                    return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
+                }
+                let mut d = a.decision(Outcome::Challenge, Reason::SecondFactorRequired);
+                d.methods = u.eligible(req.purpose).map(MethodInfo::of).collect();
+                let d = a.key_challenge(req.purpose, d);
+                return match a.store_error.take() {
+                    Some(e) => none(a.store_failed(e)),
+                    // A key recorded by a frontend's own stack has nothing to ask with.
+                    None if d.security_key.is_none() => {
+                        none(a.decision(Outcome::Deny, Reason::MethodNotAllowed))
+                    }
+                    None => none(d),
+                };
+            }
             // Asked for by id, a push device is sent an approval instead of a code.
             if let Some(m) = method.filter(|m| m.kind == MethodKind::Push) {
                 if !m.kind.serves(req.purpose) {
@@ -573,6 +590,7 @@ impl<S: StateStore> Engine<S> {
             expires: now + s.code_ttl,
             attempts_left: s.max_attempts,
             push: None,
+            key: None,
         };
         self.store.put_challenge(id, record, now)?;
         let text = format!(

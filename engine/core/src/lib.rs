@@ -73,6 +73,7 @@ mod sync;
 mod table;
 pub mod testing;
 pub mod time;
+pub mod webauthn;
 pub mod window;
 
 pub use decide::{Decision, DeviceToken, FirstFactor, MethodInfo, Outcome, Proof, Reason, Request};

@@ -26,7 +26,7 @@ use crate::directory::{Material, Method, MethodKind, User};
 use crate::id::{MethodId, UserId};
 use crate::otp::{Algorithm, OtpKey, TotpParams};
 use crate::secret::Pepper;
-use MethodKind::{AuthenticatorApp as App, Push, Sms, Voice};
+use MethodKind::{AuthenticatorApp as App, Push, SecurityKey as Key, Sms, Voice};
 
 /// Phantoms in the pool of each tier. Large enough that the pool does not sit in a cache
 /// the way one shared record would; small enough to cost little (records are built on
@@ -38,13 +38,13 @@ pub(crate) const POOL: usize = 1 << 6;
 
 /// The method shapes a phantom can have, by sixteenths, for each tier of the tenant's
 /// required number of methods (at most one, two, three or more): most users register what
-/// their organisation asks for, as default an app, the app's notification or a phone; a
-/// few have not finished.
+/// their organisation asks for, as default an app, the app's notification, a security key
+/// or a phone; a few have not finished.
 const PROFILES: [[&[MethodKind]; 16]; 3] = [
     [
         &[Push, App],
         &[Push, App],
-        &[App],
+        &[Key, App],
         &[App],
         &[App],
         &[App],
@@ -61,7 +61,7 @@ const PROFILES: [[&[MethodKind]; 16]; 3] = [
     ],
     [
         &[Push, Sms],
-        &[App, Sms],
+        &[Key, App],
         &[App, Sms],
         &[App, Sms],
         &[App, Sms],
@@ -79,7 +79,7 @@ const PROFILES: [[&[MethodKind]; 16]; 3] = [
     ],
     [
         &[Push, App, Sms],
-        &[App, Sms, Voice],
+        &[Key, App, Sms],
         &[App, Sms, Voice],
         &[App, Sms, Voice],
         &[App, Sms, Voice],
@@ -145,6 +145,21 @@ impl Phantoms {
                     // Only the hint is ever shown: the last two digits.
                     number: format!("+4790000{:02}{:02}", d0 % 100, d1 % 100).into(),
                 },
+                // A credential nobody holds: no answer verifies, and none is let in.
+                MethodKind::SecurityKey => {
+                    let id = self
+                        .pepper
+                        .digest(b"phantom-credential", &(i as u64).to_le_bytes())
+                        .to_bytes();
+                    let key = self
+                        .pepper
+                        .digest(b"phantom-credential-key", &(i as u64).to_le_bytes())
+                        .to_bytes();
+                    Material::SecurityKey(Some(Box::new(crate::webauthn::Credential {
+                        id: [id, key].concat().into_boxed_slice(),
+                        key: crate::webauthn::PublicKey::EdDsa(key),
+                    })))
+                }
                 // A key nobody holds the private half of: no answer is ever signed.
                 MethodKind::Push => Material::Push(crate::push::DeviceKey::Paired(
                     self.pepper

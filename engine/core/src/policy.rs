@@ -233,6 +233,8 @@ pub struct TenantPolicy {
     pub phone: PhoneSettings,
     /// Push approval settings.
     pub push: PushSettings,
+    /// The security keys' relying party.
+    pub webauthn: crate::webauthn::RelyingParty,
     /// Named locations; [`Place::Named`] indexes this.
     pub locations: Vec<Location>,
     table: PrefixTable<u16>,
@@ -271,6 +273,11 @@ impl TenantPolicy {
             app_passwords,
             phone,
             push: PushSettings::default(),
+            webauthn: crate::webauthn::RelyingParty {
+                id: "localhost".into(),
+                name: name.as_str().into(),
+                origins: vec!["https://localhost".into()],
+            },
             locations,
             table,
             rules,

@@ -664,6 +664,7 @@ impl<S: StateStore> crate::decide::Attempt<'_, S> {
                 state: ApprovalState::Pending,
                 familiar: self.familiar,
             }),
+            key: None,
         };
         engine.store.put_challenge(id, record, now)?;
         Ok(PushChallenge {

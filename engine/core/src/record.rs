@@ -46,6 +46,13 @@ impl Put<'_> {
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
+    /// Bytes of at most `u16::MAX`, their length first (the caller bounds them).
+    pub(crate) fn blob(&mut self, v: &[u8]) {
+        let n = v.len().min(usize::from(u16::MAX));
+        self.0
+            .extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes());
+        self.0.extend_from_slice(v.get(..n).unwrap_or_default());
+    }
     /// A string of at most `u16::MAX` bytes, its length first (longer ones are cut at a
     /// character boundary; every string the directory keeps is far shorter).
     pub(crate) fn str(&mut self, s: &str) {
@@ -93,6 +100,16 @@ impl<'a> Get<'a> {
         let (head, rest) = self.0.split_at(len);
         self.0 = rest;
         std::str::from_utf8(head).map_err(|_| RecordError("a string is not UTF-8"))
+    }
+    /// Bytes written by [`Put::blob`].
+    pub(crate) fn blob(&mut self) -> Result<&'a [u8], RecordError> {
+        let len = usize::from(u16::from_be_bytes(self.take()?));
+        if self.0.len() < len {
+            return Err(RecordError("cut short"));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
     }
     /// A presence flag: 0 or 1.
     pub(crate) fn flag(&mut self) -> Result<bool, RecordError> {

@@ -62,6 +62,18 @@ pub enum Effect {
         /// Fingerprint counted if the code turns out to be replayed.
         fingerprint: u32,
     },
+    /// A security key's signature verified, with its signature counter `value`. Accepted
+    /// if the counter moved past the last one seen (kept as the method's `next`), or the
+    /// key keeps no counter (both 0); otherwise replayed: a counter that stands still or
+    /// goes back means a cloned key or a replayed answer.
+    KeyCounter {
+        /// The security key.
+        method: MethodId,
+        /// Its signature counter.
+        value: u32,
+        /// Fingerprint counted if the counter did not move.
+        fingerprint: u32,
+    },
     /// A proof that spends nothing here was right (an app password, a redeemed challenge,
     /// a remembered device, a first factor on a single-factor network).
     Succeed,
@@ -121,6 +133,9 @@ pub struct ChallengeRecord {
     pub attempts_left: u8,
     /// For a push approval (whose code is the number shown): where it stands.
     pub push: Option<crate::push::Approval>,
+    /// For a security key's ceremony (whose code is the challenge): which one. A record is
+    /// a sent code, an approval or a ceremony, never two.
+    pub key: Option<crate::webauthn::Ceremony>,
 }
 
 impl ChallengeRecord {
@@ -137,7 +152,7 @@ impl ChallengeRecord {
             return Redeem::Gone;
         };
         // An approval's number is answered by the device, never typed as a code.
-        if c.subject != subject || now >= c.expires || c.push.is_some() {
+        if c.subject != subject || now >= c.expires || c.push.is_some() || c.key.is_some() {
             return Redeem::Gone;
         }
         if c.digest.ct_eq(digest) {
@@ -179,6 +194,10 @@ impl ChallengeRecord {
             p.u8(1);
             p.u8(push.state.code());
             p.u8(u8::from(push.familiar));
+        } else if let Some(key) = self.key {
+            p.u8(2);
+            p.u8(u8::from(key.register));
+            p.u8(u8::from(key.user_verification));
         }
     }
 
@@ -203,19 +222,27 @@ impl ChallengeRecord {
         let expires = Timestamp::from_millis(g.u64()?);
         let attempts_left = g.u8()?;
         // A sent code's record ends here; an approval's has its part after (flag 1).
-        let push = if g.is_empty() {
-            None
-        } else {
-            if g.u8()? != 1 {
-                return Err(RecordError("an approval's part without its flag"));
+        // A sent code's record ends here; an approval's (1) or a ceremony's (2) part follows.
+        let (mut push, mut key) = (None, None);
+        if !g.is_empty() {
+            match g.u8()? {
+                1 => {
+                    let state = crate::push::ApprovalState::from_code(g.u8()?)
+                        .ok_or(RecordError("an unknown approval state"))?;
+                    push = Some(crate::push::Approval {
+                        state,
+                        familiar: g.flag()?,
+                    });
+                }
+                2 => {
+                    key = Some(crate::webauthn::Ceremony {
+                        register: g.flag()?,
+                        user_verification: g.flag()?,
+                    });
+                }
+                _ => return Err(RecordError("an unknown kind of challenge")),
             }
-            let state = crate::push::ApprovalState::from_code(g.u8()?)
-                .ok_or(RecordError("an unknown approval state"))?;
-            Some(crate::push::Approval {
-                state,
-                familiar: g.flag()?,
-            })
-        };
+        }
         g.finish()?;
         Ok(Self {
             subject,
@@ -225,6 +252,7 @@ impl ChallengeRecord {
             expires,
             attempts_left,
             push,
+            key,
         })
     }
 }
@@ -869,6 +897,22 @@ impl UserState {
                 }
                 s.next = value.saturating_add(1);
                 s.drift = offset;
+                self.succeed(domain, now, cfg);
+                Answer::Accepted
+            }
+            Effect::KeyCounter {
+                method,
+                value,
+                fingerprint,
+            } => {
+                let last = self.otp(method).map_or(0, |s| s.next);
+                let value = u64::from(value);
+                if (value, last) != (0, 0) {
+                    if value <= last {
+                        return Answer::Replayed(self.fail(domain, fingerprint, now, cfg));
+                    }
+                    self.otp_mut(method).next = value;
+                }
                 self.succeed(domain, now, cfg);
                 Answer::Accepted
             }

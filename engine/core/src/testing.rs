@@ -196,3 +196,163 @@ fn counter_op(what: &str, key: CounterKey) -> &'static str {
         (_, CounterKey::Tenant(_)) => "update_counter(tenant)",
     }
 }
+
+/// A software security key for tests and benches: an ES256 key pair and a signature
+/// counter, making the browser's JSON for a registration and for sign-ins, as a FIDO2 key
+/// behind `navigator.credentials` would. Not a real authenticator: it signs whatever it is
+/// asked, for whatever origin it is told.
+pub struct SoftKey {
+    key: ring::signature::EcdsaKeyPair,
+    id: Vec<u8>,
+    counter: std::sync::atomic::AtomicU32,
+    /// The origin it reports (the page's, in a browser).
+    pub origin: String,
+    /// Whether it says the user was verified (a PIN or a fingerprint on the key).
+    pub user_verified: bool,
+    /// Whether it counts its signatures (some keys keep no counter: always 0).
+    pub counts: bool,
+}
+
+// A test helper: a broken key pair or options it cannot read end the test, loudly.
+#[allow(clippy::panic, clippy::indexing_slicing)]
+impl SoftKey {
+    /// A new key, with credential id `id`, reporting `origin`.
+    pub fn new(id: &[u8], origin: &str) -> Self {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .unwrap_or_else(|_| panic!("a P-256 key pair"));
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap_or_else(|_| panic!("a P-256 key pair"));
+        Self {
+            key,
+            id: id.to_vec(),
+            counter: std::sync::atomic::AtomicU32::new(0),
+            origin: origin.to_owned(),
+            user_verified: true,
+            counts: true,
+        }
+    }
+
+    /// Sets the signature counter (a clone of a key starts where the original was).
+    pub fn set_counter(&self, n: u32) {
+        self.counter.store(n, Ordering::SeqCst);
+    }
+
+    fn options(json: &str) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("options JSON: {e}"));
+        v["publicKey"].clone()
+    }
+
+    fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
+        serde_json::json!({
+            "type": kind,
+            "challenge": challenge,
+            "origin": self.origin,
+            "crossOrigin": false,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn auth_data(&self, rp_id: &str, attested: bool) -> Vec<u8> {
+        use sha2::Digest;
+        let mut a = sha2::Sha256::digest(rp_id.as_bytes()).to_vec();
+        let mut flags = 0x01u8;
+        if self.user_verified {
+            flags |= 0x04;
+        }
+        if attested {
+            flags |= 0x40;
+        }
+        a.push(flags);
+        let counter = if self.counts {
+            self.counter.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            0
+        };
+        a.extend_from_slice(&counter.to_be_bytes());
+        if attested {
+            use ciborium::Value;
+            use ring::signature::KeyPair;
+            a.extend_from_slice(&[0u8; 16]);
+            a.extend_from_slice(&u16::try_from(self.id.len()).unwrap_or(0).to_be_bytes());
+            a.extend_from_slice(&self.id);
+            let point = self.key.public_key().as_ref();
+            let cose = Value::Map(vec![
+                (Value::from(1), Value::from(2)),
+                (Value::from(3), Value::from(-7)),
+                (Value::from(-1), Value::from(1)),
+                (Value::from(-2), Value::Bytes(point[1..33].to_vec())),
+                (Value::from(-3), Value::Bytes(point[33..].to_vec())),
+            ]);
+            ciborium::into_writer(&cose, &mut a).unwrap_or_else(|e| panic!("CBOR: {e}"));
+        }
+        a
+    }
+
+    /// The browser's JSON for `navigator.credentials.create(options)`.
+    pub fn register(&self, options: &str) -> String {
+        use ciborium::Value;
+        use data_encoding::BASE64URL_NOPAD as B64;
+        let o = Self::options(options);
+        let challenge = o["challenge"].as_str().unwrap_or_default();
+        let rp_id = o["rp"]["id"].as_str().unwrap_or_default();
+        let client = self.client_data("webauthn.create", challenge);
+        let object = Value::Map(vec![
+            (Value::from("fmt"), Value::from("none")),
+            (Value::from("attStmt"), Value::Map(vec![])),
+            (
+                Value::from("authData"),
+                Value::Bytes(self.auth_data(rp_id, true)),
+            ),
+        ]);
+        let mut att = Vec::new();
+        ciborium::into_writer(&object, &mut att).unwrap_or_else(|e| panic!("CBOR: {e}"));
+        serde_json::json!({
+            "id": B64.encode(&self.id),
+            "rawId": B64.encode(&self.id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(&client),
+                "attestationObject": B64.encode(&att),
+                "transports": ["usb"],
+            },
+            "authenticatorAttachment": "cross-platform",
+            "clientExtensionResults": {},
+        })
+        .to_string()
+    }
+
+    /// The browser's JSON for `navigator.credentials.get(options)`, signed.
+    pub fn sign(&self, options: &str) -> String {
+        use data_encoding::BASE64URL_NOPAD as B64;
+        use sha2::Digest;
+        let o = Self::options(options);
+        let challenge = o["challenge"].as_str().unwrap_or_default();
+        let rp_id = o["rpId"].as_str().unwrap_or_default();
+        let client = self.client_data("webauthn.get", challenge);
+        let auth = self.auth_data(rp_id, false);
+        let mut signed = auth.clone();
+        signed.extend_from_slice(&sha2::Sha256::digest(&client));
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), &signed)
+            .unwrap_or_else(|_| panic!("an ECDSA signature"));
+        serde_json::json!({
+            "id": B64.encode(&self.id),
+            "rawId": B64.encode(&self.id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(&client),
+                "authenticatorData": B64.encode(&auth),
+                "signature": B64.encode(signature.as_ref()),
+                "userHandle": null,
+            },
+            "authenticatorAttachment": "cross-platform",
+            "clientExtensionResults": {},
+        })
+        .to_string()
+    }
+}

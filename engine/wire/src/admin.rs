@@ -505,6 +505,11 @@ messages! {
         /// Starts enrolling a push device: a pending method and a one-time token for the
         /// device to pair with (frame `device_enrol`).
         0x2c EnrollPush { tenant: Name<'a>, user: Name<'a> }
+        /// Starts registering a security key: the options for the browser's
+        /// `navigator.credentials.create()`.
+        0x2d SecurityKeyStart { tenant: Name<'a>, user: Name<'a> }
+        /// Finishes registering a security key with the browser's JSON, unchanged.
+        0x2e SecurityKeyFinish { tenant: Name<'a>, user: Name<'a>, response: LongStr<'a, 12288> }
     }
 }
 
@@ -545,5 +550,8 @@ messages! {
         /// A push device is pending: hand the device the method and token (an enrolment
         /// URI), once; the token works until `expires_ms`.
         0xac PushEnrolled { method: u32, token: Str<'a, 64>, expires_ms: u64 }
+        /// A security key's registration is open until `expires_ms`: hand the options to
+        /// the browser, unchanged.
+        0xad SecurityKeyOptions { options: LongStr<'a, 8192>, expires_ms: u64 }
     }
 }

@@ -28,6 +28,10 @@ pub const MAX_METHODS: usize = 16;
 pub const MAX_HINT: usize = 255;
 /// The longest error message.
 pub const MAX_MESSAGE: usize = 1024;
+/// The longest security-key answer (the browser's JSON).
+pub const MAX_KEY_RESPONSE: usize = 12 * 1024;
+/// The longest security-key options (JSON for the browser).
+pub const MAX_KEY_OPTIONS: usize = 8 * 1024;
 
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal => $text:literal,)* }) => {
@@ -123,6 +127,8 @@ pub enum Proof<'a> {
     AppPassword(&'a str),
     /// Security answers, in order.
     SecurityAnswers(Vec<&'a str>),
+    /// A security key's answer: the browser's `PublicKeyCredential` JSON, unchanged.
+    SecurityKey(&'a str),
     /// A push approval to redeem; with `wait_ms` above 0 the server waits (up to
     /// [`MAX_WAIT_MS`]) until the device answered or the approval expired.
     Push {
@@ -224,6 +230,9 @@ pub struct Decision<'a> {
     pub device_token: Option<DeviceToken<'a>>,
     /// A push approval issued (challenge).
     pub approval: Option<Approval>,
+    /// The options for the browser's `navigator.credentials.get()` (JSON), when a security
+    /// key is asked for (challenge).
+    pub security_key: Option<&'a str>,
 }
 
 /// A code to deliver.
@@ -558,6 +567,11 @@ impl<'a> Frame<'a> {
                 "device token",
                 d.device_token.as_ref().map_or(0, |t| t.token.len()),
                 MAX_SECRET,
+            )?;
+            check(
+                "security-key options",
+                d.security_key.map_or(0, str::len),
+                MAX_KEY_OPTIONS,
             )
         };
         match self {
@@ -582,6 +596,9 @@ impl<'a> Frame<'a> {
                         check("answers", a.len(), MAX_ANSWERS)?;
                         a.iter()
                             .try_for_each(|x| check("answer", x.len(), MAX_ANSWER))
+                    }
+                    Some(Proof::SecurityKey(json)) => {
+                        check("security-key answer", json.len(), MAX_KEY_RESPONSE)
                     }
                     Some(Proof::Push { wait_ms, .. }) => {
                         check("wait", *wait_ms as usize, MAX_WAIT_MS as usize)
@@ -620,6 +637,7 @@ const PROOF_SENT: u8 = 3;
 const PROOF_APP_PASSWORD: u8 = 4;
 const PROOF_ANSWERS: u8 = 5;
 const PROOF_PUSH: u8 = 6;
+const PROOF_SECURITY_KEY: u8 = 7;
 
 fn read_decide<'a>(r: &mut Reader<'a>) -> Result<Decide<'a>, DecodeError> {
     Ok(Decide {
@@ -644,6 +662,9 @@ fn read_decide<'a>(r: &mut Reader<'a>) -> Result<Decide<'a>, DecodeError> {
                 MAX_ANSWERS,
                 |r| r.str8("answer", MAX_ANSWER),
             )?)),
+            PROOF_SECURITY_KEY => Ok(Proof::SecurityKey(
+                r.str16("security-key answer", MAX_KEY_RESPONSE)?,
+            )),
             PROOF_PUSH => Ok(Proof::Push {
                 approval: r.bytes16("approval")?,
                 wait_ms: match r.u32("wait")? {
@@ -695,6 +716,10 @@ fn write_decide(w: &mut Writer<'_>, d: &Decide<'_>) {
             w.u8(PROOF_ANSWERS);
             w.list(a, |w, x| w.str8(x));
         }
+        Proof::SecurityKey(json) => {
+            w.u8(PROOF_SECURITY_KEY);
+            w.str16(json);
+        }
         Proof::Push { approval, wait_ms } => {
             w.u8(PROOF_PUSH);
             w.raw(approval);
@@ -733,6 +758,9 @@ fn read_decision<'a>(r: &mut Reader<'a>) -> Result<Decision<'a>, DecodeError> {
                 expires_ms: r.u64("approval expiry")?,
             })
         })?,
+        security_key: r.opt("security-key options", |r| {
+            r.str16("security-key options", MAX_KEY_OPTIONS)
+        })?,
     })
 }
 
@@ -757,4 +785,5 @@ fn write_decision(w: &mut Writer<'_>, d: &Decision<'_>) {
         w.u8(a.number);
         w.u64(a.expires_ms);
     });
+    w.opt(d.security_key, |w, o| w.str16(o));
 }

@@ -161,6 +161,12 @@ fn examples<'a>(t: &'a str, u: &'a str, s: &'a str) -> Vec<Admin<'a>> {
             limit: 24,
         },
         Admin::EnrollPush { tenant: name, user },
+        Admin::SecurityKeyStart { tenant: name, user },
+        Admin::SecurityKeyFinish {
+            tenant: name,
+            user,
+            response: LongStr(s),
+        },
     ]
 }
 
@@ -221,6 +227,10 @@ fn replies(s: &str) -> Vec<AdminReply<'_>> {
             ]),
         },
         AdminReply::PolicyReloaded { tenants: 3 },
+        AdminReply::SecurityKeyOptions {
+            options: LongStr(s),
+            expires_ms: 1,
+        },
         AdminReply::PushEnrolled {
             method: 4,
             token: Str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"),

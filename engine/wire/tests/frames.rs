@@ -119,6 +119,7 @@ fn frame(o: &Owned) -> Frame<'_> {
             number: o.small[5],
             expires_ms: o.big,
         }),
+        security_key: o.flags[4].then_some(o.names[3].as_str()),
     };
     match o.kind {
         0 => Frame::Decide(
@@ -129,7 +130,7 @@ fn frame(o: &Owned) -> Frame<'_> {
                 ip: o.ip,
                 purpose: pick(Purpose::ALL, o.small[2]),
                 first_factor: pick(FirstFactor::ALL, o.small[3]),
-                proof: match o.small[4] % 7 {
+                proof: match o.small[4] % 8 {
                     0 => None,
                     1 => Some(Proof::Totp(&o.codes[0])),
                     2 => Some(Proof::Hotp {
@@ -141,6 +142,7 @@ fn frame(o: &Owned) -> Frame<'_> {
                         code: &o.codes[1],
                     }),
                     4 => Some(Proof::AppPassword(&o.codes[0])),
+                    6 => Some(Proof::SecurityKey(&o.names[2])),
                     5 => Some(Proof::Push {
                         approval: o.challenge,
                         wait_ms: o.nums[2] % (MAX_WAIT_MS + 1),

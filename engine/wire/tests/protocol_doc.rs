@@ -135,6 +135,7 @@ fn the_worked_examples_are_the_codec_s_bytes() {
                 method: None,
                 device_token: None,
                 approval: None,
+                security_key: None,
             },
         ),
         Frame::Error {
@@ -232,6 +233,7 @@ fn the_proof_kinds_are_the_codec_s() {
             },
             "push approval",
         ),
+        (Proof::SecurityKey("{}"), "security key"),
     ];
     let table = rows(section("### `0x01` decide (client → server)"));
     for (proof, name) in proofs {

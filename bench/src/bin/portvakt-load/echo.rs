@@ -24,6 +24,7 @@ fn canned() -> BytesMut {
         method: None,
         device_token: None,
         approval: None,
+        security_key: None,
     };
     let _ = Frame::Decision(0, decision).encode(&mut out);
     out

@@ -513,7 +513,12 @@ fn put_material(p: &mut Put<'_>, m: &Material) {
             p.u8(3);
             p.str(address);
         }
-        Material::SecurityKey => p.u8(4),
+        Material::SecurityKey(None) => p.u8(4),
+        Material::SecurityKey(Some(c)) => {
+            p.u8(7);
+            p.blob(&c.id);
+            c.key.put(p);
+        }
         Material::Push(key) => {
             p.u8(6);
             match key {
@@ -573,7 +578,17 @@ fn get_material(g: &mut Get<'_>, kind: MethodKind) -> Result<Material, RecordErr
                 address: address.into(),
             }
         }
-        4 => Material::SecurityKey,
+        4 => Material::SecurityKey(None),
+        7 => {
+            let id = g.blob()?;
+            if id.is_empty() || id.len() > crate::webauthn::MAX_CREDENTIAL_ID {
+                return Err(RecordError("a credential id of the wrong length"));
+            }
+            Material::SecurityKey(Some(Box::new(crate::webauthn::Credential {
+                id: id.into(),
+                key: crate::webauthn::PublicKey::get(g)?,
+            })))
+        }
         5 => {
             let n = g.u8()?;
             if !(1..=5).contains(&n) {
@@ -603,7 +618,7 @@ fn get_material(g: &mut Get<'_>, kind: MethodKind) -> Result<Material, RecordErr
             | (MethodKind::HardwareToken, Material::Hotp { .. })
             | (MethodKind::Sms | MethodKind::Voice, Material::Phone { .. })
             | (MethodKind::Email, Material::Email { .. })
-            | (MethodKind::SecurityKey, Material::SecurityKey)
+            | (MethodKind::SecurityKey, Material::SecurityKey(_))
             | (MethodKind::SecurityQuestions, Material::Questions { .. })
             | (MethodKind::Push, Material::Push(_))
     );

@@ -51,7 +51,7 @@ pub enum MethodKind {
     Sms,
     /// Codes by voice call.
     Voice,
-    /// A FIDO2 security key (verified by the frontend's WebAuthn stack).
+    /// A FIDO2 security key (WebAuthn; see `webauthn.rs`).
     SecurityKey,
     /// Codes by email: password reset only.
     Email,
@@ -105,12 +105,26 @@ impl MethodKind {
 /// What a method needs to verify a proof.
 #[derive(Clone)]
 pub(crate) enum Material {
-    Totp { key: OtpKey, params: TotpParams },
-    Hotp { key: OtpKey, digits: Digits },
-    Phone { number: Box<str> },
-    Email { address: Box<str> },
-    SecurityKey,
-    Questions { answers: Box<[SecretDigest]> },
+    Totp {
+        key: OtpKey,
+        params: TotpParams,
+    },
+    Hotp {
+        key: OtpKey,
+        digits: Digits,
+    },
+    Phone {
+        number: Box<str>,
+    },
+    Email {
+        address: Box<str>,
+    },
+    /// A registered credential; `None` for one recorded by a frontend's own WebAuthn stack
+    /// (counted as a method, but it proves nothing here).
+    SecurityKey(Option<Box<crate::webauthn::Credential>>),
+    Questions {
+        answers: Box<[SecretDigest]>,
+    },
     Push(crate::push::DeviceKey),
 }
 
@@ -369,6 +383,9 @@ pub enum DirectoryError {
     /// Too many groups.
     #[error("a user may be in at most {MAX_GROUPS} groups")]
     TooManyGroups,
+    /// A security key's registration did not hold (the reason, in words).
+    #[error("the security key was refused: {0}")]
+    KeyRefused(String),
     /// The sixth authenticator app or hardware token.
     #[error("a user may register at most {MAX_OTP_DEVICES} authenticator apps or hardware tokens")]
     TooManyOtpDevices,

@@ -9,6 +9,7 @@ mod common;
 mod enumeration;
 mod failures;
 mod invariants;
+mod keys;
 mod push;
 mod records;
 mod scenarios;

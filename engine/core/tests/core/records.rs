@@ -283,6 +283,7 @@ fn a_challenge_has_fixed_bytes_and_is_redeemed_by_its_rules() {
         expires: Timestamp::from_millis(0x0102),
         attempts_left: 2,
         push: None,
+        key: None,
     };
     let mut bytes = Vec::new();
     record.encode(&mut bytes);

@@ -335,6 +335,9 @@ impl Service {
                     Some(portvakt_wire::Proof::SecurityAnswers(_)) => {
                         Some(portvakt_core::Proof::SecurityAnswers(&answers))
                     }
+                    Some(portvakt_wire::Proof::SecurityKey(json)) => {
+                        Some(portvakt_core::Proof::SecurityKey(json))
+                    }
                     Some(portvakt_wire::Proof::Push { approval, wait_ms }) => {
                         if matches!(role, Role::Device(_)) {
                             return forbidden(id);
@@ -709,6 +712,23 @@ impl Service {
                     started.expires.as_millis(),
                 ))
             }
+            Admin::SecurityKeyStart { tenant, user } => {
+                let started = e.security_key_start(tenant.0, user.0, now).map_err(err)?;
+                Ok(OwnedReply::KeyOptions(
+                    started.options,
+                    started.expires.as_millis(),
+                ))
+            }
+            Admin::SecurityKeyFinish {
+                tenant,
+                user,
+                response,
+            } => {
+                let id = e
+                    .security_key_finish(tenant.0, user.0, response.0, now)
+                    .map_err(err)?;
+                Ok(OwnedReply::MethodAdded(id.0))
+            }
             Admin::SignIns { .. } | Admin::Audit { .. } | Admin::Backup { .. } => {
                 Err("this is answered by the connection".into())
             }
@@ -759,6 +779,8 @@ fn target<'a>(a: &Admin<'a>) -> (&'static str, &'a str, &'a str, Option<u32>) {
         A::AddEmail { tenant, user, .. } => tu("add-email", tenant, user),
         A::AddSecurityKey { tenant, user } => tu("add-security-key", tenant, user),
         A::EnrollPush { tenant, user } => tu("enroll-push", tenant, user),
+        A::SecurityKeyStart { tenant, user } => tu("security-key-start", tenant, user),
+        A::SecurityKeyFinish { tenant, user, .. } => tu("security-key-finish", tenant, user),
         A::SetSecurityQuestions { tenant, user, .. } => tu("set-security-questions", tenant, user),
         A::ConfirmOtp {
             tenant,
@@ -938,6 +960,7 @@ pub(super) enum OwnedReply {
     Audit(AuditPage),
     BackedUp(portvakt_store::durable::BackedUp),
     PushEnrolled(u32, String, u64),
+    KeyOptions(String, u64),
 }
 
 impl Owned {
@@ -971,6 +994,7 @@ impl Owned {
                         number: a.number,
                         expires_ms: a.expires.as_millis(),
                     }),
+                    security_key: d.security_key.as_deref(),
                 };
                 let frame = match sent {
                     None => Frame::Decision(*id, decision),
@@ -1069,6 +1093,10 @@ impl Owned {
                     OwnedReply::Audit(page) => AdminReply::AuditFound {
                         events: AuditEvents(page.events.iter().map(Vec::as_slice).collect()),
                         next: page.next,
+                    },
+                    OwnedReply::KeyOptions(options, expires) => AdminReply::SecurityKeyOptions {
+                        options: LongStr(options),
+                        expires_ms: *expires,
                     },
                     OwnedReply::PushEnrolled(method, token, expires) => AdminReply::PushEnrolled {
                         method: *method,
