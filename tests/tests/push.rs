@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{attempt, audited, free_port, server_binary, start};
+use common::{attempt, audited, free_port, pair_phone, server_binary, start};
 use portvakt_client::device::{self, Authenticator, Enrolment, Outcome as Answer, Verdict};
 use portvakt_client::{Client, ClientError};
 use portvakt_core::admin::TotpSpec;
@@ -101,29 +101,7 @@ impl Fixture {
     /// connection of its own.
     async fn phone(&self) -> (Authenticator, Client) {
         let admin = self.client(true).await;
-        let answer = admin
-            .admin(Admin::EnrollPush {
-                tenant: Str("kommune"),
-                user: Str("kari"),
-            })
-            .await
-            .unwrap();
-        let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
-            answer.frame().unwrap()
-        else {
-            panic!("{answer:?}")
-        };
-        let enrolment = Enrolment {
-            server: self.addr,
-            tenant: "kommune".into(),
-            user: "kari".into(),
-            method,
-            token: token.0.to_owned(),
-        };
-        // Through its URI, as a QR code carries it.
-        let enrolment = Enrolment::from_uri(&enrolment.to_uri()).unwrap();
-        let conn = device::connect(self.addr, &self.files.ca).await.unwrap();
-        let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
+        let (phone, conn, method) = pair_phone(&admin, self.addr, &self.files.ca, "kari").await;
         admin
             .admin(Admin::SetDefaultMethod {
                 tenant: Str("kommune"),
@@ -132,7 +110,6 @@ impl Fixture {
             })
             .await
             .unwrap();
-        phone.sign_in(&conn).await.unwrap();
         (phone, conn)
     }
 }
@@ -323,6 +300,39 @@ fn run(args: &[&str]) -> (String, bool) {
     )
 }
 
+/// `portvakt admin ... --json` against `server`, which must succeed; its answer.
+fn cli_admin(server: &str, data: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["admin", "--server", server, "--data", data, "--json"];
+    all.extend_from_slice(args);
+    let (out, ok) = run(&all);
+    assert!(ok, "admin {args:?}: {out}");
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// `portvakt check --json` for `user` from home without a password, with `extra`; its
+/// answer, and whether it exited 0 (allow).
+fn cli_check(server: &str, data: &str, user: &str, extra: &[&str]) -> (serde_json::Value, bool) {
+    let mut all = vec![
+        "check",
+        "--server",
+        server,
+        "--data",
+        data,
+        "--json",
+        "--tenant",
+        "kommune",
+        "--user",
+        user,
+        "--ip",
+        HOME,
+        "--first-factor",
+        "none",
+    ];
+    all.extend_from_slice(extra);
+    let (out, ok) = run(&all);
+    (serde_json::from_str(out.trim()).unwrap(), ok)
+}
+
 #[test]
 fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     let data = std::env::temp_dir().join(format!("portvakt-push-walk-{}", std::process::id()));
@@ -331,13 +341,7 @@ fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (_server, _) = start(&data, addr);
     let (server, data_arg) = (addr.to_string(), data.display().to_string());
-    let admin = |args: &[&str]| {
-        let mut all = vec!["admin", "--server", &server, "--data", &data_arg, "--json"];
-        all.extend_from_slice(args);
-        let (out, ok) = run(&all);
-        assert!(ok, "admin {args:?}: {out}");
-        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
-    };
+    let admin = |args: &[&str]| cli_admin(&server, &data_arg, args);
     let who = ["--tenant", "kommune", "--user", "pia"];
     admin(&[&["add-user"][..], &who, &["--passwordless"]].concat());
     // The municipality asks for two methods: an app, and the app's notification.
@@ -364,27 +368,7 @@ fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     assert!(ok, "{out}");
     admin(&[&["set-default-method"][..], &who, &["--method", &method]].concat());
     // Terminal one: pia signs in without a password; the screen shows a number.
-    let check = |extra: &[&str]| {
-        let mut all = vec![
-            "check",
-            "--server",
-            &server,
-            "--data",
-            &data_arg,
-            "--json",
-            "--tenant",
-            "kommune",
-            "--user",
-            "pia",
-            "--ip",
-            HOME,
-            "--first-factor",
-            "none",
-        ];
-        all.extend_from_slice(extra);
-        let (out, _) = run(&all);
-        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
-    };
+    let check = |extra: &[&str]| cli_check(&server, &data_arg, "pia", extra).0;
     let d = check(&[]);
     assert_eq!(d["reason"], "approval_sent", "{d}");
     let id = d["approval"]["id"].as_str().unwrap().to_owned();
@@ -393,27 +377,12 @@ fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     let waiting = {
         let (server, data_arg, id) = (server.clone(), data_arg.clone(), id.clone());
         std::thread::spawn(move || {
-            let (out, ok) = run(&[
-                "check",
-                "--server",
+            cli_check(
                 &server,
-                "--data",
                 &data_arg,
-                "--json",
-                "--tenant",
-                "kommune",
-                "--user",
                 "pia",
-                "--ip",
-                HOME,
-                "--first-factor",
-                "none",
-                "--approval",
-                &id,
-                "--wait-s",
-                "20",
-            ]);
-            (out, ok)
+                &["--approval", &id, "--wait-s", "20"],
+            )
         })
     };
     let (out, ok) = phone(&["list", "--wait-s", "10"]);
@@ -424,8 +393,7 @@ fn the_readme_s_walk_a_passwordless_sign_in_approved_in_a_second_terminal() {
     );
     let (out, ok) = phone(&["approve", &id, &number]);
     assert!(ok && out.contains("approved"), "{out}");
-    let (out, ok) = waiting.join().unwrap();
-    let d: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (d, ok) = waiting.join().unwrap();
     assert!(ok, "{d}");
     assert_eq!(
         (d["outcome"].as_str(), d["method"].as_str()),
@@ -470,28 +438,7 @@ async fn an_approval_survives_a_crash_and_is_spent_once() {
     let files = PkiFiles::in_dir(&data.join("certs"));
     let admin = common::connect(addr, &files, true).await;
     common::enrol(&admin, "kari").await.unwrap();
-    let answer = admin
-        .admin(Admin::EnrollPush {
-            tenant: Str("kommune"),
-            user: Str("kari"),
-        })
-        .await
-        .unwrap();
-    let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
-        answer.frame().unwrap()
-    else {
-        panic!("{answer:?}")
-    };
-    let enrolment = Enrolment {
-        server: addr,
-        tenant: "kommune".into(),
-        user: "kari".into(),
-        method,
-        token: token.0.to_owned(),
-    };
-    let conn = device::connect(addr, &files.ca).await.unwrap();
-    let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
-    phone.sign_in(&conn).await.unwrap();
+    let (phone, conn, method) = pair_phone(&admin, addr, &files.ca, "kari").await;
     admin
         .admin(Admin::SetDefaultMethod {
             tenant: Str("kommune"),
@@ -694,13 +641,7 @@ fn the_binary_registers_a_security_key_and_signs_in_with_it() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (_server, _) = start(&data, addr);
     let (server, data_arg) = (addr.to_string(), data.display().to_string());
-    let admin = |args: &[&str]| {
-        let mut all = vec!["admin", "--server", &server, "--data", &data_arg, "--json"];
-        all.extend_from_slice(args);
-        let (out, ok) = run(&all);
-        assert!(ok, "admin {args:?}: {out}");
-        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
-    };
+    let admin = |args: &[&str]| cli_admin(&server, &data_arg, args);
     let who = ["--tenant", "kommune", "--user", "pia"];
     admin(&[&["add-user"][..], &who, &["--passwordless"]].concat());
     admin(&[&["add-security-key"][..], &who].concat());
@@ -718,30 +659,7 @@ fn the_binary_registers_a_security_key_and_signs_in_with_it() {
     );
     let method = added["method"].as_u64().unwrap().to_string();
     admin(&[&["set-default-method"][..], &who, &["--method", &method]].concat());
-    let check = |extra: &[&str]| {
-        let mut all = vec![
-            "check",
-            "--server",
-            &server,
-            "--data",
-            &data_arg,
-            "--json",
-            "--tenant",
-            "kommune",
-            "--user",
-            "pia",
-            "--ip",
-            HOME,
-            "--first-factor",
-            "none",
-        ];
-        all.extend_from_slice(extra);
-        let (out, ok) = run(&all);
-        (
-            serde_json::from_str::<serde_json::Value>(out.trim()).unwrap(),
-            ok,
-        )
-    };
+    let check = |extra: &[&str]| cli_check(&server, &data_arg, "pia", extra);
     let (d, _) = check(&[]);
     assert_eq!(d["reason"], "security_key_requested", "{d}");
     let signed = data.join("assertion.json");

@@ -222,3 +222,40 @@ pub(crate) async fn wrong_codes_at_once(
         .collect();
     all_at_once(clients, requests).await
 }
+
+/// Starts a push enrolment for `user` through `admin` and pairs a new device with it, as
+/// its QR code carries it, on a connection of its own to `server` (no certificate,
+/// trusting `ca`), where it is then signed in: the device, its connection, its method.
+pub(crate) async fn pair_phone(
+    admin: &Client,
+    server: SocketAddr,
+    ca: &Path,
+    user: &str,
+) -> (portvakt_client::device::Authenticator, Client, u32) {
+    use portvakt_client::device::{self, Authenticator, Enrolment};
+    let answer = admin
+        .admin(Admin::EnrollPush {
+            tenant: Str("kommune"),
+            user: Str(user),
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::PushEnrolled { method, token, .. }) =
+        answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    let uri = Enrolment {
+        server,
+        tenant: "kommune".into(),
+        user: user.into(),
+        method,
+        token: token.0.to_owned(),
+    }
+    .to_uri();
+    let enrolment = Enrolment::from_uri(&uri).unwrap();
+    let conn = device::connect(server, ca).await.unwrap();
+    let phone = Authenticator::enrol(&conn, &enrolment).await.unwrap();
+    phone.sign_in(&conn).await.unwrap();
+    (phone, conn, method)
+}
