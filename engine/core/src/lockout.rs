@@ -242,8 +242,10 @@ impl Lock {
     }
 
     /// Locks until at least `until`, however many failures were counted (a sign-in the
-    /// user reported as not theirs).
-    pub fn force(&mut self, until: Timestamp) {
+    /// user reported as not theirs at `now`); the streak goes on from it, as from a
+    /// failure.
+    pub fn force(&mut self, now: Timestamp, until: Timestamp) {
+        self.last_failure = now;
         self.locked_until = self.locked_until.max(until);
         self.level = self.level.saturating_add(1);
         self.failures = 0;

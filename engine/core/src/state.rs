@@ -1009,7 +1009,7 @@ impl UserState {
     /// longest wait, however many failures were counted.
     pub fn report(&mut self, now: Timestamp, cfg: &LockoutConfig) {
         self.lock_mut(crate::push::reported_domain())
-            .force(now + cfg.max_wait);
+            .force(now, now + cfg.max_wait);
     }
 
     /// Clears every lock domain and the phone block.

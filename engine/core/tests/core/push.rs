@@ -420,6 +420,22 @@ fn a_report_refuses_and_locks_away_from_trusted_networks() {
     // The office still lets kari in: the report locks the unfamiliar domain only.
     let d = e.decide(&request("kari", OFFICE, FirstFactor::Ok, None), at(T0 + 4));
     assert_eq!(d.outcome, Outcome::Allow, "{d:?}");
+    // The lock is the longest wait, and then it ends.
+    let max = portvakt_core::config::load(KOMMUNE)
+        .unwrap()
+        .settings
+        .lockout
+        .max_wait;
+    let d = e.decide(
+        &request("kari", HOME, FirstFactor::Ok, None),
+        Timestamp::from_millis(at(T0 + 1).as_millis() + max.as_millis() - 1_000),
+    );
+    assert_eq!(d.outcome, Outcome::Locked, "{d:?}");
+    let d = e.decide(
+        &request("kari", HOME, FirstFactor::Ok, None),
+        Timestamp::from_millis(at(T0 + 1).as_millis() + max.as_millis()),
+    );
+    assert_eq!(d.reason, Reason::ApprovalSent, "{d:?}");
 }
 
 #[test]
