@@ -382,12 +382,7 @@ impl Client {
         frame: &Frame<'_>,
         wait: Duration,
     ) -> Result<Answer, ClientError> {
-        let mut bytes = BytesMut::with_capacity(128);
-        frame.encode(&mut bytes)?;
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(slot) = bytes.get_mut(5..9) {
-            slot.copy_from_slice(&id.to_be_bytes());
-        }
+        let (bytes, id) = self.stamped(frame)?;
         let session = self.session().await?;
         let exchange = async {
             let lost = |_| lost(&session.conn, &self.shared.presented);
@@ -424,13 +419,19 @@ impl Client {
     /// Sends a frame under a fresh id and returns the answer undecoded (the typed calls
     /// decode it once, themselves).
     async fn exchange(&self, frame: &Frame<'_>) -> Result<Answer, ClientError> {
+        let (bytes, id) = self.stamped(frame)?;
+        self.send(bytes, Some(id)).await
+    }
+
+    /// The frame's bytes under a fresh id of the client's own, and the id.
+    fn stamped(&self, frame: &Frame<'_>) -> Result<(Bytes, u32), ClientError> {
         let mut bytes = BytesMut::with_capacity(128);
         frame.encode(&mut bytes)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = bytes.get_mut(5..9) {
             slot.copy_from_slice(&id.to_be_bytes());
         }
-        self.send(bytes.freeze(), Some(id)).await
+        Ok((bytes.freeze(), id))
     }
 
     /// Sends bytes as they are (one whole frame, or something that is not one) and

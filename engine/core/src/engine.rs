@@ -8,7 +8,7 @@ use data_encoding::BASE64URL_NOPAD;
 
 use crate::decide::{Attempt, Decision, MethodInfo, Outcome, Reason, Request, no_rule, nowhere};
 use crate::directory::change::{Change, Op};
-use crate::directory::{Directory, Material, MethodKind, User};
+use crate::directory::{Directory, Material, Method, MethodKind, User};
 use crate::id::{ChallengeId, MethodId, Subject, UserId};
 use crate::lockout::Factor;
 use crate::net::source_key;
@@ -472,33 +472,25 @@ impl<S: StateStore> Engine<S> {
                 Some(id) => u.method(id).filter(|m| m.active),
                 None => u.eligible(req.purpose).find(|m| m.kind.is_sent()),
             };
-            // Asked for by id, a security key is asked for with the browser's options.
-            if let Some(m) = method.filter(|m| m.kind == MethodKind::SecurityKey) {
+            // Asked for by id, a push device is sent an approval, and a security key is asked
+            // for with the browser's options, instead of a code.
+            let asked = |m: &&Method| matches!(m.kind, MethodKind::Push | MethodKind::SecurityKey);
+            if let Some(m) = method.filter(asked) {
                 if !m.kind.serves(req.purpose) {
                     return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
                 }
                 let mut d = a.decision(Outcome::Challenge, Reason::SecondFactorRequired);
                 d.methods = u.eligible(req.purpose).map(MethodInfo::of).collect();
-                let d = a.key_challenge(req.purpose, d);
+                let d = match m.kind {
+                    MethodKind::Push => a.push(m.id, req.purpose, d),
+                    _ => a.key_challenge(req.purpose, d),
+                };
                 return match a.store_error.take() {
                     Some(e) => none(a.store_failed(e)),
                     // A key recorded by a frontend's own stack has nothing to ask with.
-                    None if d.security_key.is_none() => {
+                    None if d.reason == Reason::SecondFactorRequired => {
                         none(a.decision(Outcome::Deny, Reason::MethodNotAllowed))
                     }
-                    None => none(d),
-                };
-            }
-            // Asked for by id, a push device is sent an approval instead of a code.
-            if let Some(m) = method.filter(|m| m.kind == MethodKind::Push) {
-                if !m.kind.serves(req.purpose) {
-                    return none(a.decision(Outcome::Deny, Reason::MethodNotAllowed));
-                }
-                let mut d = a.decision(Outcome::Challenge, Reason::ApprovalSent);
-                d.methods = u.eligible(req.purpose).map(MethodInfo::of).collect();
-                let d = a.push(m.id, req.purpose, d);
-                return match a.store_error.take() {
-                    Some(e) => none(a.store_failed(e)),
                     None => none(d),
                 };
             }
@@ -589,8 +581,7 @@ impl<S: StateStore> Engine<S> {
             digest: code_digest(&self.pepper, &id, code),
             expires: now + s.code_ttl,
             attempts_left: s.max_attempts,
-            push: None,
-            key: None,
+            kind: crate::state::ChallengeKind::Code,
         };
         self.store.put_challenge(id, record, now)?;
         let text = format!(

@@ -38,7 +38,7 @@ use crate::id::{ChallengeId, MethodId, Subject};
 use crate::lockout::{Domain, Factor};
 use crate::policy::Purpose;
 use crate::secret::{SecretDigest, SecretString};
-use crate::state::{ChallengeRecord, Effect, StateOps, StateStore, StoreError};
+use crate::state::{ChallengeKind, ChallengeRecord, Effect, StateOps, StateStore, StoreError};
 use crate::time::{Duration, Timestamp};
 
 /// An Ed25519 public key's length.
@@ -486,8 +486,10 @@ impl<S: StateStore> Engine<S> {
         self.store.update_challenge(id, now, |slot| {
             slot.as_ref()
                 .filter(|c| now < c.expires)
-                .and_then(|c| c.push)
-                .map(|p| p.state)
+                .and_then(|c| match c.kind {
+                    ChallengeKind::Push(p) => Some(p.state),
+                    _ => None,
+                })
         })
     }
 
@@ -514,7 +516,9 @@ impl<S: StateStore> Engine<S> {
         let method = device.method;
         let taken = self.store.update_challenge(approval, now, |slot| {
             let c = slot.as_mut()?;
-            let push = c.push.as_mut()?;
+            let ChallengeKind::Push(push) = &mut c.kind else {
+                return None;
+            };
             if c.subject != subject
                 || c.method != method
                 || now >= c.expires
@@ -592,7 +596,7 @@ impl ChallengeRecord {
         let Some(c) = slot.as_ref() else {
             return Redeemed::Gone;
         };
-        let Some(push) = c.push else {
+        let ChallengeKind::Push(push) = c.kind else {
             return Redeemed::Gone;
         };
         if c.subject != subject || now >= c.expires {
@@ -660,11 +664,10 @@ impl<S: StateStore> crate::decide::Attempt<'_, S> {
             digest: number_digest(&engine.pepper, &id, number),
             expires,
             attempts_left: 1,
-            push: Some(Approval {
+            kind: ChallengeKind::Push(Approval {
                 state: ApprovalState::Pending,
                 familiar: self.familiar,
             }),
-            key: None,
         };
         engine.store.put_challenge(id, record, now)?;
         Ok(PushChallenge {

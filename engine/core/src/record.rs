@@ -11,11 +11,16 @@
 //! | OTP states | count `u8` (at most 64), then each: method `u32`, next `u64`, drift `i8` |
 //! | locks | `u8` 0, or 1 and four locks in domain order: failures `u8`, level `u8`, three fingerprints `u32`, last failure `u64` ms, locked until `u64` ms |
 //! | phone | `u8` 0, or 1 and: sends window, failures window, blocked until `u64` ms |
+//! | push | absent, or `u8` 1 and: the approvals-sent window; count `u8` (at most 5) of approvals waiting, each: id 16 bytes, method `u32`, issued `u64` ms, expires `u64` ms, purpose `u8`, location (`u16` length and UTF-8) |
 //!
 //! A budget (`Counter`): format `u8` = 1, then one window. A challenge
 //! (`ChallengeRecord`): format `u8` = 1; subject kind `u8` (0 a user, 1 an unknown name)
 //! and its id or keyed hash as `u64`; method `u32`; purpose `u8` (0 sign-in, 1 password
-//! reset, 2 legacy); the code's keyed digest, 32 bytes; expiry `u64` ms; tries left `u8`.
+//! reset, 2 legacy); the code's keyed digest, 32 bytes; expiry `u64` ms; tries left `u8`;
+//! then nothing for a sent code, `u8` 1 and the approval's state `u8` and familiarity
+//! flag for a push approval (whose code is its number), or `u8` 2 and two flags
+//! (registration, user verification) for a security key's ceremony (whose code is its
+//! challenge). Records written before approvals and ceremonies existed read unchanged.
 //!
 //! A window is its base `u64` ms and five slots of offset `u32` ms and count `u32`; used
 //! slots (count above 0) come first, in order of time, and free slots are all zero.

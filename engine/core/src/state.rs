@@ -131,11 +131,20 @@ pub struct ChallengeRecord {
     pub expires: Timestamp,
     /// Wrong codes it still tolerates.
     pub attempts_left: u8,
-    /// For a push approval (whose code is the number shown): where it stands.
-    pub push: Option<crate::push::Approval>,
-    /// For a security key's ceremony (whose code is the challenge): which one. A record is
-    /// a sent code, an approval or a ceremony, never two.
-    pub key: Option<crate::webauthn::Ceremony>,
+    /// What the code is: a sent code, a push approval's number, or a security key's
+    /// challenge.
+    pub kind: ChallengeKind,
+}
+
+/// What a challenge's code is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// A code sent by SMS, voice or email.
+    Code,
+    /// A push approval's number, and where the approval stands.
+    Push(crate::push::Approval),
+    /// A security key ceremony's challenge, and which ceremony.
+    Key(crate::webauthn::Ceremony),
 }
 
 impl ChallengeRecord {
@@ -152,7 +161,7 @@ impl ChallengeRecord {
             return Redeem::Gone;
         };
         // An approval's number is answered by the device, never typed as a code.
-        if c.subject != subject || now >= c.expires || c.push.is_some() || c.key.is_some() {
+        if c.subject != subject || now >= c.expires || c.kind != ChallengeKind::Code {
             return Redeem::Gone;
         }
         if c.digest.ct_eq(digest) {
@@ -190,14 +199,18 @@ impl ChallengeRecord {
         p.bytes(&self.digest.to_bytes());
         p.u64(self.expires.as_millis());
         p.u8(self.attempts_left);
-        if let Some(push) = self.push {
-            p.u8(1);
-            p.u8(push.state.code());
-            p.u8(u8::from(push.familiar));
-        } else if let Some(key) = self.key {
-            p.u8(2);
-            p.u8(u8::from(key.register));
-            p.u8(u8::from(key.user_verification));
+        match self.kind {
+            ChallengeKind::Code => {}
+            ChallengeKind::Push(push) => {
+                p.u8(1);
+                p.u8(push.state.code());
+                p.u8(u8::from(push.familiar));
+            }
+            ChallengeKind::Key(key) => {
+                p.u8(2);
+                p.u8(u8::from(key.register));
+                p.u8(u8::from(key.user_verification));
+            }
         }
     }
 
@@ -221,28 +234,26 @@ impl ChallengeRecord {
         let digest = SecretDigest::from_bytes(g.array()?);
         let expires = Timestamp::from_millis(g.u64()?);
         let attempts_left = g.u8()?;
-        // A sent code's record ends here; an approval's has its part after (flag 1).
         // A sent code's record ends here; an approval's (1) or a ceremony's (2) part follows.
-        let (mut push, mut key) = (None, None);
-        if !g.is_empty() {
+        let kind = if g.is_empty() {
+            ChallengeKind::Code
+        } else {
             match g.u8()? {
                 1 => {
                     let state = crate::push::ApprovalState::from_code(g.u8()?)
                         .ok_or(RecordError("an unknown approval state"))?;
-                    push = Some(crate::push::Approval {
+                    ChallengeKind::Push(crate::push::Approval {
                         state,
                         familiar: g.flag()?,
-                    });
+                    })
                 }
-                2 => {
-                    key = Some(crate::webauthn::Ceremony {
-                        register: g.flag()?,
-                        user_verification: g.flag()?,
-                    });
-                }
+                2 => ChallengeKind::Key(crate::webauthn::Ceremony {
+                    register: g.flag()?,
+                    user_verification: g.flag()?,
+                }),
                 _ => return Err(RecordError("an unknown kind of challenge")),
             }
-        }
+        };
         g.finish()?;
         Ok(Self {
             subject,
@@ -251,8 +262,7 @@ impl ChallengeRecord {
             digest,
             expires,
             attempts_left,
-            push,
-            key,
+            kind,
         })
     }
 }

@@ -568,6 +568,14 @@ impl Parsed {
     }
 }
 
+/// The ceremony a challenge record is for, if it is a security key's.
+fn key_ceremony(c: &crate::state::ChallengeRecord) -> Option<Ceremony> {
+    match c.kind {
+        crate::state::ChallengeKind::Key(k) => Some(k),
+        _ => None,
+    }
+}
+
 /// The keyed digest of a ceremony's challenge: the store never holds the challenge.
 fn challenge_digest(
     pepper: &crate::secret::Pepper,
@@ -582,11 +590,16 @@ fn keys_of(
     purpose: crate::Purpose,
 ) -> Vec<(crate::MethodId, &Credential)> {
     user.eligible(purpose)
-        .filter_map(|m| match &m.material {
-            crate::directory::Material::SecurityKey(Some(c)) => Some((m.id, &**c)),
-            _ => None,
-        })
+        .filter_map(|m| Some((m.id, credential(m)?)))
         .collect()
+}
+
+/// A method's registered credential, if it is a security key registered here.
+fn credential(m: &crate::directory::Method) -> Option<&Credential> {
+    match &m.material {
+        crate::directory::Material::SecurityKey(Some(c)) => Some(c),
+        _ => None,
+    }
 }
 
 /// A ceremony's options, issued: what the frontend hands the browser.
@@ -632,10 +645,7 @@ impl<S: crate::StateStore> crate::Engine<S> {
         let existing: Vec<&[u8]> = u
             .methods()
             .iter()
-            .filter_map(|m| match &m.material {
-                crate::directory::Material::SecurityKey(Some(c)) => Some(&*c.id),
-                _ => None,
-            })
+            .filter_map(|m| Some(&*credential(m)?.id))
             .collect();
         let challenge = new_challenge(&*self.entropy);
         let expires = now + CHALLENGE_TTL;
@@ -646,8 +656,7 @@ impl<S: crate::StateStore> crate::Engine<S> {
             digest: challenge_digest(&self.pepper, &challenge),
             expires,
             attempts_left: 1,
-            push: None,
-            key: Some(Ceremony {
+            kind: crate::state::ChallengeKind::Key(Ceremony {
                 register: true,
                 user_verification: u.passwordless,
             }),
@@ -688,7 +697,7 @@ impl<S: crate::StateStore> crate::Engine<S> {
             .store
             .update_challenge(record_id(&parsed.challenge), now, |slot| {
                 let c = slot.as_ref()?;
-                let k = c.key.filter(|k| k.register)?;
+                let k = key_ceremony(c).filter(|k| k.register)?;
                 if c.subject != subject || now >= c.expires || !c.digest.ct_eq(&digest) {
                     return None;
                 }
@@ -707,10 +716,7 @@ impl<S: crate::StateStore> crate::Engine<S> {
                 .ok_or(DirectoryError::UnknownUser)?;
             u.methods()
                 .iter()
-                .filter_map(|m| match &m.material {
-                    Material::SecurityKey(Some(c)) => Some(c.id.clone()),
-                    _ => None,
-                })
+                .filter_map(|m| Some(credential(m)?.id.clone()))
                 .collect()
         };
         let existing: Vec<&[u8]> = existing.iter().map(|b| &**b).collect();
@@ -759,8 +765,7 @@ impl<S: crate::StateStore> crate::decide::Attempt<'_, S> {
             digest: challenge_digest(&engine.pepper, &challenge),
             expires: self.now + CHALLENGE_TTL,
             attempts_left: 1,
-            push: None,
-            key: Some(Ceremony {
+            kind: crate::state::ChallengeKind::Key(Ceremony {
                 register: false,
                 user_verification: uv,
             }),
@@ -797,7 +802,7 @@ impl<S: crate::StateStore> crate::decide::Attempt<'_, S> {
             .store
             .update_challenge(record_id(&parsed.challenge), now, |slot| {
                 let c = slot.as_ref()?;
-                let k = c.key.filter(|k| !k.register)?;
+                let k = key_ceremony(c).filter(|k| !k.register)?;
                 if c.subject != subject || now >= c.expires || !c.digest.ct_eq(&digest) {
                     return None;
                 }

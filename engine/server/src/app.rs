@@ -279,3 +279,14 @@ fn account(
         ));
     }
 }
+
+/// Runs work that calls the store from async code: a shared store answers over the
+/// network, so the work waits on a thread the runtime can spare, not on one of its
+/// workers; a store in memory or on local disk answers at once, in place.
+pub(crate) fn blocking<R>(engine: &Engine, f: impl FnOnce() -> R) -> R {
+    if engine.store().is_remote() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}

@@ -226,7 +226,7 @@ impl Approvals {
             let woken = self.answered.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let state = blocking(engine, || engine.approval_state(id, now()));
+            let state = crate::app::blocking(engine, || engine.approval_state(id, now()));
             if !matches!(state, Ok(Some(ApprovalState::Pending))) {
                 return;
             }
@@ -249,7 +249,7 @@ impl Approvals {
             let woken = self.issued.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let listed = blocking(engine, || engine.pending_approvals(device, now()))?;
+            let listed = crate::app::blocking(engine, || engine.pending_approvals(device, now()))?;
             if !listed.is_empty() || !rest(woken, deadline).await {
                 return Ok(listed);
             }
@@ -270,14 +270,4 @@ async fn rest(
     let nap = (deadline - now).min(POLL);
     let _ = tokio::time::timeout(nap, woken).await;
     true
-}
-
-/// Runs a store call from async code: on a thread the runtime can spare when the store
-/// answers over the network.
-pub(crate) fn blocking<R>(engine: &Engine, f: impl FnOnce() -> R) -> R {
-    if engine.store().is_remote() {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
 }

@@ -282,8 +282,7 @@ fn a_challenge_has_fixed_bytes_and_is_redeemed_by_its_rules() {
         digest: SecretDigest::from_bytes([0xab; 32]),
         expires: Timestamp::from_millis(0x0102),
         attempts_left: 2,
-        push: None,
-        key: None,
+        kind: portvakt_core::state::ChallengeKind::Code,
     };
     let mut bytes = Vec::new();
     record.encode(&mut bytes);

@@ -284,7 +284,7 @@ impl Service {
             remember_device: w.remember_device,
         };
         let now = app.now();
-        let decision = crate::push::blocking(app.engine(), || app.decide(&request, now, records));
+        let decision = crate::app::blocking(app.engine(), || app.decide(&request, now, records));
         Owned::Decision(id, decision, None)
     }
 }

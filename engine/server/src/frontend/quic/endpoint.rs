@@ -304,7 +304,6 @@ async fn serve_stream(
     let mut outbox = BytesMut::new();
     let mut records = BytesMut::new();
     let mut ids: Vec<u32> = Vec::new();
-    let remote = service.app().engine().store().is_remote();
     'stream: loop {
         // Answer every complete frame already received and hand their sign-in records to
         // the log; the writer sends the answers when their state is durable.
@@ -315,15 +314,9 @@ async fn serve_stream(
                     let frame = inbox.split_to(n);
                     ids.push(frame_id(&frame));
                     let now = service.now();
-                    let mut handle =
-                        || service.handle(&role, &frame, now, &mut outbox, &mut records);
-                    // A shared store answers over the network: the decision waits on it on
-                    // a thread the runtime can spare, not on one of its workers.
-                    let handled = if remote {
-                        tokio::task::block_in_place(handle)
-                    } else {
-                        handle()
-                    };
+                    let handled = crate::app::blocking(service.app().engine(), || {
+                        service.handle(&role, &frame, now, &mut outbox, &mut records)
+                    });
                     if let Handled::Query(id, query) = handled {
                         // The query must see the decisions answered before it on this stream.
                         if !hand_over(&service, &mut records).await {

@@ -339,9 +339,6 @@ impl Service {
                         Some(portvakt_core::Proof::SecurityKey(json))
                     }
                     Some(portvakt_wire::Proof::Push { approval, wait_ms }) => {
-                        if matches!(role, Role::Device(_)) {
-                            return forbidden(id);
-                        }
                         if *wait_ms > 0 {
                             let wait = super::device::AwaitApproval::new(&d, *approval, *wait_ms);
                             return Owned::Query(id, Query::AwaitApproval(Box::new(wait)));
