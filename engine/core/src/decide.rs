@@ -49,6 +49,9 @@ pub enum Proof<'a> {
         /// The following code, when resynchronising a token that ran ahead.
         next: Option<&'a str>,
     },
+    /// A code from an authenticator app or a hardware token, whichever the user has: for
+    /// frontends whose users type a code without saying where it came from (RADIUS).
+    Code(&'a str),
     /// A code sent by SMS, voice or email, with the challenge it answers.
     Sent {
         /// The challenge id as issued (32 hex digits).
@@ -71,6 +74,7 @@ impl fmt::Debug for Proof<'_> {
         f.write_str(match self {
             Self::Totp(_) => "Totp([redacted])",
             Self::Hotp { .. } => "Hotp([redacted])",
+            Self::Code(_) => "Code([redacted])",
             Self::Sent { .. } => "Sent([redacted])",
             Self::AppPassword(_) => "AppPassword([redacted])",
             Self::SecurityAnswers(_) => "SecurityAnswers([redacted])",
@@ -343,6 +347,10 @@ pub(crate) fn no_rule() -> Name {
     static NONE: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
     *NONE.get_or_init(|| Name::builtin("none"))
 }
+
+/// The methods whose codes a [`Proof::Code`] may be: an authenticator app's or a hardware
+/// token's.
+const OTP_KINDS: &[MethodKind] = &[MethodKind::AuthenticatorApp, MethodKind::HardwareToken];
 
 /// The pieces one decision works with.
 pub(crate) struct Attempt<'e, S: StateStore> {
@@ -653,8 +661,11 @@ impl<S: StateStore> Attempt<'_, S> {
             }
         };
         match proof {
-            Proof::Totp(code) => self.otp(code, None, purpose, MethodKind::AuthenticatorApp),
-            Proof::Hotp { code, next } => self.otp(code, next, purpose, MethodKind::HardwareToken),
+            Proof::Totp(code) => self.otp(code, None, purpose, &[MethodKind::AuthenticatorApp]),
+            Proof::Hotp { code, next } => {
+                self.otp(code, next, purpose, &[MethodKind::HardwareToken])
+            }
+            Proof::Code(code) => self.otp(code, None, purpose, OTP_KINDS),
             Proof::Sent { challenge, code } => self.sent_code(challenge, code, purpose),
             Proof::SecurityAnswers(answers) if purpose == Purpose::PasswordReset => {
                 self.answers(answers)
@@ -712,7 +723,7 @@ impl<S: StateStore> Attempt<'_, S> {
         code: &str,
         next: Option<&str>,
         purpose: Purpose,
-        kind: MethodKind,
+        kinds: &[MethodKind],
     ) -> Decision {
         let Ok(parsed) = Code::parse(code) else {
             return self.malformed();
@@ -747,7 +758,7 @@ impl<S: StateStore> Attempt<'_, S> {
                 if let locked @ Answer::Locked { .. } = state.check(domain, now) {
                     return (locked, None);
                 }
-                let found = this.search(user, parsed, next, purpose, kind, state);
+                let found = this.search(user, parsed, next, purpose, kinds, state);
                 if let (Some(fence), Some((method, _, _))) = (fence, found) {
                     // Behind the fence the watermark may have been lost: it stands at
                     // the fence at least, so such a code answers as replayed.
@@ -785,7 +796,7 @@ impl<S: StateStore> Attempt<'_, S> {
         }
     }
 
-    /// Looks for `code` among the user's methods of `kind`: an authenticator app's centre
+    /// Looks for `code` among the user's methods of `kinds`: an authenticator app's centre
     /// step first (the usual right code costs one HMAC), then every method's window.
     fn search<'u>(
         &self,
@@ -793,14 +804,14 @@ impl<S: StateStore> Attempt<'_, S> {
         code: Code,
         next: Option<Code>,
         purpose: Purpose,
-        kind: MethodKind,
+        kinds: &[MethodKind],
         state: &UserState,
     ) -> Option<(&'u Method, u64, i8)> {
-        let centre = match kind {
-            MethodKind::AuthenticatorApp => self.totp_at_centre(user, code, purpose),
-            _ => None,
+        let centre = match kinds.contains(&MethodKind::AuthenticatorApp) {
+            true => self.totp_at_centre(user, code, purpose),
+            false => None,
         };
-        centre.or_else(|| self.find_otp(user, code, next, purpose, kind, state))
+        centre.or_else(|| self.find_otp(user, code, next, purpose, kinds, state))
     }
 
     /// The last TOTP step of `method` that could have been accepted at `fence`: its
@@ -849,17 +860,17 @@ impl<S: StateStore> Attempt<'_, S> {
         }
     }
 
-    /// Tries the user's active methods of `kind` serving `purpose`, default first.
+    /// Tries the user's active methods of `kinds` serving `purpose`, default first.
     fn find_otp<'u>(
         &self,
         user: &'u User,
         code: Code,
         next: Option<Code>,
         purpose: Purpose,
-        kind: MethodKind,
+        kinds: &[MethodKind],
         state: &UserState,
     ) -> Option<(&'u Method, u64, i8)> {
-        for m in user.eligible(purpose).filter(|m| m.kind == kind) {
+        for m in user.eligible(purpose).filter(|m| kinds.contains(&m.kind)) {
             let stored = state.otp(m.id).unwrap_or_default();
             match &m.material {
                 Material::Totp { key, params } => {

@@ -247,6 +247,14 @@ impl<S: StateStore> Engine<S> {
         }
     }
 
+    /// A tag over `data`, keyed by the pepper and kept apart by `purpose`: every node
+    /// sharing the pepper computes the same one, and nobody without it can. For state a
+    /// frontend hands its caller to bring back unchanged (RADIUS's State).
+    pub fn tag(&self, purpose: &[u8], data: &[u8]) -> SecretDigest {
+        self.pepper
+            .digest(&[b"frontend-tag:".as_slice(), purpose].concat(), data)
+    }
+
     pub(crate) fn app_password_digest(&self, user: u32, normalised: &str) -> SecretDigest {
         self.pepper.digest(
             &[b"app-password".as_slice(), &user.to_le_bytes()].concat(),

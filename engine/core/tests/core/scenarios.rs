@@ -1312,3 +1312,47 @@ fn behind_the_replay_fence_no_code_that_could_have_been_accepted_then_is_accepte
     e.raise_fence(at(T0 - 600));
     assert_eq!(e.fence(), Some(at(T0)));
 }
+
+#[test]
+fn a_code_of_unnamed_origin_is_tried_on_apps_and_tokens_alike() {
+    let e = kommune();
+    // One user with an app, one with a hardware token only: both type "a code".
+    let (_, app) = user_with_app(&e, "kari", &[]);
+    e.add_user("kommune", "tok", &[], false).unwrap();
+    add_active_phone(&e, "kommune", "tok");
+    let secret = b"12345678901234567890";
+    let m = e
+        .add_hotp("kommune", "tok", secret, Digits::SIX, 0)
+        .unwrap();
+    let token = OtpKey::new(Algorithm::Sha1, secret);
+    let hotp = |c: u64| format!("{:06}", token.hotp(c, Digits::SIX));
+    e.confirm_otp("kommune", "tok", m, &hotp(0), at(T0))
+        .unwrap();
+
+    let app_code = code(&app, T0);
+    let d = e.decide(&req("kari", HOME, Some(Proof::Code(&app_code))), at(T0));
+    assert_eq!(d.outcome, Outcome::Allow);
+    assert_eq!(d.method, Some(MethodKind::AuthenticatorApp));
+    assert_eq!(
+        e.decide(&req("kari", HOME, Some(Proof::Code(&app_code))), at(T0))
+            .reason,
+        Reason::ReplayedCode,
+        "spent whichever way it came"
+    );
+    let t1 = hotp(1);
+    let d = e.decide(&req("tok", HOME, Some(Proof::Code(&t1))), at(T0));
+    assert_eq!(d.outcome, Outcome::Allow);
+    assert_eq!(d.method, Some(MethodKind::HardwareToken));
+    // The token's code is no use as the app's, nor the other way round.
+    let t2 = hotp(2);
+    assert_eq!(
+        e.decide(&req("kari", HOME, Some(Proof::Code(&t2))), at(T0 + 30))
+            .reason,
+        Reason::InvalidCode
+    );
+    assert_eq!(
+        e.decide(&req("tok", HOME, Some(Proof::Totp(&t2))), at(T0 + 30))
+            .reason,
+        Reason::InvalidCode
+    );
+}
