@@ -108,6 +108,7 @@ fn main() {
             method: Some(1),
             location: "elsewhere",
             rule: "home-needs-code",
+            frontend: 1,
         };
         assert!(signin::append(&mut batch, &row));
         if i % 64 == 63 {

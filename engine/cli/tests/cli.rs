@@ -538,6 +538,7 @@ fn answered_sign_ins_survive_the_server_being_killed() {
     assert_eq!(rows[0]["rule"], "municipal-network-single-factor");
     assert_eq!(rows[0]["outcome"], "register");
     assert_eq!(rows[0]["purpose"], "sign_in");
+    assert_eq!(rows[0]["frontend"], "quic");
     assert_eq!(rows[1]["user"], "nobody");
     assert_eq!(rows[1]["location"], "elsewhere");
     assert!(rows[1]["time"].as_str().unwrap().ends_with('Z'));

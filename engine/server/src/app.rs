@@ -14,6 +14,8 @@ use portvakt_store::durable::Wal;
 
 use crate::signin::{self, SignInLog};
 
+pub use portvakt_wire::admin::Frontend;
+
 /// Where the server reads the time.
 pub type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -204,13 +206,20 @@ impl App {
     /// record appended to `records` (for [`SignInLog::submit`], before the answer leaves).
     pub fn decide(
         &self,
+        via: Frontend,
         request: &Request<'_>,
         now: Timestamp,
         records: &mut BytesMut,
     ) -> Decision {
         let started = crate::clock::instant();
         let decision = self.engine.decide(request, now);
-        let who = (request.tenant, request.user, request.ip, request.purpose);
+        let who = (
+            request.tenant,
+            request.user,
+            request.ip,
+            request.purpose,
+            via,
+        );
         account(records, now, started, who, &decision);
         self.tell(request.tenant, request.user, &decision);
         decision
@@ -220,13 +229,20 @@ impl App {
     /// recorded.
     pub fn send_code(
         &self,
+        via: Frontend,
         request: &SendRequest<'_>,
         now: Timestamp,
         records: &mut BytesMut,
     ) -> Sent {
         let started = crate::clock::instant();
         let sent = self.engine.send_code(request, now);
-        let who = (request.tenant, request.user, request.ip, request.purpose);
+        let who = (
+            request.tenant,
+            request.user,
+            request.ip,
+            request.purpose,
+            via,
+        );
         account(records, now, started, who, &sent.decision);
         self.tell(request.tenant, request.user, &sent.decision);
         sent
@@ -246,8 +262,14 @@ impl App {
     }
 }
 
-/// Who asked: tenant, user, address, purpose.
-type Who<'a> = (&'a str, &'a str, std::net::IpAddr, portvakt_core::Purpose);
+/// Who asked: tenant, user, address, purpose, and through which frontend.
+type Who<'a> = (
+    &'a str,
+    &'a str,
+    std::net::IpAddr,
+    portvakt_core::Purpose,
+    Frontend,
+);
 
 /// Times and counts one decision for the metrics, and appends its sign-in record.
 fn account(
@@ -259,7 +281,7 @@ fn account(
 ) {
     metrics::histogram!(crate::metrics::DECISION_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::counter!(crate::metrics::DECISIONS, "outcome" => d.outcome.as_str(), "reason" => d.reason.as_str()).increment(1);
-    let (tenant, user, ip, purpose) = who;
+    let (tenant, user, ip, purpose, via) = who;
     let row = signin::Record {
         at_ms: now.as_millis(),
         tenant,
@@ -271,6 +293,7 @@ fn account(
         method: d.method.map(|m| portvakt_wire::MethodKind::from(m) as u8),
         location: d.location.as_str(),
         rule: d.rule.as_str(),
+        frontend: via as u8,
     };
     if !signin::append(records, &row) {
         metrics::counter!(crate::metrics::SIGNIN_WRITE_ERRORS).increment(1);

@@ -237,6 +237,37 @@ pub struct SignInRow<'a> {
     pub location: &'a str,
     /// The rule that decided.
     pub rule: &'a str,
+    /// The frontend that asked ([`Frontend`] code).
+    pub frontend: u8,
+}
+
+/// The frontend a decision was asked through, as the sign-in log names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Frontend {
+    /// Portvakt's own protocol over QUIC.
+    Quic = 1,
+    /// RADIUS (VPN gateways, Wi-Fi controllers).
+    Radius = 2,
+}
+
+impl Frontend {
+    /// The frontend with that code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Quic),
+            2 => Some(Self::Radius),
+            _ => None,
+        }
+    }
+
+    /// Its name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quic => "quic",
+            Self::Radius => "radius",
+        }
+    }
 }
 
 /// The most rows one answer carries (the largest possible rows still fit a frame).
@@ -255,6 +286,7 @@ impl<'a> Field<'a> for SignInRow<'a> {
             method: r.opt(field, |r| r.u8(field))?,
             location: r.str8(field, 128)?,
             rule: r.str8(field, 128)?,
+            frontend: r.u8(field)?,
         })
     }
     fn write(&self, w: &mut Writer<'_>) {
@@ -268,6 +300,7 @@ impl<'a> Field<'a> for SignInRow<'a> {
         w.opt(self.method, |w, m| w.u8(m));
         w.str8(self.location);
         w.str8(self.rule);
+        w.u8(self.frontend);
     }
     fn check(&self, field: &'static str) -> Result<(), EncodeError> {
         too_long(field, self.tenant.len(), 128)?;

@@ -263,6 +263,7 @@ fn row(s: &str) -> SignInRow<'_> {
         method: None,
         location: "elsewhere",
         rule: "default",
+        frontend: 1,
     }
 }
 
@@ -281,6 +282,7 @@ fn a_full_page_of_the_longest_sign_in_rows_fits_a_frame() {
         method: Some(1),
         location: &name,
         rule: &name,
+        frontend: 2,
     };
     let page = AdminReply::SignInsFound {
         rows: SignInRows(vec![longest; admin::MAX_SIGN_IN_ROWS]),

@@ -119,6 +119,8 @@ pub struct Record<'a> {
     pub location: &'a str,
     /// The rule that decided.
     pub rule: &'a str,
+    /// The frontend that asked ([`portvakt_wire::admin::Frontend`] code).
+    pub frontend: u8,
 }
 
 /// The longest names, reason, location and rule a record holds (one length byte each).
@@ -169,6 +171,7 @@ impl<'a> Record<'a> {
         }
         str8(out, self.location);
         str8(out, self.rule);
+        out.put_u8(self.frontend);
         true
     }
 
@@ -194,6 +197,12 @@ impl<'a> Record<'a> {
             },
             location: b.str8(MAX_NAME)?,
             rule: b.str8(MAX_NAME)?,
+            // Records written before the log named frontends end here: they were all
+            // asked over QUIC.
+            frontend: match b.is_empty() {
+                true => portvakt_wire::admin::Frontend::Quic as u8,
+                false => b.u8()?,
+            },
         };
         b.is_empty().then_some(record)
     }
@@ -212,6 +221,7 @@ impl<'a> From<Record<'a>> for SignInRow<'a> {
             method: r.method,
             location: r.location,
             rule: r.rule,
+            frontend: r.frontend,
         }
     }
 }
@@ -971,19 +981,29 @@ fn create_segment(dir: &Path, seq: u32) -> Result<Active, LogError> {
     })
 }
 
-fn names(row: &SignInRow<'_>) -> (&'static str, &'static str, Option<&'static str>) {
+fn names(row: &SignInRow<'_>) -> Names {
+    use portvakt_wire::admin::Frontend;
     use portvakt_wire::{MethodKind, Outcome, Purpose};
     (
         Purpose::from_code(row.purpose).map_or("unknown", Purpose::as_str),
         Outcome::from_code(row.outcome).map_or("unknown", Outcome::as_str),
         row.method
             .map(|m| MethodKind::from_code(m).map_or("unknown", MethodKind::as_str)),
+        Frontend::from_code(row.frontend).map_or("unknown", Frontend::as_str),
     )
 }
 
+/// A row's purpose, outcome, method and frontend by name.
+type Names = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+
 /// A record as one JSON object (for `portvakt admin sign-ins --json`).
 pub fn to_json(row: &SignInRow<'_>) -> serde_json::Value {
-    let (purpose, outcome, method) = names(row);
+    let (purpose, outcome, method, frontend) = names(row);
     serde_json::json!({
         "time": rfc3339(row.at_ms),
         "at_ms": row.at_ms,
@@ -996,15 +1016,16 @@ pub fn to_json(row: &SignInRow<'_>) -> serde_json::Value {
         "method": method,
         "location": row.location,
         "rule": row.rule,
+        "frontend": frontend,
     })
 }
 
 /// A record as one line for people. The user name is quoted with escapes, so a name
 /// with spaces or control characters cannot forge a second record or column.
 pub fn to_line(row: &SignInRow<'_>) -> String {
-    let (purpose, outcome, method) = names(row);
+    let (purpose, outcome, method, frontend) = names(row);
     format!(
-        "{} {:?} {} {purpose} {outcome} {} location={} rule={} method={}",
+        "{} {:?} {} {purpose} {outcome} {} location={} rule={} method={} frontend={frontend}",
         rfc3339(row.at_ms),
         row.user,
         row.ip,

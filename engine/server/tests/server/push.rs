@@ -75,6 +75,7 @@ async fn the_relay_is_told_of_each_approval_but_not_its_number() {
         remember_device: false,
     };
     let d = app.decide(
+        portvakt_server::app::Frontend::Quic,
         &request,
         Timestamp::from_secs(1_700_000_010),
         &mut BytesMut::new(),

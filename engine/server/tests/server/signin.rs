@@ -45,6 +45,7 @@ fn row(user: &str, at_ms: u64) -> Record<'_> {
         method: None,
         location: "elsewhere",
         rule: "home-needs-code",
+        frontend: 1,
     }
 }
 
@@ -293,7 +294,8 @@ fn times_print_as_rfc3339_utc() {
 
 /// Record format 1, byte for byte: the files on disk do not follow the wire protocol, so
 /// they are pinned here on their own. (These are also the bytes the wire's sign-in row
-/// had when the log wrote it, so segments written before the log had its own type read.)
+/// has, and had when the log wrote it, so segments written before the log had its own
+/// type read.) Records written before the frontend was named end after the rule.
 #[test]
 fn the_record_format_is_fixed() {
     let r = Record {
@@ -307,6 +309,7 @@ fn the_record_format_is_fixed() {
         method: Some(3),
         location: "l",
         rule: "x",
+        frontend: 2,
     };
     let mut b = BytesMut::new();
     assert!(signin::append(&mut b, &r));
@@ -320,6 +323,7 @@ fn the_record_format_is_fixed() {
         1, 3, // method: present, 3
         1, b'l', // location
         1, b'x', // rule
+        2,    // frontend: RADIUS
     ];
     assert_eq!(&b[..2], &(body.len() as u16).to_be_bytes());
     assert_eq!(&b[2..6], &crc32fast::hash(body).to_be_bytes());
@@ -341,6 +345,15 @@ fn the_record_format_is_fixed() {
     let mut b = BytesMut::new();
     assert!(signin::append(&mut b, &v6));
     assert_eq!(signin::decode(&b[6..]), Some(v6));
+    // Without the frontend byte: a record from before, asked over QUIC.
+    let older = &body[..body.len() - 1];
+    assert_eq!(
+        signin::decode(older),
+        Some(Record {
+            frontend: portvakt_wire::admin::Frontend::Quic as u8,
+            ..r
+        })
+    );
     // Anything else is no record: a trailing byte, a bad family, an over-long reason.
     let mut longer = body.to_vec();
     longer.push(0);

@@ -284,7 +284,9 @@ impl Service {
             remember_device: w.remember_device,
         };
         let now = app.now();
-        let decision = crate::app::blocking(app.engine(), || app.decide(&request, now, records));
+        let decision = crate::app::blocking(app.engine(), || {
+            app.decide(crate::app::Frontend::Quic, &request, now, records)
+        });
         Owned::Decision(id, decision, None)
     }
 }

@@ -19,7 +19,7 @@ use portvakt_wire::admin::{
 };
 use portvakt_wire::{Admin, AdminReply, ErrorCode, Frame};
 
-use crate::app::{App, Clock};
+use crate::app::{App, Clock, Frontend};
 use crate::audit::{Event, Summary};
 use crate::signin::{self, SignInLog};
 
@@ -361,7 +361,7 @@ impl Service {
                     device_token: d.device_token,
                     remember_device: d.remember_device,
                 };
-                let decision = self.app.decide(&request, now, records);
+                let decision = self.app.decide(Frontend::Quic, &request, now, records);
                 Owned::Decision(id, decision, None)
             }
             Frame::SendCode(id, s) => {
@@ -372,7 +372,7 @@ impl Service {
                     purpose: s.purpose.into(),
                     method: s.method.map(MethodId),
                 };
-                let sent = self.app.send_code(&request, now, records);
+                let sent = self.app.send_code(Frontend::Quic, &request, now, records);
                 Owned::Decision(
                     id,
                     sent.decision,
