@@ -55,6 +55,8 @@ use serve::*;
 
 /// The policy `serve` uses when no file is given: the municipality's example.
 const EMBEDDED_POLICY: &str = include_str!("../../../examples/kommune.toml");
+/// The RADIUS frontend that goes with the embedded policy.
+const EMBEDDED_RADIUS: &str = include_str!("../../../examples/radius.toml");
 
 /// Where `serve` keeps users and sign-in state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +151,11 @@ enum Command {
         /// A file holding the bearer token the relay expects.
         #[arg(long, requires = "push_webhook")]
         push_webhook_token: Option<PathBuf>,
+        /// The RADIUS frontend's configuration (TOML; docs/operations.md), or `off`.
+        /// Without it: the embedded example (127.0.0.1:1812, loopback clients) with the
+        /// embedded policy, and no RADIUS with a policy file.
+        #[arg(long)]
+        radius: Option<String>,
         /// The master key that seals credential secrets and the pepper at rest (32 bytes,
         /// readable by the server's user only); without it, `master.key` in the data
         /// directory, made on first start.
@@ -667,6 +674,7 @@ fn main() -> ExitCode {
                 master_key,
                 push_webhook,
                 push_webhook_token,
+                radius,
             } => {
                 let limits = ConnectionLimits {
                     total: max_connections,
@@ -683,6 +691,7 @@ fn main() -> ExitCode {
                     limits,
                     push_webhook,
                     push_webhook_token,
+                    radius,
                 };
                 serve(listen, &data, policy, &metrics, log, frontends, state).await
             }

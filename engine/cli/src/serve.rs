@@ -52,6 +52,32 @@ fn write_pepper(path: &Path, pepper: &[u8; 32], key: &MasterKey) -> Result<(), S
     std::fs::rename(&tmp, path).map_err(|e| at(&e))
 }
 
+/// The RADIUS frontend's configuration: `--radius FILE`, none for `--radius off`, and
+/// without the flag the embedded example with the embedded policy (none with a policy
+/// file). Secret files are relative to the data directory.
+fn radius_config(
+    flag: Option<&str>,
+    policy_file: bool,
+    data: &Path,
+) -> Result<Option<portvakt_server::frontend::radius::Config>, String> {
+    use portvakt_server::frontend::radius::Config;
+    let (text, source) = match flag {
+        Some("off") => return Ok(None),
+        None if policy_file => return Ok(None),
+        None => (
+            EMBEDDED_RADIUS.to_owned(),
+            "the embedded RADIUS example".to_owned(),
+        ),
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| format!("--radius {path}: {e}"))?,
+            path.to_owned(),
+        ),
+    };
+    Config::parse(&text, data)
+        .map(Some)
+        .map_err(|e| format!("{source}: {e}"))
+}
+
 /// Where `serve` keeps users and state, and the key that seals them.
 pub(crate) struct StateOptions {
     /// Durable or in memory.
@@ -70,6 +96,8 @@ pub(crate) struct FrontendOptions {
     pub(crate) push_webhook: Option<String>,
     /// A file holding the bearer token the relay expects.
     pub(crate) push_webhook_token: Option<PathBuf>,
+    /// The RADIUS frontend's configuration file, `off`, or (`None`) the default.
+    pub(crate) radius: Option<String>,
 }
 
 pub(crate) async fn serve(
@@ -260,6 +288,25 @@ pub(crate) async fn serve(
     if policy_file.is_some() {
         reload_on_hangup(service.clone())?;
     }
+    let radius = match radius_config(frontends.radius.as_deref(), policy_file.is_some(), data)? {
+        None => None,
+        Some(config) => {
+            for c in &config.clients {
+                if engine.policy().tenant(&c.tenant).is_none() {
+                    return Err(format!(
+                        "radius: client {:?} names tenant {:?}, which the policy does not have",
+                        c.name, c.tenant
+                    ));
+                }
+            }
+            let names: Vec<String> = config.clients.iter().map(|c| c.name.clone()).collect();
+            let listen = config.listen;
+            let (addr, task) = portvakt_server::frontend::radius::start(config, service.clone())
+                .await
+                .map_err(|e| format!("radius on {listen}: {e}"))?;
+            Some((addr, names, task))
+        }
+    };
     let (endpoint, _task) =
         portvakt_server::frontend::quic::endpoint::start(listen, tls, admins, service, limits)
             .map_err(|e| e.to_string())?;
@@ -292,6 +339,10 @@ pub(crate) async fn serve(
     match metrics_addr {
         Some(a) => say!("  metrics: http://{a}/metrics"),
         None => say!("  metrics: off"),
+    }
+    match &radius {
+        Some((addr, names, _)) => say!("  RADIUS on udp {addr} (clients: {})", names.join(", ")),
+        None => say!("  RADIUS: off"),
     }
     say!(
         "  sign-in log: {} (kept up to {} MiB)",

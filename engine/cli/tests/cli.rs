@@ -453,6 +453,12 @@ struct Running {
 fn serve_in(dir: &std::path::Path, args: &[&str]) -> Running {
     let mut child = portvakt()
         .args(["serve", "--listen", "127.0.0.1:0"])
+        // The embedded RADIUS example's fixed port would be taken by the first of the
+        // tests' servers only: RADIUS is off unless a test names its own.
+        .args(match args.contains(&"--radius") {
+            true => &[][..],
+            false => &["--radius", "off"][..],
+        })
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -969,6 +975,8 @@ fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
             "127.0.0.1:0",
             "--metrics",
             "off",
+            "--radius",
+            "off",
             "--master-key",
         ])
         .arg(&other)
@@ -987,6 +995,8 @@ fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
             "--listen",
             "127.0.0.1:0",
             "--metrics",
+            "off",
+            "--radius",
             "off",
             "--master-key",
             "nope.key",

@@ -235,6 +235,14 @@ impl<'a> Packet<'a> {
         Ok(expected.ct_eq(given).into())
     }
 
+    /// The bytes of a request, signed for `secret`: a Message-Authenticator first among
+    /// the attributes, computed over the packet with its own Request Authenticator (which
+    /// the caller chose at random). Any Message-Authenticator in `self` is replaced. For
+    /// a server that forwards requests, and for tests.
+    pub fn sign_request(&self, secret: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        self.with_message_authenticator(&self.authenticator, secret)
+    }
+
     /// The bytes of a reply to `request_authenticator`, signed for `secret`: a
     /// Message-Authenticator first among the attributes (BlastRADIUS), computed with the
     /// request's authenticator in the header, then the Response Authenticator (MD5 over
@@ -243,6 +251,24 @@ impl<'a> Packet<'a> {
     pub fn sign_reply(
         &self,
         request_authenticator: &[u8; 16],
+        secret: &[u8],
+    ) -> Result<Vec<u8>, DecodeError> {
+        let mut bytes = self.with_message_authenticator(request_authenticator, secret)?;
+        let mut md5 = Md5::new();
+        md5.update(&bytes);
+        md5.update(secret);
+        let response: [u8; 16] = md5.finalize().into();
+        if let Some(field) = bytes.get_mut(4..20) {
+            field.copy_from_slice(&response);
+        }
+        Ok(bytes)
+    }
+
+    /// The packet's bytes with `authenticator` in the header and a Message-Authenticator
+    /// for `secret` first among the attributes (replacing any other).
+    fn with_message_authenticator(
+        &self,
+        authenticator: &[u8; 16],
         secret: &[u8],
     ) -> Result<Vec<u8>, DecodeError> {
         let zero = [0u8; 16];
@@ -258,7 +284,7 @@ impl<'a> Packet<'a> {
         let unsigned = Packet {
             code: self.code,
             identifier: self.identifier,
-            authenticator: *request_authenticator,
+            authenticator: *authenticator,
             attributes,
         };
         let mut bytes = Vec::with_capacity(MIN_PACKET + 18);
@@ -268,13 +294,6 @@ impl<'a> Packet<'a> {
         let ma = hmac_md5(secret, &bytes);
         if let Some(field) = bytes.get_mut(22..38) {
             field.copy_from_slice(&ma);
-        }
-        let mut md5 = Md5::new();
-        md5.update(&bytes);
-        md5.update(secret);
-        let response: [u8; 16] = md5.finalize().into();
-        if let Some(field) = bytes.get_mut(4..20) {
-            field.copy_from_slice(&response);
         }
         Ok(bytes)
     }

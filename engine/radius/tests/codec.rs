@@ -119,6 +119,25 @@ fn a_request_s_message_authenticator_is_checked() {
 }
 
 #[test]
+fn a_signed_request_carries_its_message_authenticator_first() {
+    let bytes = rfc_request();
+    let request = Packet::decode(&bytes).unwrap();
+    let signed = request.sign_request(SECRET).unwrap();
+    let packet = Packet::decode(&signed).unwrap();
+    assert_eq!(packet.attributes[0].kind, attr::MESSAGE_AUTHENTICATOR);
+    assert_eq!(
+        packet.authenticator, request.authenticator,
+        "its own, unchanged"
+    );
+    assert_eq!(&packet.attributes[1..], &request.attributes[..]);
+    assert_eq!(Packet::verify_request(&signed, SECRET), Ok(true));
+    assert_eq!(Packet::verify_request(&signed, b"other"), Ok(false));
+    // Signing again replaces the old one rather than adding a second.
+    let again = packet.sign_request(SECRET).unwrap();
+    assert_eq!(again, signed);
+}
+
+#[test]
 fn lengths_and_attributes_must_fit_exactly() {
     let good = rfc_request();
     // Too short, too long, a length field that lies either way.

@@ -248,6 +248,23 @@ impl App {
         sent
     }
 
+    /// Hands `records` to the sign-in log and waits until the state the decisions depend
+    /// on is durable: after it returns `Ok`, their answers may leave. For frontends that
+    /// answer one request at a time (the QUIC endpoint does this by rounds).
+    pub async fn settle(&self, records: &mut BytesMut) -> Result<(), String> {
+        let position = self.durable_position();
+        if !records.is_empty() {
+            if let Some(log) = &self.log {
+                log.submit(records).await.map_err(|e| e.to_string())?;
+            }
+            records.clear();
+        }
+        match position {
+            Some(p) => self.durable_until(p).await,
+            None => Ok(()),
+        }
+    }
+
     /// Tells the user's push device of an approval the decision issued.
     fn tell(&self, tenant: &str, user: &str, d: &Decision) {
         if let Some(a) = &d.approval {
@@ -259,6 +276,12 @@ impl App {
                 expires: a.expires,
             });
         }
+    }
+}
+
+impl AsRef<App> for App {
+    fn as_ref(&self) -> &App {
+        self
     }
 }
 

@@ -67,6 +67,17 @@ pub const SHARED_STORE_COMMANDS: &str = "portvakt_shared_store_commands_total";
 /// `dropped`).
 pub const PUSH_NOTIFICATIONS: &str = "portvakt_push_notifications_total";
 
+/// RADIUS replies sent, by `client` and `reply` (`accept`, `reject`, `challenge`).
+pub const RADIUS_REPLIES: &str = "portvakt_radius_replies_total";
+/// RADIUS datagrams dropped unanswered, by `client` (`unknown` for no configured client)
+/// and `reason`.
+pub const RADIUS_DROPPED: &str = "portvakt_radius_dropped_total";
+/// RADIUS retransmits answered from the duplicates cache, by `client`.
+pub const RADIUS_RETRANSMITS: &str = "portvakt_radius_retransmits_total";
+/// Password checks the upstream RADIUS server did not answer, by `client` (each request
+/// refused).
+pub const RADIUS_UPSTREAM_FAILURES: &str = "portvakt_radius_upstream_failures_total";
+
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()

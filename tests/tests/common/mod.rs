@@ -2,6 +2,8 @@
 //! a server process.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub(crate) mod radius;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,12 @@ pub(crate) fn start_with(data: &Path, addr: SocketAddr, extra: &[&str]) -> (Runn
         .arg(addr.to_string())
         .arg("--data")
         .arg(data)
+        // The embedded RADIUS example's fixed port would be taken by the first of the
+        // tests' servers only: RADIUS is off unless a test names its own.
+        .args(match extra.contains(&"--radius") {
+            true => &[][..],
+            false => &["--radius", "off"][..],
+        })
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -154,6 +162,31 @@ pub(crate) async fn enrol(admin: &Client, user: &str) -> Result<(), ClientError>
         })
         .await?;
     Ok(())
+}
+
+/// The sign-in log's rows for `user` (every user for ""), oldest first, as
+/// `portvakt admin sign-ins --json` prints them; read by an administrator over QUIC.
+pub(crate) async fn sign_ins(admin: &Client, user: &str) -> Vec<serde_json::Value> {
+    let answer = admin
+        .admin(Admin::SignIns {
+            tenant: Str("kommune"),
+            user: Str(user),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 0,
+            limit: 24,
+        })
+        .await
+        .unwrap();
+    let Frame::AdminReply(_, AdminReply::SignInsFound { rows, next }) = answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(next, None, "one page holds them");
+    rows.0
+        .iter()
+        .map(portvakt_server::signin::to_json)
+        .collect()
 }
 
 /// The operations the audit trail holds as done: (operation, user).

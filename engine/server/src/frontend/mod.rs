@@ -1,4 +1,5 @@
-//! The ways frontends reach the engine, one folder each: today QUIC with Portvakt's own
-//! protocol ([`quic`]).
+//! The ways frontends reach the engine, one folder each: QUIC with Portvakt's own
+//! protocol ([`quic`]), and RADIUS for VPN gateways and network gear ([`radius`]).
 
 pub mod quic;
+pub mod radius;

@@ -93,6 +93,12 @@ pub struct Service {
     queries: tokio::sync::Semaphore,
 }
 
+impl AsRef<App> for Service {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 /// How many sign-in log and audit queries run at once; more wait their turn.
 pub const QUERIES_AT_ONCE: usize = 2;
 
