@@ -1,9 +1,11 @@
-//! Real RADIUS clients against the RADIUS frontend: FreeRADIUS's `radclient`, PyPI's
-//! pyrad, and Linux PAM's `pam_radius_auth` driven by `pamtester` through a password,
-//! a challenge and a code.
+//! Real RADIUS peers of the RADIUS frontend: FreeRADIUS's `radclient`, PyPI's pyrad,
+//! Linux PAM's `pam_radius_auth` driven by `pamtester` through a password, a challenge
+//! and a code, and FreeRADIUS itself, as the upstream server that checks passwords and
+//! as a proxy in front of Portvakt (which adds a Proxy-State to what it forwards).
 //!
-//! Each test looks for its client and is skipped (saying so) when it is missing, unless
-//! `PORTVAKT_REQUIRE_RADIUS_PEERS=1` (radclient, pamtester) or `PORTVAKT_REQUIRE_PYRAD=1`
+//! Each test looks for its peer and is skipped (saying so) when it is missing, unless
+//! `PORTVAKT_REQUIRE_RADIUS_PEERS=1` (radclient, pamtester, freeradius) or
+//! `PORTVAKT_REQUIRE_PYRAD=1`
 //! (pyrad, through the Python named by `PORTVAKT_PYRAD`) asks for it; `.ci/run` installs
 //! them all. The PAM test writes a service to `/etc/pam.d`, so it needs root.
 
@@ -13,7 +15,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::radius::{OLD_PAM, PASSWORD, SECRET, fixture};
+use common::radius::{
+    FreeRadius, OLD_PAM, PASSWORD, PROXY, Role, SECRET, UPSTREAM_SECRET, fixture, fixture_with,
+};
 use common::{code_now, enrol};
 
 /// Whether `tool` is on the PATH; panics if it is missing and required.
@@ -257,4 +261,121 @@ async fn pam_radius_auth_signs_in_through_password_challenge_and_code() {
     // A wrong password: refused before any challenge.
     let (ok, out) = pamtester("wrong horse\n".into()).await.unwrap();
     assert!(!ok && !out.contains("Enter the code"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeradius_checks_the_passwords_upstream() {
+    if !have("freeradius") || !have("radclient") {
+        return;
+    }
+    let upstream_secret = std::str::from_utf8(UPSTREAM_SECRET).unwrap();
+    let password = std::str::from_utf8(PASSWORD).unwrap();
+    let users = format!("kari@kommune.no Cleartext-Password := \"{password}\"\n");
+    let upstream = FreeRadius::start("upstream", upstream_secret, Role::Users(&users));
+    // Debian 12's FreeRADIUS (3.2.1) sends no Message-Authenticator in its replies: one
+    // client as configured by default, which refuses such replies, and one with the switch.
+    let more = format!(
+        r#"
+[[clients]]
+name = "freeradius-strict"
+ranges = ["127.0.0.10/32"]
+secret_file = "radius/clients.secret"
+tenant = "kommune"
+first_factor = "upstream-then-challenge"
+upstream = {{ address = "{0}", secret_file = "radius/upstream.secret", timeout_ms = 300, attempts = 1 }}
+
+[[clients]]
+name = "freeradius-old"
+ranges = ["127.0.0.11/32"]
+secret_file = "radius/clients.secret"
+tenant = "kommune"
+first_factor = "upstream-then-challenge"
+upstream = {{ address = "{0}", secret_file = "radius/upstream.secret", dangerous_accept_replies_without_message_authenticator = true }}
+"#,
+        upstream.addr
+    );
+    let f = fixture_with("freeradius-upstream", &more).await;
+    enrol(&f.client(true).await, "kari@kommune.no")
+        .await
+        .unwrap();
+    let strict = f.nas("127.0.0.10").await;
+    let old = f.nas("127.0.0.11").await;
+    let with = |password: &'static [u8]| common::radius::Extra {
+        password: Some(password),
+        ..Default::default()
+    };
+    let r = strict.ask("kari@kommune.no", &with(PASSWORD)).await;
+    assert_eq!(
+        (r.code, r.message.as_str()),
+        (
+            portvakt_radius::code::ACCESS_REJECT,
+            "The sign-in cannot be completed now. Try again later."
+        ),
+        "a reply without a Message-Authenticator is not trusted"
+    );
+    let r = old.ask("kari@kommune.no", &with(b"wrong horse")).await;
+    assert_eq!(r.code, portvakt_radius::code::ACCESS_REJECT, "{r:?}");
+    let c = old.ask("kari@kommune.no", &with(PASSWORD)).await;
+    assert_eq!(c.code, portvakt_radius::code::ACCESS_CHALLENGE, "{c:?}");
+    let code = code_now("kari@kommune.no");
+    let r = old
+        .ask(
+            "kari@kommune.no",
+            &common::radius::Extra {
+                password: Some(code.as_bytes()),
+                state: c.state.as_deref(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(r.code, portvakt_radius::code::ACCESS_ACCEPT, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_freeradius_proxy_its_proxy_state_and_all() {
+    if !have("freeradius") || !have("radclient") {
+        return;
+    }
+    let f = fixture("freeradius-proxy").await;
+    enrol(&f.client(true).await, "kari@kommune.no")
+        .await
+        .unwrap();
+    let proxy = FreeRadius::start(
+        "proxy",
+        std::str::from_utf8(SECRET).unwrap(),
+        Role::Proxy {
+            home: f.radius,
+            secret: std::str::from_utf8(SECRET).unwrap(),
+            source: PROXY,
+        },
+    );
+    let addr = proxy.addr;
+    let ask = move |lines: String| tokio::task::spawn_blocking(move || radclient(addr, &lines));
+    let home = "Calling-Station-Id = \"203.0.113.9\"\nMessage-Authenticator = 0x00\n";
+    let (ok, out) = ask(format!("User-Name = \"kari@kommune.no\"\n{home}"))
+        .await
+        .unwrap();
+    assert!(!ok && out.contains("Received Access-Challenge"), "{out}");
+    let state = state_in(&out).expect("a State");
+    let code = code_now("kari@kommune.no");
+    let (ok, out) = ask(format!(
+        "User-Name = \"kari@kommune.no\"\nUser-Password = \"{code}\"\nState = 0x{state}\n{home}"
+    ))
+    .await
+    .unwrap();
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    // From the office network, as the NAS behind the proxy reports it: no code.
+    let (ok, out) = ask(
+        "User-Name = \"kari@kommune.no\"\nCalling-Station-Id = \"10.20.1.5\"\nMessage-Authenticator = 0x00\n".into(),
+    )
+    .await
+    .unwrap();
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    // The proxy signs its own hop: even for a NAS that sent no Message-Authenticator,
+    // what reaches Portvakt carries one beside the Proxy-State, and is answered.
+    let (ok, out) =
+        ask("User-Name = \"kari@kommune.no\"\nCalling-Station-Id = \"10.20.1.5\"\n".into())
+            .await
+            .unwrap();
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
 }

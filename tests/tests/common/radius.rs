@@ -25,7 +25,7 @@ use tokio::net::UdpSocket;
 /// The secret every test client shares with the server.
 pub(crate) const SECRET: &[u8] = b"a-shared-secret-of-some-length";
 /// The secret Portvakt shares with the upstream server.
-pub(crate) const UPSTREAM_SECRET: &[u8] = b"the upstream's own long secret";
+pub(crate) const UPSTREAM_SECRET: &[u8] = b"the-upstreams-own-long-secret";
 /// The password the upstream server takes (for any user).
 pub(crate) const PASSWORD: &[u8] = b"correct horse";
 /// A user name the upstream server answers slowly (a second), for the duplicates tests.
@@ -38,6 +38,7 @@ pub(crate) const APPENDED: &str = "127.0.0.3"; // upstream-with-code
 pub(crate) const LEGACY: &str = "127.0.0.4"; // nas, without Message-Authenticator
 pub(crate) const DOWN: &str = "127.0.0.5"; // upstream-then-challenge, upstream not answering
 pub(crate) const OLD_PAM: &str = "127.0.0.6"; // upstream-then-challenge, without Message-Authenticator
+pub(crate) const PROXY: &str = "127.0.0.8"; // nas, reports Calling-Station-Id: a FreeRADIUS proxy
 pub(crate) const STRANGER: &str = "127.0.0.9"; // no client
 
 pub(crate) struct Fixture {
@@ -65,6 +66,12 @@ impl Drop for Fixture {
 /// Starts the server (memory store, system clock, a sign-in log) with the RADIUS
 /// clients above. Needs a multi-threaded runtime.
 pub(crate) async fn fixture(name: &str) -> Fixture {
+    fixture_with(name, "").await
+}
+
+/// [`fixture`] with more of the RADIUS configuration's text (more clients) after the
+/// clients above.
+pub(crate) async fn fixture_with(name: &str, more: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("portvakt-radius-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("radius")).unwrap();
@@ -129,6 +136,15 @@ tenant = "kommune"
 first_factor = "upstream-then-challenge"
 upstream = {{ address = "{upstream}", secret_file = "radius/upstream.secret" }}
 dangerous_accept_requests_without_message_authenticator = true
+
+[[clients]]
+name = "proxy"
+ranges = ["{PROXY}/32"]
+secret_file = "radius/clients.secret"
+tenant = "kommune"
+first_factor = "nas"
+user_address = "calling-station-id"
+{more}
 "#
     );
     let radius_config = portvakt_server::frontend::radius::Config::parse(&text, &dir).unwrap();
@@ -390,5 +406,173 @@ impl Nas {
         self.ask_within(user, extra, Duration::from_secs(5))
             .await
             .expect("a reply")
+    }
+}
+
+/// A FreeRADIUS server of Debian's (`freeradius -f`) with a configuration of its own in
+/// a directory of its own, killed when dropped.
+pub(crate) struct FreeRadius {
+    child: std::process::Child,
+    dir: PathBuf,
+    /// Where it listens for Access-Requests.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Drop for FreeRadius {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a FreeRADIUS test server does with the requests it gets.
+pub(crate) enum Role<'a> {
+    /// Answers from a users file (`USER Cleartext-Password := "..."` lines), PAP.
+    Users(&'a str),
+    /// Proxies everything to `home` with `secret`, sending from `source` and requiring a
+    /// Message-Authenticator in its replies.
+    Proxy {
+        home: SocketAddr,
+        secret: &'a str,
+        source: &'a str,
+    },
+}
+
+impl FreeRadius {
+    /// Starts one on a free loopback port, answering clients on 127.0.0.1 that share
+    /// `secret`; waits until it serves (panics after 30 s).
+    pub(crate) fn start(name: &str, secret: &str, role: Role<'_>) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("portvakt-freeradius-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let port = super::free_port();
+        std::fs::write(
+            dir.join("dictionary"),
+            "$INCLUDE /usr/share/freeradius/dictionary\n",
+        )
+        .unwrap();
+        let (modules, authorize, proxy) = match role {
+            Role::Users(users) => {
+                std::fs::write(dir.join("users"), users).unwrap();
+                (
+                    "files {\n filename = ${confdir}/users\n }\n pap {\n }",
+                    "files\n pap",
+                    String::new(),
+                )
+            }
+            Role::Proxy {
+                home,
+                secret,
+                source,
+            } => (
+                "pap {\n }",
+                "update control {\n &Proxy-To-Realm := \"portvakt\"\n }",
+                format!(
+                    "proxy_requests = yes\nproxy server {{\n default_fallback = no\n}}\nhome_server portvakt {{\n type = auth\n ipaddr = {}\n port = {}\n secret = {secret}\n src_ipaddr = {source}\n require_message_authenticator = yes\n response_window = 20\n zombie_period = 40\n revive_interval = 60\n status_check = none\n}}\nhome_server_pool portvakt {{\n type = fail-over\n home_server = portvakt\n}}\nrealm portvakt {{\n auth_pool = portvakt\n nostrip\n}}\n",
+                    home.ip(),
+                    home.port()
+                ),
+            ),
+        };
+        let conf = format!(
+            r#"
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+raddbdir = {dir}
+confdir = ${{raddbdir}}
+modconfdir = ${{confdir}}
+run_dir = ${{confdir}}/run
+logdir = ${{confdir}}
+libdir = /usr/lib/freeradius
+pidfile = ${{run_dir}}/radiusd.pid
+name = freeradius
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 16384
+hostname_lookups = no
+log {{
+    destination = stderr
+}}
+security {{
+    max_attributes = 200
+    reject_delay = 0
+    status_server = yes
+    allow_vulnerable_openssl = yes
+}}
+thread pool {{
+    start_servers = 2
+    max_servers = 2
+    min_spare_servers = 1
+    max_spare_servers = 2
+    max_requests_per_server = 0
+}}
+client loopback {{
+    ipaddr = 127.0.0.1
+    secret = {secret}
+}}
+{proxy}
+modules {{
+    {modules}
+}}
+server default {{
+    listen {{
+        type = auth
+        ipaddr = 127.0.0.1
+        port = {port}
+    }}
+    authorize {{
+        {authorize}
+    }}
+    authenticate {{
+        Auth-Type PAP {{
+            pap
+        }}
+    }}
+}}
+"#,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("radiusd.conf"), conf).unwrap();
+        let mut child = std::process::Command::new("freeradius")
+            .arg("-f")
+            .arg("-d")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("Ready to process requests") {
+                    let _ = tx.send(Ok(()));
+                } else if line.contains("Error") || line.contains("Failed") {
+                    let _ = tx.send(Err(line.clone()));
+                }
+                eprintln!("freeradius: {line}");
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "FreeRADIUS did not start ({other:?}); `freeradius -X -d {}` says why",
+                    dir.display()
+                )
+            }
+        }
+        Self {
+            child,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
     }
 }

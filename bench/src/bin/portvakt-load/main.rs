@@ -8,6 +8,8 @@
 //! requests never sent (no coordinated omission). The first `--warmup` seconds are not
 //! counted.
 //!
+//! `portvakt-load radius` sends the same sign-ins as RADIUS Access-Requests.
+//!
 //! `portvakt-load echo` runs a bare QUIC echo server with the same TLS and frame sizes, to
 //! measure what the protocol costs without the engine: run the same load against it with
 //! `--echo`.
@@ -15,6 +17,7 @@
 
 mod echo;
 mod plot;
+mod radius;
 mod report;
 mod scenario;
 
@@ -62,6 +65,9 @@ enum Cli {
         #[arg(required = true)]
         reports: Vec<String>,
     },
+    /// Sends the same sign-ins as RADIUS Access-Requests (to Portvakt's RADIUS frontend,
+    /// or to another RADIUS server as a baseline) and reports rates and percentiles.
+    Radius(radius::RadiusArgs),
     /// Runs a bare QUIC echo server (same TLS and frame sizes, no engine) as a baseline.
     Echo {
         /// Address to listen on.
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
                 reports,
             } => plot::from_reports(&out, title, &reports),
             Cli::Run(args) => run(args).await,
+            Cli::Radius(args) => radius::run(args).await,
         }
     });
     match result {

@@ -65,6 +65,9 @@ pub struct Upstream {
     pub timeout: Duration,
     /// How many times to send a request before giving up.
     pub attempts: u8,
+    /// Whether its replies must carry a Message-Authenticator (true unless the dangerous
+    /// switch is set, for servers that do not send one, such as FreeRADIUS before 3.2.5).
+    pub require_message_authenticator: bool,
 }
 
 /// One NAS, or a range of them sharing a secret.
@@ -148,6 +151,8 @@ struct UpstreamFile {
     timeout_ms: u64,
     #[serde(default = "two")]
     attempts: u8,
+    #[serde(default)]
+    dangerous_accept_replies_without_message_authenticator: bool,
 }
 
 fn three_seconds() -> u64 {
@@ -209,6 +214,8 @@ impl Config {
                         secret: secret(&dir.join(&u.secret_file)).map_err(|e| at(&e))?,
                         timeout: Duration::from_millis(u.timeout_ms),
                         attempts: u.attempts,
+                        require_message_authenticator: !u
+                            .dangerous_accept_replies_without_message_authenticator,
                     })
                 }
             };

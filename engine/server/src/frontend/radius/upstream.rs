@@ -4,9 +4,10 @@
 //!
 //! Each check is an Access-Request of its own, from a socket of its own, signed with a
 //! Message-Authenticator; the answer must come from the upstream's address, carry the
-//! request's identifier and a Response Authenticator (and Message-Authenticator, which
-//! is required) right for the secret. Anything else is ignored until the timeout, and
-//! the request is sent again up to the configured number of attempts.
+//! request's identifier and a Response Authenticator right for the secret, and a
+//! Message-Authenticator (right, if present; required unless the upstream is configured
+//! with the dangerous switch for servers that send none). Anything else is ignored until
+//! the timeout, and the request is sent again up to the configured number of attempts.
 
 use portvakt_radius::{Attribute, Packet, attr, code, hide_password};
 use tokio::net::UdpSocket;
@@ -97,8 +98,9 @@ fn verdict(
     upstream: &Upstream,
 ) -> Option<Result<Verdict, String>> {
     let packet = Packet::decode(reply).ok()?;
+    let missing = packet.get(attr::MESSAGE_AUTHENTICATOR).is_none();
     if packet.identifier != identifier
-        || packet.get(attr::MESSAGE_AUTHENTICATOR).is_none()
+        || (missing && upstream.require_message_authenticator)
         || !Packet::verify_reply(reply, authenticator, &upstream.secret).ok()?
     {
         return None;
