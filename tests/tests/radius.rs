@@ -368,6 +368,45 @@ async fn a_retransmit_is_dropped_while_pending_and_answered_byte_for_byte_after(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmit_after_the_cache_forgot_is_decided_again_and_replays_nothing() {
+    let f = with_users("late", &["kari@kommune.no"]).await;
+    let nas = f.nas(NAS).await;
+    let right = code("kari@kommune.no");
+    let (bytes, authenticator) = nas.request(
+        "kari@kommune.no",
+        &Extra {
+            password: Some(&right),
+            calling_station: Some(HOME),
+            ..Extra::default()
+        },
+    );
+    nas.send(&bytes).await;
+    let first = nas
+        .receive(&authenticator, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(first.code, code::ACCESS_ACCEPT);
+    // Sent again until the answer is no longer the cached one (the fixture keeps answers
+    // 3 s): then it was decided anew, and the code, spent, is refused.
+    let mut again = first.clone();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        nas.send(&bytes).await;
+        again = nas
+            .receive(&authenticator, Duration::from_secs(5))
+            .await
+            .unwrap();
+        if again.bytes != first.bytes {
+            break;
+        }
+    }
+    assert_eq!(
+        (again.code, again.message.as_str()),
+        (code::ACCESS_REJECT, REFUSED)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_then_challenge_with_an_upstream_server() {
     let f = with_users("upstream", &["kari@kommune.no"]).await;
     let nas = f.nas(CHALLENGE).await;
@@ -422,6 +461,48 @@ async fn password_then_challenge_with_an_upstream_server() {
             "The sign-in cannot be completed now. Try again later."
         )
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chap_and_eap_are_refused_before_anything_is_asked() {
+    let f = with_users("chap", &["kari@kommune.no"]).await;
+    let nas = f.nas(CHALLENGE).await;
+    for kind in [
+        portvakt_radius::attr::CHAP_PASSWORD,
+        portvakt_radius::attr::EAP_MESSAGE,
+    ] {
+        let value = [1u8; 17];
+        let r = nas
+            .ask(
+                "kari@kommune.no",
+                &Extra {
+                    more: &[(kind, &value)],
+                    ..Extra::default()
+                },
+            )
+            .await;
+        assert_eq!((r.code, r.message.as_str()), (code::ACCESS_REJECT, REFUSED));
+    }
+    assert_eq!(
+        f.upstream_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no password was sent on"
+    );
+    // Nor was anything decided: the sign-in log holds only the next, ordinary request.
+    let c = nas
+        .ask(
+            "kari@kommune.no",
+            &Extra {
+                password: Some(PASSWORD),
+                ..Extra::default()
+            },
+        )
+        .await;
+    assert_eq!(c.code, code::ACCESS_CHALLENGE);
+    let rows = common::sign_ins(&f.client(true).await, "kari@kommune.no").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "challenge");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,8 @@ pub mod attr {
     pub const USER_NAME: u8 = 1;
     /// User-Password (hidden, §5.2).
     pub const USER_PASSWORD: u8 = 2;
+    /// CHAP-Password.
+    pub const CHAP_PASSWORD: u8 = 3;
     /// NAS-IP-Address.
     pub const NAS_IP_ADDRESS: u8 = 4;
     /// Service-Type.
@@ -77,6 +79,8 @@ pub mod attr {
     pub const NAS_IDENTIFIER: u8 = 32;
     /// Proxy-State.
     pub const PROXY_STATE: u8 = 33;
+    /// EAP-Message (RFC 3579).
+    pub const EAP_MESSAGE: u8 = 79;
     /// Message-Authenticator (RFC 2869 §5.14): 16 octets.
     pub const MESSAGE_AUTHENTICATOR: u8 = 80;
 }

@@ -85,6 +85,7 @@ pub(crate) async fn fixture_with(name: &str, more: &str) -> Fixture {
     let text = format!(
         r#"
 listen = "127.0.0.1:{port}"
+reply_cache_s = 3
 
 [[clients]]
 name = "nas"
@@ -276,6 +277,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) proxy_states: &'a [&'a [u8]],
     /// Send without a Message-Authenticator.
     pub(crate) unsigned: bool,
+    /// Any other attributes, as (type, value).
+    pub(crate) more: &'a [(u8, &'a [u8])],
 }
 
 /// A NAS: a socket on one loopback address.
@@ -335,6 +338,9 @@ impl Nas {
                 kind: attr::PROXY_STATE,
                 value: p,
             });
+        }
+        for (kind, value) in extra.more {
+            attributes.push(Attribute { kind: *kind, value });
         }
         let packet = Packet {
             code: code::ACCESS_REQUEST,

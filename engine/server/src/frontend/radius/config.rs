@@ -106,12 +106,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The clients answered; requests from any other address are dropped.
     pub clients: Vec<Client>,
+    /// How long an answer is kept to be sent again to a retransmit.
+    pub reply_cache: Duration,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     listen: SocketAddr,
+    #[serde(default = "five")]
+    reply_cache_s: u64,
     #[serde(default)]
     clients: Vec<ClientFile>,
 }
@@ -136,6 +140,10 @@ struct ClientFile {
 
 fn twenty() -> u64 {
     20
+}
+
+fn five() -> u64 {
+    5
 }
 
 fn six() -> usize {
@@ -247,9 +255,13 @@ impl Config {
                 }
             }
         }
+        if !(1..=60).contains(&file.reply_cache_s) {
+            return Err("reply_cache_s must be 1 to 60".into());
+        }
         Ok(Self {
             listen: file.listen,
             clients,
+            reply_cache: Duration::from_secs(file.reply_cache_s),
         })
     }
 

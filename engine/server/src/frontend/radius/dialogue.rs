@@ -86,6 +86,11 @@ pub(super) async fn answer(
     nas: IpAddr,
     records: &mut BytesMut,
 ) -> Answer {
+    // Only PAP is read: a CHAP or EAP request is refused before anything is decided or
+    // counted (its User-Password would be missing, and read as an empty password).
+    if packet.get(attr::CHAP_PASSWORD).is_some() || packet.get(attr::EAP_MESSAGE).is_some() {
+        return Answer::reject(REFUSED);
+    }
     let Some(user) = packet.get(attr::USER_NAME).filter(|u| !u.is_empty()) else {
         return Answer::reject(REFUSED);
     };

@@ -7,11 +7,13 @@
 //!
 //! **Duplicates** (RFC 5080 §2.2.2): a request is known by its source address and port,
 //! identifier and Request Authenticator. A retransmit while its answer is being decided
-//! is dropped; one after gets the answer sent, byte for byte, for [`CACHE_FOR`]. At most
-//! [`MAX_ENTRIES`] requests are remembered; past it, new ones are dropped (counted as
-//! `busy`) until old answers age out.
+//! is dropped; one after gets the answer sent, byte for byte, for the configured time
+//! (`reply_cache_s`, 5 s by default, as FreeRADIUS's `cleanup_delay`). At most
+//! [`MAX_ENTRIES`] requests are remembered (about 200 bytes each); past it, new ones are
+//! dropped (counted as `busy`) until old answers age out. Answers age out in the order
+//! they were sent, so forgetting them costs nothing per request kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,10 +27,8 @@ use super::config::{Client, Config};
 use super::dialogue::{self, Answer};
 use crate::app::App;
 
-/// How long an answer is kept to be sent again to a retransmit.
-pub const CACHE_FOR: Duration = Duration::from_secs(30);
 /// How many requests are remembered at once (pending and answered).
-pub const MAX_ENTRIES: usize = 65_536;
+pub const MAX_ENTRIES: usize = 1 << 20;
 
 /// A request as the duplicates cache knows it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,13 +41,21 @@ struct Key {
 enum Entry {
     /// Being decided.
     Pending,
-    /// Answered at this instant with these bytes.
-    Answered(Instant, Arc<[u8]>),
+    /// Answered with these bytes.
+    Answered(Arc<[u8]>),
 }
 
-/// The requests seen lately.
+/// The requests seen lately, and the answered ones in the order they were answered.
+struct Seen {
+    keep: Duration,
+    inner: Mutex<SeenInner>,
+}
+
 #[derive(Default)]
-struct Seen(Mutex<HashMap<Key, Entry>>);
+struct SeenInner {
+    entries: HashMap<Key, Entry>,
+    answered: VecDeque<(Instant, Key)>,
+}
 
 /// What to do with a request, by what the cache holds.
 enum Fresh {
@@ -62,14 +70,21 @@ enum Fresh {
 }
 
 impl Seen {
+    fn new(keep: Duration) -> Self {
+        Self {
+            keep,
+            inner: Mutex::default(),
+        }
+    }
+
     fn admit(&self, key: Key) -> Fresh {
-        let mut map = self.0.lock();
-        match map.get(&key) {
+        let mut inner = self.inner.lock();
+        match inner.entries.get(&key) {
             Some(Entry::Pending) => Fresh::Pending,
-            Some(Entry::Answered(_, bytes)) => Fresh::Again(bytes.clone()),
-            None if map.len() >= MAX_ENTRIES => Fresh::Busy,
+            Some(Entry::Answered(bytes)) => Fresh::Again(bytes.clone()),
+            None if inner.entries.len() >= MAX_ENTRIES => Fresh::Busy,
             None => {
-                map.insert(key, Entry::Pending);
+                inner.entries.insert(key, Entry::Pending);
                 Fresh::New
             }
         }
@@ -77,22 +92,27 @@ impl Seen {
 
     /// Forgets a request that will not be answered.
     fn forget(&self, key: Key) {
-        self.0.lock().remove(&key);
+        self.inner.lock().entries.remove(&key);
     }
 
     fn answered(&self, key: Key, bytes: Arc<[u8]>) {
-        self.0
-            .lock()
-            .insert(key, Entry::Answered(crate::clock::instant(), bytes));
+        let now = crate::clock::instant();
+        let mut inner = self.inner.lock();
+        inner.entries.insert(key, Entry::Answered(bytes));
+        inner.answered.push_back((now, key));
     }
 
-    /// Forgets answers older than [`CACHE_FOR`].
+    /// Forgets the answers older than the cache keeps them, oldest first.
     fn sweep(&self) {
         let now = crate::clock::instant();
-        self.0.lock().retain(|_, e| match e {
-            Entry::Pending => true,
-            Entry::Answered(at, _) => now.duration_since(*at) < CACHE_FOR,
-        });
+        let mut inner = self.inner.lock();
+        while let Some(&(at, key)) = inner.answered.front() {
+            if now.duration_since(at) < self.keep {
+                break;
+            }
+            inner.answered.pop_front();
+            inner.entries.remove(&key);
+        }
     }
 }
 
@@ -117,15 +137,15 @@ where
     let local = socket.local_addr()?;
     let shared = Arc::new(Shared {
         app,
+        seen: Seen::new(config.reply_cache),
         config,
         socket,
-        seen: Seen::default(),
     });
     let task = tokio::spawn(async move {
         let sweeper = {
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {
                     tick.tick().await;
                     shared.seen.sweep();

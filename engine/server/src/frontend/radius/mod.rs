@@ -18,4 +18,4 @@ mod state;
 mod upstream;
 
 pub use config::Config;
-pub use endpoint::{CACHE_FOR, MAX_ENTRIES, start};
+pub use endpoint::{MAX_ENTRIES, start};
