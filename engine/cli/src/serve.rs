@@ -303,7 +303,11 @@ pub(crate) async fn serve(
             let listen = config.listen;
             let (addr, task) = portvakt_server::frontend::radius::start(config, service.clone())
                 .await
-                .map_err(|e| format!("radius on {listen}: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "radius on udp {listen}: {e} (another RADIUS server there? `--radius off` runs without RADIUS, `--radius FILE` listens elsewhere)"
+                    )
+                })?;
             Some((addr, names, task))
         }
     };

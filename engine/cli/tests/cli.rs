@@ -1008,3 +1008,55 @@ fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.key"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_runs_the_radius_frontend_its_file_names_and_refuses_a_file_that_does_not_fit() {
+    let dir = std::env::temp_dir().join(format!("portvakt-radius-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |tenant: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\n[[clients]]\nname = \"vpn\"\nranges = [\"127.0.0.0/8\"]\nsecret_file = \"radius/vpn.secret\"\ntenant = \"{tenant}\"\nfirst_factor = \"nas\"\n"
+        )
+    };
+    std::fs::write(dir.join("radius.toml"), config("kommune")).unwrap();
+    let running = serve_in(&dir, &["--metrics", "off", "--radius", "radius.toml"]);
+    let line = std::iter::from_fn(|| {
+        running
+            .out
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .ok()
+    })
+    .find(|l| l.contains("RADIUS"))
+    .expect("a line about RADIUS");
+    assert!(
+        line.contains("RADIUS on udp 127.0.0.1:") && line.contains("clients: vpn"),
+        "{line}"
+    );
+    // The secret was made, in the data directory, for the administrator to copy.
+    let secret = std::fs::read(dir.join("portvakt-data/radius/vpn.secret")).unwrap();
+    assert_eq!(secret.len(), 32);
+    drop(running);
+    // A client of a tenant the policy lacks: the start is refused, naming both.
+    std::fs::write(dir.join("radius.toml"), config("elsewhere")).unwrap();
+    let out = portvakt()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--radius",
+            "radius.toml",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"vpn\"") && err.contains("\"elsewhere\""),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -170,8 +170,13 @@ async fn serve<A: AsRef<App> + Send + Sync + 'static>(shared: Arc<Shared<A>>) {
     loop {
         let (n, from) = match shared.socket.recv_from(&mut buf).await {
             Ok(got) => got,
-            // An ICMP error from an earlier send, or a transient shortage: keep serving.
-            Err(_) => continue,
+            // An ICMP error from an earlier send: the next datagram is fine.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            // A shortage (buffers, descriptors): keep serving, without spinning on it.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let datagram = &buf[..n];
         let Some(client) = shared.config.client(from.ip()) else {
