@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::radius::{
     APPENDED, CHALLENGE, DOWN, Extra, Fixture, LEGACY, NAS, PASSWORD, SLOW, STRANGER, fixture,
+    fixture_of,
 };
 use common::{code_now, enrol};
 use portvakt_client::device::Verdict;
@@ -619,4 +620,85 @@ async fn push_through_a_challenge_survives_retransmits() {
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["frontend"] == "radius"), "{rows:?}");
     assert_eq!(rows.last().unwrap()["outcome"], "allow", "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_from_one_node_is_answered_on_another_of_the_deployment_only() {
+    // Two nodes of one deployment share the pepper, so a NAS that fails over between
+    // them mid-challenge is still answered; a node of another deployment refuses it.
+    let a = with_users("node-a", &["kari@kommune.no"]).await;
+    let b = with_users("node-b", &["kari@kommune.no"]).await;
+    let other = fixture_of("node-other", "", [10; 32]).await;
+    enrol(&other.client(true).await, "kari@kommune.no")
+        .await
+        .unwrap();
+    let home = Extra {
+        calling_station: Some(HOME),
+        ..Extra::default()
+    };
+    let c = a.nas(NAS).await.ask("kari@kommune.no", &home).await;
+    assert_eq!(c.code, code::ACCESS_CHALLENGE);
+    let right = code("kari@kommune.no");
+    let answer = Extra {
+        password: Some(&right),
+        state: c.state.as_deref(),
+        ..home.clone()
+    };
+    let r = other.nas(NAS).await.ask("kari@kommune.no", &answer).await;
+    assert_eq!((r.code, r.message.as_str()), (code::ACCESS_REJECT, REFUSED));
+    let r = b.nas(NAS).await.ask("kari@kommune.no", &answer).await;
+    assert_eq!(r.code, code::ACCESS_ACCEPT, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_names_are_refused_or_decided_and_never_stop_the_server() {
+    let f = with_users("names", &["kari@kommune.no"]).await;
+    let nas = f.nas(NAS).await;
+    let home = Extra {
+        calling_station: Some(HOME),
+        ..Extra::default()
+    };
+    // Not UTF-8: no one's name, refused as anyone's wrong code would be.
+    let packet = portvakt_radius::Packet {
+        code: code::ACCESS_REQUEST,
+        identifier: 1,
+        authenticator: [3; 16],
+        attributes: vec![portvakt_radius::Attribute {
+            kind: portvakt_radius::attr::USER_NAME,
+            value: &[0xff, 0xfe, b'k'],
+        }],
+    };
+    let (bytes, authenticator) = (
+        packet.sign_request(common::radius::SECRET).unwrap(),
+        packet.authenticator,
+    );
+    nas.send(&bytes).await;
+    let r = nas
+        .receive(&authenticator, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.message.as_str()), (code::ACCESS_REJECT, REFUSED));
+    // A name that folds to kari's is kari (RFC 8265); the longest a User-Name can be, a
+    // right-to-left override and a name with a combining accent are nobody here, vouched
+    // for by the NAS: "register", as over QUIC. The server goes on after each.
+    let r = nas.ask("KARI@KOMMUNE.NO", &home).await;
+    assert_eq!(r.code, code::ACCESS_CHALLENGE, "{r:?}");
+    let long = "k".repeat(253);
+    for name in [
+        long.as_str(),
+        "\u{202e}kari@kommune.no",
+        "ka\u{0301}ri@kommune.no",
+    ] {
+        let r = nas.ask(name, &home).await;
+        assert_eq!(
+            (r.code, r.message.as_str()),
+            (
+                code::ACCESS_REJECT,
+                "Register your sign-in methods (Security info) before signing in here."
+            ),
+            "{name:?}"
+        );
+    }
+    let r = nas.ask("kari@kommune.no", &home).await;
+    assert_eq!(r.code, code::ACCESS_CHALLENGE);
 }

@@ -72,6 +72,12 @@ pub(crate) async fn fixture(name: &str) -> Fixture {
 /// [`fixture`] with more of the RADIUS configuration's text (more clients) after the
 /// clients above.
 pub(crate) async fn fixture_with(name: &str, more: &str) -> Fixture {
+    fixture_of(name, more, [9; 32]).await
+}
+
+/// [`fixture_with`] on a deployment of its own `pepper` (nodes of one deployment share
+/// theirs).
+pub(crate) async fn fixture_of(name: &str, more: &str, pepper: [u8; 32]) -> Fixture {
     let dir = std::env::temp_dir().join(format!("portvakt-radius-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("radius")).unwrap();
@@ -153,7 +159,7 @@ user_address = "calling-station-id"
     let engine = Engine::new(
         policy,
         MemoryStore::default().into(),
-        Pepper::new([9; 32]),
+        Pepper::new(pepper),
         Box::new(OsEntropy),
     );
     let log = SignInLog::open(LogConfig::in_dir(dir.join("sign-ins"))).unwrap();
