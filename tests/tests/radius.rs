@@ -508,7 +508,7 @@ async fn chap_and_eap_are_refused_before_anything_is_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_and_code_in_one_field_with_an_upstream_server() {
-    let f = with_users("appended", &["kari@kommune.no"]).await;
+    let f = with_users("appended", &["kari@kommune.no", "ola@kommune.no"]).await;
     let nas = f.nas(APPENDED).await;
     let mut typed = PASSWORD.to_vec();
     typed.extend(code("kari@kommune.no"));
@@ -533,13 +533,14 @@ async fn password_and_code_in_one_field_with_an_upstream_server() {
         )
         .await;
     assert_eq!(r.code, code::ACCESS_CHALLENGE, "{r:?}");
-    // A wrong password with a right code: refused, and the code is not spent.
-    let right = code("kari@kommune.no");
+    // A wrong password with a right code: refused, and the code is not spent (ola's, not
+    // yet used, then gets ola in).
+    let ola = code("ola@kommune.no");
     let mut wrong = b"wrong horse".to_vec();
-    wrong.extend(&right);
+    wrong.extend(&ola);
     let r = nas
         .ask(
-            "kari@kommune.no",
+            "ola@kommune.no",
             &Extra {
                 password: Some(&wrong),
                 ..Extra::default()
@@ -547,6 +548,18 @@ async fn password_and_code_in_one_field_with_an_upstream_server() {
         )
         .await;
     assert_eq!(r.code, code::ACCESS_REJECT);
+    let mut right = PASSWORD.to_vec();
+    right.extend(&ola);
+    let r = nas
+        .ask(
+            "ola@kommune.no",
+            &Extra {
+                password: Some(&right),
+                ..Extra::default()
+            },
+        )
+        .await;
+    assert_eq!(r.code, code::ACCESS_ACCEPT, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

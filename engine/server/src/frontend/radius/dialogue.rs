@@ -137,13 +137,9 @@ pub(super) async fn answer(
             Err(answer) => return answer,
         },
     };
-    let code = code.filter(|c| !c.is_empty()).map(text);
-    // A wrong password is counted without the code: a code is not spent on a sign-in that
-    // fails anyway.
-    let proof = match first {
-        FirstFactor::Ok => code.map(Proof::Code),
-        _ => None,
-    };
+    // With a wrong password the core counts the failure without looking at the code, so
+    // the code is not spent on a sign-in that fails anyway.
+    let proof = code.filter(|c| !c.is_empty()).map(|c| Proof::Code(text(c)));
     let d = ask.decide(first, proof, records);
     ask.reply(&d, None)
 }
