@@ -462,6 +462,51 @@ macro_rules! messages {
                 }
             }
         }
+
+        #[cfg(feature = "json")]
+        impl<'a> $name<'a> {
+            /// Every kind's name in JSON (`crate::json`), in table order.
+            pub fn json_names() -> Vec<String> {
+                vec![$( crate::json::snake_case(stringify!($variant)), )*]
+            }
+
+            /// What a JSON request for kind `name` must own rather than borrow (secrets'
+            /// bytes, decoded), for [`Self::from_json`].
+            pub fn json_owned(name: &str, v: &serde_json::Value) -> Result<Vec<Vec<u8>>, String> {
+                let mut owned = Vec::new();
+                $( if name == crate::json::snake_case(stringify!($variant)) {
+                    let map = crate::json::object(v, &[$( stringify!($field) ),*])?;
+                    $( <$ty as crate::json::JsonField<'_>>::own(map.get(stringify!($field)), stringify!($field), &mut owned)?; )*
+                    let _ = map;
+                    return Ok(owned);
+                } )*
+                Err(format!("no such operation: {name:?}"))
+            }
+
+            /// The request of kind `name` that `v` holds, with `owned` from
+            /// [`Self::json_owned`].
+            pub fn from_json(name: &str, v: &'a serde_json::Value, owned: &'a [Vec<u8>]) -> Result<Self, String> {
+                let mut owned = owned.iter();
+                $( if name == crate::json::snake_case(stringify!($variant)) {
+                    let map = crate::json::object(v, &[$( stringify!($field) ),*])?;
+                    let _ = (&map, &mut owned);
+                    return Ok(Self::$variant { $( $field: <$ty as crate::json::JsonField<'a>>::from_json(map.get(stringify!($field)), stringify!($field), &mut owned)?, )* });
+                } )*
+                Err(format!("no such operation: {name:?}"))
+            }
+
+            /// The kind's name in JSON and its fields.
+            pub fn to_json(&self) -> (String, serde_json::Map<String, serde_json::Value>) {
+                match self {
+                    $( Self::$variant { $( $field, )* } => {
+                        #[allow(unused_mut)]
+                        let mut map = serde_json::Map::new();
+                        $( map.insert(stringify!($field).to_owned(), crate::json::JsonField::to_json($field)); )*
+                        (crate::json::snake_case(stringify!($variant)), map)
+                    } )*
+                }
+            }
+        }
     };
 }
 

@@ -45,6 +45,8 @@ pub mod codec;
 mod core;
 pub mod device;
 mod frame;
+#[cfg(feature = "json")]
+pub mod json;
 
 pub use admin::{Admin, AdminReply};
 pub use codec::DecodeError;

@@ -531,3 +531,85 @@ fn a_push_proof_waits_at_most_thirty_seconds() {
         Err(DecodeError::BadValue { field: "wait", .. })
     ));
 }
+
+#[cfg(feature = "json")]
+#[test]
+fn every_admin_kind_goes_to_json_and_back_unchanged() {
+    let ex = examples("kommune", "kari@kommune.no", "ø and more");
+    for a in ex {
+        let (name, fields) = a.to_json();
+        let value = serde_json::Value::Object(fields);
+        let owned = Admin::json_owned(&name, &value).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let back =
+            Admin::from_json(&name, &value, &owned).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(back, a, "{name}: {value}");
+    }
+    assert_eq!(Admin::json_names().len(), Admin::KINDS.len());
+    assert!(Admin::json_names().contains(&"add_user".to_owned()));
+    // Every reply has a JSON form naming it.
+    for r in replies("otpauth://totp/x") {
+        let (name, _) = r.to_json();
+        assert!(AdminReply::json_names().contains(&name));
+    }
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn json_requests_are_refused_with_the_field_named() {
+    use serde_json::json;
+    let refused = |name: &str, v: serde_json::Value| {
+        let owned = Admin::json_owned(name, &v);
+        match owned {
+            Err(e) => e,
+            Ok(owned) => Admin::from_json(name, &v, &owned).unwrap_err(),
+        }
+    };
+    let add = |v| refused("add_user", v);
+    assert_eq!(
+        add(json!({"tenant": "kommune", "user": "kari", "groups": []})),
+        "passwordless: missing"
+    );
+    assert!(
+        add(json!({"tenant": "k", "user": "x".repeat(129), "groups": [], "passwordless": false}))
+            .starts_with("user: 129 bytes")
+    );
+    assert!(
+        add(
+            json!({"tenant": "k", "user": "u", "groups": [], "passwordless": false, "admin": true})
+        )
+        .starts_with("admin: not a field")
+    );
+    assert!(
+        add(json!({"tenant": 5, "user": "u", "groups": [], "passwordless": false}))
+            .starts_with("tenant: not a string")
+    );
+    assert!(add(json!([1, 2])).contains("not a JSON object"));
+    let groups: Vec<String> = (0..65).map(|i| i.to_string()).collect();
+    assert!(
+        add(json!({"tenant": "k", "user": "u", "groups": groups, "passwordless": false}))
+            .starts_with("groups: 65 items")
+    );
+    let import = |secret: &str| {
+        refused(
+            "import_totp",
+            json!({"tenant": "k", "user": "u", "secret": secret, "algorithm": 1, "digits": 6, "period": 30, "active": true}),
+        )
+    };
+    assert!(import("not base32!").starts_with("secret: not base32"));
+    assert!(import(&"A".repeat(300)).starts_with("secret: 187 bytes"));
+    assert!(
+        refused(
+            "confirm_sent",
+            json!({"tenant": "k", "user": "u", "method": 1, "challenge": "abcd", "code": "123456"})
+        )
+        .starts_with("challenge: not 32 hex digits")
+    );
+    assert!(
+        refused(
+            "set_default_method",
+            json!({"tenant": "k", "user": "u", "method": -1})
+        )
+        .starts_with("method: not a whole number")
+    );
+    assert!(refused("no_such_thing", json!({})).contains("no such operation"));
+}
