@@ -13,9 +13,9 @@ use portvakt_radius::{Packet, attr, code, reveal_password};
 use zeroize::Zeroizing;
 
 use super::config::{self, Client, UserAddress};
-use super::state::{self, Bound, Pending, Refused};
 use super::upstream::{self, Verdict};
 use crate::app::{App, Frontend};
+use crate::frontend::challenge::{self as state, Bound, Pending, Refused};
 
 /// Asks for an app's or token's code.
 const CODE_PROMPT: &str = "Enter the code from your authenticator app or security token.";

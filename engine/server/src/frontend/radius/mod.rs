@@ -8,13 +8,11 @@
 //!   required by default, placed first in every reply), and the duplicates cache.
 //! - `dialogue`: one Access-Request's answer: the first factor, the decision, and
 //!   Accept, Reject or Challenge.
-//! - `state`: the sealed State a challenge carries.
 //! - `upstream`: asking another RADIUS server whether a password is right.
 
 pub mod config;
 mod dialogue;
 mod endpoint;
-mod state;
 mod upstream;
 
 pub use config::Config;

@@ -1,5 +1,5 @@
-//! The State attribute an Access-Challenge carries: what the next request continues,
-//! sealed so that only a node holding the deployment's pepper could have written it.
+//! What a challenge's answer continues (RADIUS's State attribute), sealed so that only a
+//! node holding the deployment's pepper could have written it.
 //!
 //! Layout (43 bytes): version `1`, expiry (`u64` ms), kind (`1` a code is asked for, `2`
 //! a push approval waits), the number to choose and the approval's id (zeros for a
@@ -14,7 +14,7 @@ use portvakt_core::{ChallengeId, Timestamp};
 use portvakt_store::Engine;
 
 /// How long a challenge may be answered.
-pub(super) const TTL_MS: u64 = 5 * 60 * 1000;
+pub(crate) const TTL_MS: u64 = 5 * 60 * 1000;
 
 const VERSION: u8 = 1;
 const LEN: usize = 1 + 8 + 1 + 1 + 16 + 16;
@@ -22,7 +22,7 @@ const TAG_PURPOSE: &[u8] = b"radius-state";
 
 /// What the request answering a challenge continues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pending {
+pub(crate) enum Pending {
     /// A code from an app or token was asked for.
     Code,
     /// A push approval was sent; the device's answer is awaited.
@@ -35,10 +35,10 @@ pub(super) enum Pending {
 }
 
 /// Who the State is for: the client's name, the tenant, and the user as named.
-pub(super) struct Bound<'a> {
-    pub(super) client: &'a str,
-    pub(super) tenant: &'a str,
-    pub(super) user: &'a [u8],
+pub(crate) struct Bound<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) tenant: &'a str,
+    pub(crate) user: &'a [u8],
 }
 
 impl Bound<'_> {
@@ -57,7 +57,7 @@ impl Bound<'_> {
 }
 
 /// The State for `pending`, valid until `now` plus [`TTL_MS`].
-pub(super) fn seal(engine: &Engine, who: &Bound<'_>, pending: Pending, now: Timestamp) -> Vec<u8> {
+pub(crate) fn seal(engine: &Engine, who: &Bound<'_>, pending: Pending, now: Timestamp) -> Vec<u8> {
     let (kind, number, id) = match pending {
         Pending::Code => (1, 0, [0u8; 16]),
         Pending::Push { id, number } => (2, number, id.0),
@@ -75,7 +75,7 @@ pub(super) fn seal(engine: &Engine, who: &Bound<'_>, pending: Pending, now: Time
 
 /// Why a State was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Refused {
+pub(crate) enum Refused {
     /// Not one of ours, or for another client, tenant or user.
     Forged,
     /// Ours, but past its five minutes.
@@ -84,7 +84,7 @@ pub(super) enum Refused {
 
 /// What `state` continues, if this node's deployment wrote it for `who` and it has not
 /// expired.
-pub(super) fn open(
+pub(crate) fn open(
     engine: &Engine,
     who: &Bound<'_>,
     state: &[u8],
