@@ -219,7 +219,11 @@ impl Config {
                     }
                     Some(Upstream {
                         address: u.address,
-                        secret: secret(&dir.join(&u.secret_file)).map_err(|e| at(&e))?,
+                        secret: crate::frontend::secret_file(
+                            &dir.join(&u.secret_file),
+                            MIN_SECRET..=MAX_SECRET,
+                        )
+                        .map_err(|e| at(&e))?,
                         timeout: Duration::from_millis(u.timeout_ms),
                         attempts: u.attempts,
                         require_message_authenticator: !u
@@ -228,7 +232,11 @@ impl Config {
                 }
             };
             clients.push(Client {
-                secret: secret(&dir.join(&c.secret_file)).map_err(|e| at(&e))?,
+                secret: crate::frontend::secret_file(
+                    &dir.join(&c.secret_file),
+                    MIN_SECRET..=MAX_SECRET,
+                )
+                .map_err(|e| at(&e))?,
                 name: c.name,
                 ranges,
                 tenant: c.tenant,
@@ -268,10 +276,7 @@ impl Config {
     /// The client a request from `ip` comes from: the one whose range holding it is the
     /// narrowest.
     pub fn client(&self, ip: IpAddr) -> Option<&Client> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = crate::frontend::plain_ip(ip);
         self.clients
             .iter()
             .filter_map(|c| {
@@ -285,60 +290,6 @@ impl Config {
             .max_by_key(|(len, _)| *len)
             .map(|(_, c)| c)
     }
-}
-
-/// Reads a shared secret (trailing line breaks dropped), or makes one if the file is
-/// missing.
-fn secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let mut bytes = match std::fs::read(path) {
-        Ok(bytes) => Zeroizing::new(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| at(&e))?;
-            }
-            let made = Zeroizing::new(made_secret());
-            portvakt_store::sealed::write_private(path, &made).map_err(|e| at(&e))?;
-            made
-        }
-        Err(e) => return Err(at(&e)),
-    };
-    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-        bytes.pop();
-    }
-    if !(MIN_SECRET..=MAX_SECRET).contains(&bytes.len()) {
-        return Err(at(&format!(
-            "a shared secret must be {MIN_SECRET} to {MAX_SECRET} bytes (this one is {})",
-            bytes.len()
-        )));
-    }
-    Ok(bytes)
-}
-
-/// 32 random letters and digits (about 190 bits), which any NAS's configuration takes.
-fn made_secret() -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut raw = [0u8; 64];
-    portvakt_core::secret::Entropy::fill(&crate::entropy::OsEntropy, &mut raw);
-    let n = ALPHABET.len();
-    // Rejection sampling: bytes at or past the largest multiple of the alphabet are
-    // skipped, so every letter is equally likely.
-    let limit = 256 - 256 % n;
-    let mut out: Vec<u8> = raw
-        .iter()
-        .filter(|&&b| usize::from(b) < limit)
-        .map(|&b| ALPHABET[usize::from(b) % n])
-        .take(32)
-        .collect();
-    while out.len() < 32 {
-        let mut one = [0u8; 1];
-        portvakt_core::secret::Entropy::fill(&crate::entropy::OsEntropy, &mut one);
-        if usize::from(one[0]) < limit {
-            out.push(ALPHABET[usize::from(one[0]) % n]);
-        }
-    }
-    raw.fill(0);
-    out
 }
 
 #[cfg(test)]
