@@ -26,7 +26,7 @@ serve() { # DIR PORT [ARGS...]
     local dir=$work/$1 port=$2
     shift 2
     mkdir -p "$dir"
-    (cd "$dir" && exec "$bin/portvakt" serve --listen "127.0.0.1:$port" --metrics off --radius off "$@" > serve.log 2>&1) &
+    (cd "$dir" && exec "$bin/portvakt" serve --listen "127.0.0.1:$port" --metrics off --radius off --http off "$@" > serve.log 2>&1) &
     for _ in $(seq 1 100); do grep -q serving "$dir/serve.log" 2>/dev/null && break; sleep 0.1; done
 }
 serve durable 24833

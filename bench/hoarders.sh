@@ -22,7 +22,7 @@ bin=$PWD/target/release
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
-"${PORTVAKT:-$bin/portvakt}" serve --listen 127.0.0.1:24435 --metrics off --radius off --sign-in-log-mib 64 "$@" > serve.log 2>&1 &
+"${PORTVAKT:-$bin/portvakt}" serve --listen 127.0.0.1:24435 --metrics off --radius off --http off --sign-in-log-mib 64 "$@" > serve.log 2>&1 &
 server=$!
 for _ in $(seq 1 100); do grep -q serving serve.log 2>/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ { printf "%d MiB", $2 / 1024 }' /proc/$server/status; }

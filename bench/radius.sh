@@ -42,7 +42,7 @@ tenant = "kommune"
 first_factor = "nas"
 user_address = "calling-station-id"
 CONF
-(cd "$work/pv" && exec "$bin/portvakt" serve --listen 127.0.0.1:24433 --metrics off --data data --radius radius.toml > serve.log 2>&1) &
+(cd "$work/pv" && exec "$bin/portvakt" serve --listen 127.0.0.1:24433 --metrics off --data data --radius radius.toml --http off > serve.log 2>&1) &
 portvakt=$!
 for _ in $(seq 1 100); do grep -q serving "$work/pv/serve.log" 2>/dev/null && break; sleep 0.1; done
 "$bin/portvakt-load" run --server 127.0.0.1:24433 --data "$work/pv/data" --users "$users" \

@@ -14,7 +14,7 @@ start_server() {
     work=$(mktemp -d)
     server=
     trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-    (cd "$work" && exec "$bin/portvakt" serve --listen "127.0.0.1:$1" --metrics off --radius off > serve.log 2>&1) &
+    (cd "$work" && exec "$bin/portvakt" serve --listen "127.0.0.1:$1" --metrics off --radius off --http off > serve.log 2>&1) &
     server=$!
     for _ in $(seq 1 100); do grep -q serving "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
 }

@@ -1,7 +1,7 @@
 //! RADIUS datagrams (`portvakt-radius`): whatever arrives, decoding answers a packet or an
 //! error, never a panic; a packet that decodes encodes to exactly its datagram; checking
 //! its Message-Authenticator, revealing its User-Password and signing a reply to it never
-//! panic, and a signed reply verifies.
+//! panic, a signed reply verifies, and so does the packet signed as a request.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,5 +27,8 @@ fuzz_target!(|data: &[u8]| {
             Packet::verify_reply(&reply, &packet.authenticator, SECRET),
             Ok(true)
         );
+    }
+    if let Ok(request) = packet.sign_request(SECRET) {
+        assert_eq!(Packet::verify_request(&request, SECRET), Ok(true));
     }
 });

@@ -57,6 +57,8 @@ use serve::*;
 const EMBEDDED_POLICY: &str = include_str!("../../../examples/kommune.toml");
 /// The RADIUS frontend that goes with the embedded policy.
 const EMBEDDED_RADIUS: &str = include_str!("../../../examples/radius.toml");
+/// The HTTP frontend that goes with the embedded policy.
+const EMBEDDED_HTTP: &str = include_str!("../../../examples/http.toml");
 
 /// Where `serve` keeps users and sign-in state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +158,11 @@ enum Command {
         /// embedded policy, and no RADIUS with a policy file.
         #[arg(long)]
         radius: Option<String>,
+        /// The HTTP frontend's configuration (TOML; docs/http.md), or `off`. Without it:
+        /// the embedded example (https://127.0.0.1:8443, loopback callers) with the
+        /// embedded policy, and no HTTP with a policy file.
+        #[arg(long)]
+        http: Option<String>,
         /// The master key that seals credential secrets and the pepper at rest (32 bytes,
         /// readable by the server's user only); without it, `master.key` in the data
         /// directory, made on first start.
@@ -675,6 +682,7 @@ fn main() -> ExitCode {
                 push_webhook,
                 push_webhook_token,
                 radius,
+                http,
             } => {
                 let limits = ConnectionLimits {
                     total: max_connections,
@@ -692,6 +700,7 @@ fn main() -> ExitCode {
                     push_webhook,
                     push_webhook_token,
                     radius,
+                    http,
                 };
                 serve(listen, &data, policy, &metrics, log, frontends, state).await
             }

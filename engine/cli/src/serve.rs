@@ -78,6 +78,30 @@ fn radius_config(
         .map_err(|e| format!("{source}: {e}"))
 }
 
+/// The HTTP frontend's configuration, chosen as [`radius_config`] chooses RADIUS's.
+fn http_config(
+    flag: Option<&str>,
+    policy_file: bool,
+    data: &Path,
+) -> Result<Option<portvakt_server::frontend::http::Config>, String> {
+    use portvakt_server::frontend::http::Config;
+    let (text, source) = match flag {
+        Some("off") => return Ok(None),
+        None if policy_file => return Ok(None),
+        None => (
+            EMBEDDED_HTTP.to_owned(),
+            "the embedded HTTP example".to_owned(),
+        ),
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| format!("--http {path}: {e}"))?,
+            path.to_owned(),
+        ),
+    };
+    Config::parse(&text, data)
+        .map(Some)
+        .map_err(|e| format!("{source}: {e}"))
+}
+
 /// Where `serve` keeps users and state, and the key that seals them.
 pub(crate) struct StateOptions {
     /// Durable or in memory.
@@ -98,6 +122,8 @@ pub(crate) struct FrontendOptions {
     pub(crate) push_webhook_token: Option<PathBuf>,
     /// The RADIUS frontend's configuration file, `off`, or (`None`) the default.
     pub(crate) radius: Option<String>,
+    /// The HTTP frontend's configuration file, `off`, or (`None`) the default.
+    pub(crate) http: Option<String>,
 }
 
 pub(crate) async fn serve(
@@ -311,6 +337,35 @@ pub(crate) async fn serve(
             Some((addr, names, task))
         }
     };
+    let http = match http_config(frontends.http.as_deref(), policy_file.is_some(), data)? {
+        None => None,
+        Some(config) => {
+            for r in &config.realms {
+                if engine.policy().tenant(&r.tenant).is_none() {
+                    return Err(format!(
+                        "http: realm {:?} names tenant {:?}, which the policy does not have",
+                        r.name, r.tenant
+                    ));
+                }
+            }
+            let listen = config.listen;
+            let http_tls = server_tls(&files.ca, &files.server.0, &files.server.1)
+                .map_err(|e| e.to_string())?;
+            let (addr, task) = portvakt_server::frontend::http::start(
+                config,
+                http_tls,
+                admins.clone(),
+                service.clone(),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "http on tcp {listen}: {e} (`--http off` runs without HTTP, `--http FILE` listens elsewhere)"
+                )
+            })?;
+            Some((addr, task))
+        }
+    };
     let (endpoint, _task) =
         portvakt_server::frontend::quic::endpoint::start(listen, tls, admins, service, limits)
             .map_err(|e| e.to_string())?;
@@ -347,6 +402,12 @@ pub(crate) async fn serve(
     match &radius {
         Some((addr, names, _)) => say!("  RADIUS on udp {addr} (clients: {})", names.join(", ")),
         None => say!("  RADIUS: off"),
+    }
+    match &http {
+        Some((addr, _)) => {
+            say!("  HTTPS on https://{addr} (privacyIDEA's /validate/check, the JSON API /v1/)")
+        }
+        None => say!("  HTTP: off"),
     }
     say!(
         "  sign-in log: {} (kept up to {} MiB)",

@@ -453,11 +453,15 @@ struct Running {
 fn serve_in(dir: &std::path::Path, args: &[&str]) -> Running {
     let mut child = portvakt()
         .args(["serve", "--listen", "127.0.0.1:0"])
-        // The embedded RADIUS example's fixed port would be taken by the first of the
-        // tests' servers only: RADIUS is off unless a test names its own.
+        // The embedded RADIUS and HTTP examples' fixed ports would be taken by the first
+        // of the tests' servers only: they are off unless a test names its own.
         .args(match args.contains(&"--radius") {
             true => &[][..],
             false => &["--radius", "off"][..],
+        })
+        .args(match args.contains(&"--http") {
+            true => &[][..],
+            false => &["--http", "off"][..],
         })
         .args(args)
         .current_dir(dir)
@@ -977,6 +981,8 @@ fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
             "off",
             "--radius",
             "off",
+            "--http",
+            "off",
             "--master-key",
         ])
         .arg(&other)
@@ -997,6 +1003,8 @@ fn secrets_are_sealed_with_the_master_key_and_another_key_refuses_to_start() {
             "--metrics",
             "off",
             "--radius",
+            "off",
+            "--http",
             "off",
             "--master-key",
             "nope.key",

@@ -249,6 +249,8 @@ pub enum Frontend {
     Quic = 1,
     /// RADIUS (VPN gateways, Wi-Fi controllers).
     Radius = 2,
+    /// HTTP: privacyIDEA's `/validate/check` and Portvakt's JSON API.
+    Http = 3,
 }
 
 impl Frontend {
@@ -257,6 +259,7 @@ impl Frontend {
         match code {
             1 => Some(Self::Quic),
             2 => Some(Self::Radius),
+            3 => Some(Self::Http),
             _ => None,
         }
     }
@@ -266,6 +269,7 @@ impl Frontend {
         match self {
             Self::Quic => "quic",
             Self::Radius => "radius",
+            Self::Http => "http",
         }
     }
 }

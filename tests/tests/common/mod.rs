@@ -2,6 +2,7 @@
 //! a server process.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub(crate) mod http;
 pub(crate) mod radius;
 
 use std::io::{BufRead, BufReader};
@@ -78,11 +79,15 @@ pub(crate) fn start_with(data: &Path, addr: SocketAddr, extra: &[&str]) -> (Runn
         .arg(addr.to_string())
         .arg("--data")
         .arg(data)
-        // The embedded RADIUS example's fixed port would be taken by the first of the
-        // tests' servers only: RADIUS is off unless a test names its own.
+        // The embedded RADIUS and HTTP examples' fixed ports would be taken by the first
+        // of the tests' servers only: they are off unless a test names its own.
         .args(match extra.contains(&"--radius") {
             true => &[][..],
             false => &["--radius", "off"][..],
+        })
+        .args(match extra.contains(&"--http") {
+            true => &[][..],
+            false => &["--http", "off"][..],
         })
         .args(extra)
         .stdout(Stdio::piped())

@@ -17,7 +17,7 @@ use portvakt_store::Engine;
 pub(crate) const TTL_MS: u64 = 5 * 60 * 1000;
 
 const VERSION: u8 = 1;
-const LEN: usize = 1 + 8 + 1 + 1 + 16 + 16;
+pub(crate) const LEN: usize = 1 + 8 + 1 + 1 + 16 + 16;
 const TAG_PURPOSE: &[u8] = b"radius-state";
 
 /// What the request answering a challenge continues.

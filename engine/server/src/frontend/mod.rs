@@ -1,7 +1,9 @@
 //! The ways frontends reach the engine, one folder each: QUIC with Portvakt's own
-//! protocol ([`quic`]), and RADIUS for VPN gateways and network gear ([`radius`]).
+//! protocol ([`quic`]), RADIUS for VPN gateways and network gear ([`radius`]), and HTTPS
+//! for privacyIDEA's clients and Portvakt's JSON API ([`http`]).
 
 mod challenge;
+pub mod http;
 pub mod quic;
 pub mod radius;
 
