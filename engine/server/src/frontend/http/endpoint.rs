@@ -118,14 +118,27 @@ async fn serve(
     certificate: Option<String>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    // Which methods a path takes, for a 405's Allow header (RFC 9110).
+    let allow = match req.uri().path() {
+        "/validate/check" => "GET, POST",
+        "/validate/polltransaction" => "GET",
+        _ => "POST",
+    };
     let reply = answer(shared, peer, certificate, req).await;
     let body = serde_json::to_vec(&reply.body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = reply.status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    if reply.status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static(allow),
+        );
+    }
     response
 }
 
