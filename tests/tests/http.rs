@@ -245,6 +245,9 @@ async fn bad_parameters_are_clear_errors_and_count_nothing() {
             .unwrap()
             .contains("longer than 256")
     );
+    let long_user = "k".repeat(129);
+    let v = f.validate(&[("user", &long_user), ("pass", "1")]).await;
+    assert_eq!(v.status, 400);
     let v = f
         .validate(&[
             ("user", "kari@kommune.no"),

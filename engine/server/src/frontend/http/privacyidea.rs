@@ -23,6 +23,8 @@ use crate::frontend::challenge::{self, Bound, Pending};
 /// The longest `pass` taken; a longer one is refused before any work, and counts as
 /// nothing.
 pub const MAX_PASS: usize = 256;
+/// The longest user name, as over QUIC and in the sign-in log.
+pub const MAX_USER: usize = 128;
 /// The API level answered, as privacyIDEA's `versionnumber`.
 pub const API_LEVEL: &str = "3.14";
 /// User-Agents that encode parameters once (privacyIDEA's `NO_UNQUOTE_USER_AGENTS`).
@@ -197,6 +199,11 @@ async fn checked(shared: &Shared, asked: &Asked<'_>) -> Result<Reply, Reply> {
             false => parameter("Missing parameter: 'user'"),
         });
     };
+    if user.len() > MAX_USER {
+        return Err(parameter(&format!(
+            "'user' is longer than {MAX_USER} bytes"
+        )));
+    }
     let Some(pass) = text(&params, "pass")? else {
         return Err(parameter("Missing parameter: 'pass'"));
     };

@@ -17,6 +17,9 @@ use super::upstream::{self, Verdict};
 use crate::app::{App, Frontend};
 use crate::frontend::challenge::{self as state, Bound, Pending, Refused};
 
+/// The longest user name, as over QUIC and in the sign-in log.
+const MAX_NAME: usize = 128;
+
 /// Asks for an app's or token's code.
 const CODE_PROMPT: &str = "Enter the code from your authenticator app or security token.";
 /// Any refusal: a wrong password or code, an unknown name, a policy that blocks.
@@ -94,10 +97,15 @@ pub(super) async fn answer(
     let Some(user) = packet.get(attr::USER_NAME).filter(|u| !u.is_empty()) else {
         return Answer::reject(REFUSED);
     };
-    // A name that is not UTF-8 is no one's, but is refused as anyone's would be.
+    // A name that is not UTF-8, or longer than any name can be (128 bytes, as over QUIC
+    // and in the sign-in log), is no one's: refused, as anyone's would be, and not
+    // decided.
     let Ok(name) = std::str::from_utf8(user) else {
         return Answer::reject(REFUSED);
     };
+    if name.len() > MAX_NAME {
+        return Answer::reject(REFUSED);
+    }
     let password = match packet.get(attr::USER_PASSWORD) {
         None => Zeroizing::new(Vec::new()),
         Some(hidden) => match reveal_password(hidden, &client.secret, &packet.authenticator) {
