@@ -63,31 +63,53 @@ inferno-flamegraph --title "portvakt serve, /validate/check over HTTPS, wrong co
     --subtitle "cpu-clock samples at $freq Hz with DWARF call graphs; width is CPU time" \
     < "$work/http.folded" > "$out"
 echo "wrote ${out#"$root"/}"
-# Where the samples fell: each stack counted once, under the first of these it contains.
+# Where the samples fell: each stack goes to the part its innermost recognised frame
+# belongs to (frames read without their generic parameters, which name the TLS stream in
+# every frame that handles the connection); time in the kernel goes to the part that
+# called it, and is also said on its own.
 python3 - "$work/http.folded" << 'PY'
 import sys
 parts = [
-    ("the decision (Engine::decide)", ["Engine$LT$S$GT$::decide", "Engine<S>::decide", "::decide::"]),
-    ("the sign-in log and durability", ["signin::", "App::settle", "durable"]),
-    ("TLS (rustls)", ["rustls::"]),
-    ("HTTP (hyper)", ["hyper::"]),
-    ("parameters and JSON", ["privacyidea::params", "form_urlencoded", "serde_json", "percent_encoding"]),
-    ("the kernel (sockets)", ["[unknown]", "entry_SYSCALL", "__x64_sys", "syscall"]),
+    ("the decision (portvakt_core, portvakt_store)", ["portvakt_core::", "portvakt_store::"]),
+    ("the sign-in log", ["portvakt_server::signin::"]),
+    ("parameters and JSON", ["privacyidea::params", "form_urlencoded::", "serde_json::", "percent_encoding::", "privacyidea::result"]),
+    ("TLS (rustls, ring)", ["rustls::", "ring::", "ring_core_"]),
+    ("HTTP (hyper)", ["hyper::", "httparse::"]),
+    ("the runtime (tokio, mio)", ["tokio::", "mio::"]),
 ]
+kernel_marks = ["[unknown]", "entry_SYSCALL", "__x64_sys", "do_syscall", "[kernel", "_raw_spin", "tcp_", "ext4_"]
+def bare(frame):
+    depth, out = 0, []
+    for c in frame:
+        if c == "<":
+            depth += 1
+        elif c == ">":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(c)
+    return "".join(out)
 total = 0
-share = {name: 0 for name, _ in parts}
-other = 0
+share = {name: [0, 0] for name, _ in parts}
+other = [0, 0]
 for line in open(sys.argv[1]):
     stack, _, count = line.rstrip().rpartition(" ")
     n = int(count)
     total += n
-    for name, keys in parts:
-        if any(k in stack for k in keys):
-            share[name] += n
+    frames = stack.split(";")
+    in_kernel = any(m in frames[-1] for m in kernel_marks)
+    for frame in reversed(frames):
+        f = bare(frame)
+        hit = next((name for name, keys in parts if any(k in f for k in keys)), None)
+        if hit:
+            share[hit][0] += n
+            share[hit][1] += n if in_kernel else 0
             break
     else:
-        other += n
+        other[0] += n
+        other[1] += n if in_kernel else 0
+print(f"{'part':48} {'all':>7} {'in the kernel':>14}")
 for name, _ in parts:
-    print(f"{name}: {100 * share[name] / total:.1f} %")
-print(f"other: {100 * other / total:.1f} %  ({total} samples)")
+    a, k = share[name]
+    print(f"{name:48} {100 * a / total:6.1f} % {100 * k / total:12.1f} %")
+print(f"{'other (allocation, threads, unresolved)':48} {100 * other[0] / total:6.1f} % {100 * other[1] / total:12.1f} %")
 PY
