@@ -569,3 +569,107 @@ async fn connections_past_the_limit_wait_for_a_place() {
     assert_eq!(r.expect("served once a place was free").status, 405);
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_is_a_poll_challenge_polled_then_completed_once() {
+    let f = with_users("pi-push", &["pia@kommune.no"]).await;
+    let admin = f.admin().await;
+    let (phone, conn, method) =
+        common::pair_phone(&admin, f.quic, &f.files.ca, "pia@kommune.no").await;
+    admin
+        .admin(portvakt_wire::Admin::SetDefaultMethod {
+            tenant: portvakt_wire::admin::Str("kommune"),
+            user: portvakt_wire::admin::Str("pia@kommune.no"),
+            method,
+        })
+        .await
+        .unwrap();
+    let v = f
+        .validate(&[("user", "pia@kommune.no"), ("pass", ""), ("client", HOME)])
+        .await
+        .json();
+    assert_eq!(v["result"]["authentication"], "CHALLENGE", "{v}");
+    let challenge = &v["detail"]["multi_challenge"][0];
+    assert_eq!(
+        (challenge["type"].clone(), challenge["client_mode"].clone()),
+        (json!("push"), json!("poll"))
+    );
+    let t = v["detail"]["transaction_id"].as_str().unwrap().to_owned();
+    let poll = || {
+        let f = &f;
+        let t = t.clone();
+        async move {
+            let target = format!("/validate/polltransaction?transaction_id={t}");
+            f.send("GET", &target, &[], b"").await.json()
+        }
+    };
+    let p = poll().await;
+    assert_eq!(
+        (
+            p["result"]["value"].clone(),
+            p["detail"]["challenge_status"].clone()
+        ),
+        (json!(false), json!("pending"))
+    );
+    // Completing it before the phone answers signs nobody in, and spends nothing.
+    let v = f
+        .validate(&[
+            ("user", "pia@kommune.no"),
+            ("pass", ""),
+            ("transaction_id", &t),
+            ("client", HOME),
+        ])
+        .await
+        .json();
+    assert_ne!(v["result"]["authentication"], "ACCEPT", "{v}");
+    let number: u8 = v["detail"]["message"]
+        .as_str()
+        .or(challenge["message"].as_str())
+        .and_then(|m| {
+            m.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+        })
+        .and_then(|s| s.parse().ok())
+        .expect("the number to choose");
+    let listed = phone.pending(&conn, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        phone
+            .answer(
+                &conn,
+                listed[0].id,
+                portvakt_client::device::Verdict::Approve(number)
+            )
+            .await
+            .unwrap(),
+        portvakt_client::device::Outcome::Approved
+    );
+    let p = poll().await;
+    assert_eq!(
+        (
+            p["result"]["value"].clone(),
+            p["detail"]["challenge_status"].clone()
+        ),
+        (json!(true), json!("accept"))
+    );
+    let complete = || {
+        let f = &f;
+        let t = t.clone();
+        async move {
+            f.validate(&[
+                ("user", "pia@kommune.no"),
+                ("pass", ""),
+                ("transaction_id", &t),
+                ("client", HOME),
+            ])
+            .await
+            .json()
+        }
+    };
+    assert_eq!(complete().await["result"]["authentication"], "ACCEPT");
+    assert_eq!(
+        complete().await["result"]["authentication"],
+        "REJECT",
+        "once"
+    );
+}
