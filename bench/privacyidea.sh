@@ -76,21 +76,8 @@ PY
 gunicorn=$!
 
 # Portvakt: the same users (portvakt-load's, named the same) with the same secrets.
-mkdir -p "$work/pv"
-cat > "$work/pv/http.toml" << CONF
-listen = "127.0.0.1:24843"
-unauthenticated_frontends = ["127.0.0.0/8"]
-trusted_proxies = ["127.0.0.0/8"]
-[[realms]]
-name = "kommune"
-tenant = "kommune"
-CONF
-(cd "$work/pv" && exec "$bin/portvakt" serve --listen 127.0.0.1:24433 --metrics off --radius off \
-    --http http.toml > serve.log 2>&1) &
-portvakt=$!
-for _ in $(seq 1 100); do grep -q serving "$work/pv/serve.log" 2>/dev/null && break; sleep 0.1; done
-"$bin/portvakt-load" run --server 127.0.0.1:24433 --data "$work/pv/portvakt-data" --users "$users" \
-    --enroll --duration 1 --warmup 0 --quiet > /dev/null
+start_http_server "$work/pv" "$users"
+portvakt=$http_server
 for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:24880/ && break; sleep 0.2; done
 
 # The wrk script: each request a user in turn and a code from the file wrk is given.

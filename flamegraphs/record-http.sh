@@ -25,20 +25,8 @@ git diff --quiet HEAD -- engine bench || commit="$commit-dirty"
 work=$(mktemp -d)
 server=
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-cat > "$work/http.toml" << CONF
-listen = "127.0.0.1:24843"
-unauthenticated_frontends = ["127.0.0.0/8"]
-trusted_proxies = ["127.0.0.0/8"]
-[[realms]]
-name = "kommune"
-tenant = "kommune"
-CONF
-(cd "$work" && exec "$bin/portvakt" serve --listen 127.0.0.1:24433 --metrics off --radius off \
-    --http http.toml > serve.log 2>&1) &
-server=$!
-for _ in $(seq 1 100); do grep -q serving "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
-"$bin/portvakt-load" run --server 127.0.0.1:24433 --data "$work/portvakt-data" --users "$users" \
-    --enroll --duration 1 --warmup 0 --quiet > /dev/null
+start_http_server "$work" "$users"
+server=$http_server
 cat > "$work/wrong.lua" << LUA
 local n = 0
 request = function()
