@@ -536,6 +536,23 @@ async fn hostile_sizes_and_slow_clients_get_errors_and_serving_goes_on() {
         .await
         .unwrap();
     assert_eq!(common::http::read_answer(&mut stalled).await.status, 408);
+    // A connection that sends nothing at all, before a first request or after one, is
+    // closed too: an idle connection holds no place for long.
+    let mut idle = f.connect(OPEN, Cert::None).await;
+    let read = tokio::time::timeout(Duration::from_secs(30), idle.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "an idle new connection was closed");
+    let mut kept = f.connect(OPEN, Cert::None).await;
+    kept.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), kept.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "an idle kept-alive connection was closed");
+    assert!(
+        got.starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     // And the server goes on.
     let v = f
         .post_json(
