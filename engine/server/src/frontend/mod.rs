@@ -6,6 +6,7 @@ mod challenge;
 pub mod http;
 pub mod quic;
 pub mod radius;
+mod upstream;
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -13,7 +13,7 @@ use portvakt_radius::{Packet, attr, code, reveal_password};
 use zeroize::Zeroizing;
 
 use super::config::{self, Client, UserAddress};
-use super::upstream::{self, Verdict};
+use crate::frontend::upstream::{self, Verdict};
 use crate::app::{App, Frontend};
 use crate::frontend::challenge::{self as state, Bound, Pending, Refused};
 

@@ -8,12 +8,10 @@
 //!   required by default, placed first in every reply), and the duplicates cache.
 //! - `dialogue`: one Access-Request's answer: the first factor, the decision, and
 //!   Accept, Reject or Challenge.
-//! - `upstream`: asking another RADIUS server whether a password is right.
 
 pub mod config;
 mod dialogue;
 mod endpoint;
-mod upstream;
 
 pub use config::Config;
 pub use endpoint::{MAX_ENTRIES, start};

@@ -12,11 +12,11 @@
 use portvakt_radius::{Attribute, Packet, attr, code, hide_password};
 use tokio::net::UdpSocket;
 
-use super::config::Upstream;
+use super::radius::config::Upstream;
 
 /// The upstream server's verdict on a password.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Access-Accept.
     Right,
     /// Access-Reject.
@@ -25,7 +25,7 @@ pub(super) enum Verdict {
 
 /// Asks `upstream` whether `password` is `user`'s. An error means no trustworthy answer
 /// came (the caller fails closed).
-pub(super) async fn check(
+pub(crate) async fn check(
     upstream: &Upstream,
     user: &[u8],
     password: &[u8],
