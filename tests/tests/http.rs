@@ -690,3 +690,55 @@ async fn push_is_a_poll_challenge_polled_then_completed_once() {
         "once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realm_whose_passwords_an_upstream_server_checks() {
+    use common::radius::PASSWORD;
+    let (upstream, asked, _task) = common::radius::upstream().await;
+    let more = format!(
+        "[[realms]]\nname = \"vpn\"\ntenant = \"kommune\"\nupstream = {{ address = \"{upstream}\", secret_file = \"http/upstream.secret\" }}\n"
+    );
+    let f = common::http::fixture_with("pi-upstream", 64, &more).await;
+    let admin = f.admin().await;
+    for u in ["kari@kommune.no", "ola@kommune.no"] {
+        enrol(&admin, u).await.unwrap();
+    }
+    let password = std::str::from_utf8(PASSWORD).unwrap();
+    let ask = |user: &'static str, pass: String, transaction: Option<String>| {
+        let f = &f;
+        async move {
+            let mut form = vec![
+                ("user", user.to_owned()),
+                ("realm", "vpn".into()),
+                ("pass", pass),
+                ("client", HOME.into()),
+            ];
+            form.extend(transaction.map(|t| ("transaction_id", t)));
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.validate(&form).await.json()
+        }
+    };
+    // The password and the code together.
+    let v = ask(
+        "kari@kommune.no",
+        format!("{password}{}", code_now("kari@kommune.no")),
+        None,
+    )
+    .await;
+    assert_eq!(v["result"]["authentication"], "ACCEPT", "{v}");
+    // A wrong password: refused, and the code after it not spent.
+    let ola = code_now("ola@kommune.no");
+    let v = ask("ola@kommune.no", format!("wrong horse{ola}"), None).await;
+    assert_eq!(v["result"]["authentication"], "REJECT", "{v}");
+    // The password alone: a challenge, which the code completes.
+    let v = ask("ola@kommune.no", password.to_owned(), None).await;
+    assert_eq!(v["result"]["authentication"], "CHALLENGE", "{v}");
+    let t = v["detail"]["transaction_id"].as_str().unwrap().to_owned();
+    let v = ask("ola@kommune.no", ola, Some(t)).await;
+    assert_eq!(v["result"]["authentication"], "ACCEPT", "{v}");
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one check per password"
+    );
+}

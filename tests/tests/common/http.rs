@@ -49,11 +49,21 @@ impl Drop for Fixture {
 /// `client` parameter is believed; two API keys; the realm `kommune`; at most
 /// `max_connections`, slow clients cut after a second.
 pub(crate) async fn fixture(name: &str, max_connections: usize) -> Fixture {
+    fixture_with(name, max_connections, "").await
+}
+
+/// [`fixture`] with more of the configuration's text (more realms) after the rest.
+pub(crate) async fn fixture_with(name: &str, max_connections: usize, more: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("portvakt-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("http")).unwrap();
     std::fs::write(dir.join("http/frontend.key"), FRONTEND_KEY).unwrap();
     std::fs::write(dir.join("http/admin.key"), ADMIN_KEY).unwrap();
+    std::fs::write(
+        dir.join("http/upstream.secret"),
+        super::radius::UPSTREAM_SECRET,
+    )
+    .unwrap();
     let (files, _) = ensure_dev_pki(&dir.join("certs")).unwrap();
     let text = format!(
         r#"
@@ -76,6 +86,7 @@ role = "admin"
 [[realms]]
 name = "kommune"
 tenant = "kommune"
+{more}
 "#
     );
     let http_config = portvakt_server::frontend::http::Config::parse(&text, &dir).unwrap();

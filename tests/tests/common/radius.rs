@@ -212,7 +212,7 @@ impl Fixture {
 
 /// An upstream RADIUS server: Accept for [`PASSWORD`], Reject otherwise, signed with a
 /// Message-Authenticator first; [`SLOW`] is answered after a second.
-async fn upstream() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+pub(crate) async fn upstream() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = socket.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));

@@ -113,3 +113,35 @@ fn verdict(
         other => Err(format!("{} answered with code {other}", upstream.address)),
     })
 }
+
+/// Splits `password` + code: the last `digits` characters are the code when they are all
+/// digits and something comes before them; otherwise it is all password.
+pub(crate) fn split_code(typed: &[u8], digits: usize) -> (&[u8], Option<&[u8]>) {
+    match typed.len().checked_sub(digits) {
+        Some(at) if at > 0 && typed[at..].iter().all(u8::is_ascii_digit) => {
+            (&typed[..at], Some(&typed[at..]))
+        }
+        _ => (typed, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_is_split_off_only_when_it_is_all_digits() {
+        assert_eq!(
+            split_code(b"hunter2123456", 6),
+            (&b"hunter2"[..], Some(&b"123456"[..]))
+        );
+        assert_eq!(split_code(b"hunter2", 6), (&b"hunter2"[..], None));
+        assert_eq!(
+            split_code(b"123456", 6),
+            (&b"123456"[..], None),
+            "no password left"
+        );
+        assert_eq!(split_code(b"pass12345x", 6), (&b"pass12345x"[..], None));
+        assert_eq!(split_code(b"", 6), (&b""[..], None));
+    }
+}

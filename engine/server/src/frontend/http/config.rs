@@ -45,12 +45,17 @@ pub struct ApiKey {
 }
 
 /// A privacyIDEA realm, and the tenant it is.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Realm {
     /// The realm's name, as callers send it.
     pub name: String,
     /// The tenant.
     pub tenant: String,
+    /// Who checks the password: the caller (`pass` is the code alone), or, when set, this
+    /// upstream RADIUS server (`pass` is the password followed by the code).
+    pub upstream: Option<crate::frontend::radius::config::Upstream>,
+    /// How many digits the code after the password has (with an upstream server).
+    pub code_digits: usize,
 }
 
 /// The frontend's configuration.
@@ -115,6 +120,14 @@ struct RealmFile {
     tenant: String,
     #[serde(default)]
     default: bool,
+    #[serde(default)]
+    upstream: Option<crate::frontend::radius::config::UpstreamFile>,
+    #[serde(default = "six")]
+    code_digits: usize,
+}
+
+fn six() -> usize {
+    6
 }
 
 impl Config {
@@ -161,6 +174,25 @@ impl Config {
         if !(1..=300).contains(&file.slow_client_s) {
             return Err("slow_client_s must be 1 to 300".into());
         }
+        let mut realms = Vec::with_capacity(file.realms.len());
+        for r in file.realms {
+            if !(1..=10).contains(&r.code_digits) {
+                return Err(format!("realm {:?}: code_digits must be 1 to 10", r.name));
+            }
+            let upstream = match r.upstream {
+                Some(u) => Some(
+                    u.read(dir)
+                        .map_err(|e| format!("realm {:?}: {e}", r.name))?,
+                ),
+                None => None,
+            };
+            realms.push(Realm {
+                name: r.name,
+                tenant: r.tenant,
+                upstream,
+                code_digits: r.code_digits,
+            });
+        }
         Ok(Self {
             listen: file.listen,
             unauthenticated_frontends: ranges(
@@ -169,14 +201,7 @@ impl Config {
             )?,
             trusted_proxies: ranges(&file.trusted_proxies, "trusted_proxies")?,
             api_keys,
-            realms: file
-                .realms
-                .into_iter()
-                .map(|r| Realm {
-                    name: r.name,
-                    tenant: r.tenant,
-                })
-                .collect(),
+            realms,
             default_realm,
             max_connections: file.max_connections,
             slow_client: std::time::Duration::from_secs(file.slow_client_s),

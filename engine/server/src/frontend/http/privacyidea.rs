@@ -16,9 +16,11 @@ use portvakt_core::{Decision, FirstFactor, MethodId, Outcome, Proof, Purpose};
 use serde_json::{Map, Value, json};
 
 use super::Reply;
+use super::config::Realm;
 use super::endpoint::{Asked, Shared};
 use crate::app::{App, Frontend};
 use crate::frontend::challenge::{self, Bound, Pending};
+use crate::frontend::upstream::Verdict;
 
 /// The longest `pass` taken; a longer one is refused before any work, and counts as
 /// nothing.
@@ -36,6 +38,8 @@ pub const WRONG: &str = "wrong otp value";
 pub const LATER: &str = "Too many attempts. Try again later.";
 /// The message for someone with no methods.
 pub const NO_TOKENS: &str = "The user has no tokens assigned";
+/// The message when the upstream server that checks passwords did not answer.
+pub const UNAVAILABLE: &str = "The sign-in cannot be completed now. Try again later.";
 /// The message when a transaction is not one of this deployment's, or another user's.
 pub const NOT_THE_CHALLENGE: &str = "Response did not match the challenge.";
 
@@ -164,11 +168,11 @@ fn who<'p>(
     shared: &'p Shared,
     user: &'p str,
     realm: Option<&str>,
-) -> Result<(&'p str, &'p str), Reply> {
+) -> Result<(&'p str, &'p Realm), Reply> {
     let config = &shared.config;
     if let Some(name) = realm.filter(|r| !r.is_empty()) {
         return match config.realm(name) {
-            Some(r) => Ok((user, &r.tenant)),
+            Some(r) => Ok((user, r)),
             None => Err(error_code(
                 StatusCode::BAD_REQUEST,
                 904,
@@ -179,9 +183,9 @@ fn who<'p>(
     if let Some((name, suffix)) = user.rsplit_once('@')
         && let Some(r) = config.realm(suffix)
     {
-        return Ok((name, &r.tenant));
+        return Ok((name, r));
     }
-    Ok((user, &config.default_realm().tenant))
+    Ok((user, config.default_realm()))
 }
 
 /// `POST|GET /validate/check`.
@@ -212,7 +216,8 @@ async fn checked(shared: &Shared, asked: &Asked<'_>) -> Result<Reply, Reply> {
             "'pass' is longer than {MAX_PASS} bytes"
         )));
     }
-    let (user, tenant) = who(shared, user, text(&params, "realm")?)?;
+    let (user, realm) = who(shared, user, text(&params, "realm")?)?;
+    let tenant = realm.tenant.as_str();
     let ip = match text(&params, "client")? {
         Some(c) if shared.config.trusted_proxy(asked.peer) => c
             .trim()
@@ -245,24 +250,38 @@ async fn checked(shared: &Shared, asked: &Asked<'_>) -> Result<Reply, Reply> {
                     ));
                 }
             };
+            // The transaction stands for the first factor checked when it was made.
+            let ok = FirstFactor::Ok;
             match pending {
                 Pending::Push { id, number } if pass.is_empty() => {
                     let hex = id.to_hex();
-                    (
-                        ask.decide(Some(Proof::Push(&hex)), &mut records),
-                        Some((id, number)),
-                    )
+                    let d = ask.decide(ok, Some(Proof::Push(&hex)), &mut records);
+                    (d, Some((id, number)))
                 }
-                Pending::Push { id, number } => (
-                    ask.decide(Some(Proof::Code(pass)), &mut records),
-                    Some((id, number)),
-                ),
-                Pending::Code => (ask.decide(Some(Proof::Code(pass)), &mut records), None),
+                Pending::Push { id, number } => {
+                    let d = ask.decide(ok, Some(Proof::Code(pass)), &mut records);
+                    (d, Some((id, number)))
+                }
+                Pending::Code => (ask.decide(ok, Some(Proof::Code(pass)), &mut records), None),
             }
         }
         None => {
-            let proof = (!pass.is_empty()).then_some(Proof::Code(pass));
-            (ask.decide(proof, &mut records), None)
+            let (first, code) = match &realm.upstream {
+                // The caller checked the password: `pass` is the code.
+                None => (FirstFactor::Ok, pass),
+                Some(upstream) => match password_then_code(realm, upstream, user, pass).await {
+                    Some(checked) => checked,
+                    None => {
+                        return Ok(result(
+                            false,
+                            Some("REJECT"),
+                            json!({ "message": UNAVAILABLE }),
+                        ));
+                    }
+                },
+            };
+            let proof = (!code.is_empty()).then_some(Proof::Code(code));
+            (ask.decide(first, proof, &mut records), None)
         }
     };
     if let Err(e) = app.settle(&mut records).await {
@@ -276,6 +295,35 @@ async fn checked(shared: &Shared, asked: &Asked<'_>) -> Result<Reply, Reply> {
     Ok(ask.reply(&d, waiting))
 }
 
+/// For a realm whose passwords an upstream RADIUS server checks: `pass` is the password
+/// and then the code. The password's verdict and the code (empty if none follows); `None`
+/// if the upstream server gave no answer (the request fails closed, nothing decided).
+async fn password_then_code<'p>(
+    realm: &Realm,
+    upstream: &crate::frontend::radius::config::Upstream,
+    user: &str,
+    pass: &'p str,
+) -> Option<(FirstFactor, &'p str)> {
+    let (password, code) =
+        crate::frontend::upstream::split_code(pass.as_bytes(), realm.code_digits);
+    // The code is ASCII digits, so the split falls between characters.
+    let code = code.map_or("", |c| &pass[pass.len() - c.len()..]);
+    if password.is_empty() {
+        return Some((FirstFactor::Failed, code));
+    }
+    match crate::frontend::upstream::check(upstream, user.as_bytes(), password).await {
+        Ok(Verdict::Right) => Some((FirstFactor::Ok, code)),
+        Ok(Verdict::Wrong) => Some((FirstFactor::Failed, code)),
+        Err(e) => {
+            crate::warn(format_args!(
+                "http: realm {}: the upstream password check failed: {e}",
+                realm.name
+            ));
+            None
+        }
+    }
+}
+
 /// A request's parts the decision needs.
 struct Ask<'a> {
     app: &'a App,
@@ -285,14 +333,18 @@ struct Ask<'a> {
 }
 
 impl Ask<'_> {
-    fn decide(&self, proof: Option<Proof<'_>>, records: &mut BytesMut) -> Decision {
+    fn decide(
+        &self,
+        first_factor: FirstFactor,
+        proof: Option<Proof<'_>>,
+        records: &mut BytesMut,
+    ) -> Decision {
         let request = portvakt_core::Request {
             tenant: self.tenant,
             user: self.user,
             ip: self.ip,
             purpose: Purpose::SignIn,
-            // The caller checked the password; `pass` is the code.
-            first_factor: FirstFactor::Ok,
+            first_factor,
             proof,
             device_token: None,
             remember_device: false,

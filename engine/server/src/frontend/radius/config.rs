@@ -150,9 +150,10 @@ fn six() -> usize {
     6
 }
 
+/// An `upstream` table as a configuration file has it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpstreamFile {
+pub(crate) struct UpstreamFile {
     address: SocketAddr,
     secret_file: PathBuf,
     #[serde(default = "three_seconds")]
@@ -161,6 +162,26 @@ struct UpstreamFile {
     attempts: u8,
     #[serde(default)]
     dangerous_accept_replies_without_message_authenticator: bool,
+}
+
+impl UpstreamFile {
+    /// The upstream server this table describes, its secret read from (or made in) `dir`.
+    pub(crate) fn read(self, dir: &Path) -> Result<Upstream, String> {
+        if self.attempts == 0 || self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err("upstream: attempts at least 1, timeout_ms 1 to 60000".into());
+        }
+        Ok(Upstream {
+            address: self.address,
+            secret: crate::frontend::secret_file(
+                &dir.join(&self.secret_file),
+                MIN_SECRET..=MAX_SECRET,
+            )?,
+            timeout: Duration::from_millis(self.timeout_ms),
+            attempts: self.attempts,
+            require_message_authenticator: !self
+                .dangerous_accept_replies_without_message_authenticator,
+        })
+    }
 }
 
 fn three_seconds() -> u64 {
@@ -213,23 +234,7 @@ impl Config {
                 (_, None) => {
                     return Err(at(&"an upstream server must check the passwords"));
                 }
-                (_, Some(u)) => {
-                    if u.attempts == 0 || u.timeout_ms == 0 || u.timeout_ms > 60_000 {
-                        return Err(at(&"upstream: attempts at least 1, timeout_ms 1 to 60000"));
-                    }
-                    Some(Upstream {
-                        address: u.address,
-                        secret: crate::frontend::secret_file(
-                            &dir.join(&u.secret_file),
-                            MIN_SECRET..=MAX_SECRET,
-                        )
-                        .map_err(|e| at(&e))?,
-                        timeout: Duration::from_millis(u.timeout_ms),
-                        attempts: u.attempts,
-                        require_message_authenticator: !u
-                            .dangerous_accept_replies_without_message_authenticator,
-                    })
-                }
+                (_, Some(u)) => Some(u.read(dir).map_err(|e| at(&e))?),
             };
             clients.push(Client {
                 secret: crate::frontend::secret_file(

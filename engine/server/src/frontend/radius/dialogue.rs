@@ -13,9 +13,9 @@ use portvakt_radius::{Packet, attr, code, reveal_password};
 use zeroize::Zeroizing;
 
 use super::config::{self, Client, UserAddress};
-use crate::frontend::upstream::{self, Verdict};
 use crate::app::{App, Frontend};
 use crate::frontend::challenge::{self as state, Bound, Pending, Refused};
+use crate::frontend::upstream::{self, Verdict};
 
 /// The longest user name, as over QUIC and in the sign-in log.
 const MAX_NAME: usize = 128;
@@ -134,7 +134,7 @@ pub(super) async fn answer(
     let (first, code) = match client.first_factor {
         config::FirstFactor::Nas => (FirstFactor::Ok, Some(&password[..])),
         config::FirstFactor::UpstreamWithCode => {
-            let (password, code) = split_code(&password, client.code_digits);
+            let (password, code) = upstream::split_code(&password, client.code_digits);
             match ask.password(password).await {
                 Ok(first) => (first, code),
                 Err(answer) => return answer,
@@ -285,17 +285,6 @@ fn user_address(client: &Client, packet: &Packet<'_>, nas: IpAddr) -> IpAddr {
     reported.unwrap_or(nas)
 }
 
-/// Splits `password` + code: the last `digits` characters are the code when they are all
-/// digits and something comes before them; otherwise it is all password.
-fn split_code(typed: &[u8], digits: usize) -> (&[u8], Option<&[u8]>) {
-    match typed.len().checked_sub(digits) {
-        Some(at) if at > 0 && typed[at..].iter().all(u8::is_ascii_digit) => {
-            (&typed[..at], Some(&typed[at..]))
-        }
-        _ => (typed, None),
-    }
-}
-
 /// Typed bytes as text: anything not UTF-8 becomes a character no code has, and so is
 /// refused as malformed.
 fn text(bytes: &[u8]) -> &str {
@@ -305,25 +294,4 @@ fn text(bytes: &[u8]) -> &str {
 /// Whether a continuation typed a code rather than just pressing Enter.
 fn is_code(typed: &str) -> bool {
     !typed.is_empty() && typed.bytes().all(|b| b.is_ascii_digit())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_code_is_split_off_only_when_it_is_all_digits() {
-        assert_eq!(
-            split_code(b"hunter2123456", 6),
-            (&b"hunter2"[..], Some(&b"123456"[..]))
-        );
-        assert_eq!(split_code(b"hunter2", 6), (&b"hunter2"[..], None));
-        assert_eq!(
-            split_code(b"123456", 6),
-            (&b"123456"[..], None),
-            "no password left"
-        );
-        assert_eq!(split_code(b"pass12345x", 6), (&b"pass12345x"[..], None));
-        assert_eq!(split_code(b"", 6), (&b""[..], None));
-    }
 }
