@@ -78,6 +78,10 @@ pub const RADIUS_RETRANSMITS: &str = "portvakt_radius_retransmits_total";
 /// refused).
 pub const RADIUS_UPSTREAM_FAILURES: &str = "portvakt_radius_upstream_failures_total";
 
+/// HTTP requests answered, by `route` (`validate_check`, `polltransaction`, `decide`,
+/// `send_code`, `admin`, `other`) and `status`.
+pub const HTTP_REQUESTS: &str = "portvakt_http_requests_total";
+
 /// Serves `/metrics` on `addr` with real histogram buckets. Needs a Tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()

@@ -118,13 +118,19 @@ async fn serve(
     certificate: Option<String>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    // Which methods a path takes, for a 405's Allow header (RFC 9110).
-    let allow = match req.uri().path() {
-        "/validate/check" => "GET, POST",
-        "/validate/polltransaction" => "GET",
-        _ => "POST",
+    // Which methods a path takes, for a 405's Allow header (RFC 9110), and its name in
+    // the metrics (a fixed set, never the path itself).
+    let (allow, route) = match req.uri().path() {
+        "/validate/check" => ("GET, POST", "validate_check"),
+        "/validate/polltransaction" => ("GET", "polltransaction"),
+        "/v1/decide" => ("POST", "decide"),
+        "/v1/send-code" => ("POST", "send_code"),
+        p if p.starts_with("/v1/admin/") => ("POST", "admin"),
+        _ => ("POST", "other"),
     };
     let reply = answer(shared, peer, certificate, req).await;
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => reply.status.as_str().to_owned())
+        .increment(1);
     let body = serde_json::to_vec(&reply.body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = reply.status;
