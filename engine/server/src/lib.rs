@@ -1,8 +1,9 @@
-//! Portvakt's server: the decision core served to frontends over QUIC.
+//! Portvakt's server: the decision core served to frontends over QUIC, RADIUS and HTTPS.
 //!
 //! What every frontend shares ([`app`]: the engine, the clock, the policy file, and each
 //! decision timed, counted and recorded in the sign-in log), the frontends
-//! ([`frontend`]: the QUIC endpoint and the service answering its frames), certificates
+//! ([`frontend`]: the QUIC endpoint and the service answering its frames, RADIUS for VPN
+//! gateways, HTTPS for privacyIDEA's clients and the JSON API), certificates
 //! and TLS configuration ([`pki`]), the sign-in log ([`signin`]), the audit trail ([`audit`]), reading import files
 //! ([`import`]), keeping the durable store ([`state`]), Prometheus metrics
 //! ([`metrics`]), the clocks ([`clock`]) and the operating system's randomness
