@@ -107,8 +107,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve decisions over QUIC (defaults: 127.0.0.1:4433, ./portvakt-data, the embedded
-    /// municipality policy, development certificates made on first start).
+    /// Serve decisions over QUIC, RADIUS and HTTPS (defaults: QUIC on 127.0.0.1:4433,
+    /// ./portvakt-data, the embedded municipality policy with its RADIUS and HTTPS
+    /// examples, development certificates made on first start).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:4433")]
