@@ -742,3 +742,78 @@ async fn a_realm_whose_passwords_an_upstream_server_checks() {
         "one check per password"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrator_operations_over_http_are_audited_under_the_key_s_name() {
+    use tokio::io::AsyncWriteExt as _;
+    // A real server on its durable store (which keeps the audit trail), HTTPS as a file
+    // names it: no open networks, one admin key.
+    let dir = std::env::temp_dir().join(format!("portvakt-http-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("http")).unwrap();
+    std::fs::write(dir.join("http/admin.key"), ADMIN_KEY).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("http.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[[api_keys]]\nname = \"scripts\"\nkey_file = \"http/admin.key\"\nrole = \"admin\"\n[[realms]]\nname = \"kommune\"\ntenant = \"kommune\"\n"
+        ),
+    )
+    .unwrap();
+    let quic = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let (_server, _) = common::start_with(&dir, quic, &["--http", config.to_str().unwrap()]);
+    let files = portvakt_server::pki::PkiFiles::in_dir(&dir.join("certs"));
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let body = json!({"tenant": "kommune", "user": "audit@kommune.no", "groups": [], "passwordless": false}).to_string();
+    let request = format!(
+        "POST /v1/admin/add_user HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = common::http::connect_to(http, &files, OPEN, Cert::None).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = common::http::read_answer(&mut stream).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    // Without the key, from loopback (not an open network here): refused.
+    let mut stream = common::http::connect_to(http, &files, OPEN, Cert::None).await;
+    stream
+        .write_all(request.replace(ADMIN_KEY, "no").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(common::http::read_answer(&mut stream).await.status, 401);
+    // The trail names the key, and the operation.
+    let admin = common::connect(quic, &files, true).await;
+    let answer = admin
+        .admin(portvakt_wire::Admin::Audit {
+            tenant: portvakt_wire::admin::Str("kommune"),
+            user: portvakt_wire::admin::Str("audit@kommune.no"),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            cursor: 0,
+            limit: 24,
+        })
+        .await
+        .unwrap();
+    let portvakt_wire::Frame::AdminReply(_, portvakt_wire::AdminReply::AuditFound { events, .. }) =
+        answer.frame().unwrap()
+    else {
+        panic!("{answer:?}")
+    };
+    let found: Vec<(String, String)> = events
+        .0
+        .iter()
+        .map(|b| portvakt_server::audit::Event::decode(b).unwrap())
+        .map(|e| (e.op, e.actor))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(op, actor)| op == "add-user" && actor == "api-key:scripts"),
+        "{found:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

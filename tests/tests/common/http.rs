@@ -158,33 +158,7 @@ impl Fixture {
         source: &str,
         cert: Cert,
     ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        use portvakt_client::tls::{load_certs, load_key, provider, roots};
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots(&self.files.ca).unwrap());
-        let mut config = match cert {
-            Cert::None => builder.with_no_client_auth(),
-            Cert::Frontend | Cert::Admin => {
-                let (c, k) = match cert {
-                    Cert::Admin => &self.files.admin,
-                    _ => &self.files.frontend,
-                };
-                builder
-                    .with_client_auth_cert(load_certs(c).unwrap(), load_key(k).unwrap())
-                    .unwrap()
-            }
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let socket = TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::new(source.parse().unwrap(), 0))
-            .unwrap();
-        let tcp = socket.connect(self.http).await.unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect("127.0.0.1".try_into().unwrap(), tcp)
-            .await
-            .unwrap()
+        connect_to(self.http, &self.files, source, cert).await
     }
 
     /// Sends `raw` (a whole request, which should say `Connection: close`) from `source`
@@ -262,6 +236,43 @@ impl Fixture {
         )
         .await
     }
+}
+
+/// A TLS connection to an HTTP frontend at `http` whose certificates are `files`, from
+/// `source`, presenting `cert`.
+pub(crate) async fn connect_to(
+    http: SocketAddr,
+    files: &PkiFiles,
+    source: &str,
+    cert: Cert,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use portvakt_client::tls::{load_certs, load_key, provider, roots};
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots(&files.ca).unwrap());
+    let mut config = match cert {
+        Cert::None => builder.with_no_client_auth(),
+        Cert::Frontend | Cert::Admin => {
+            let (c, k) = match cert {
+                Cert::Admin => &files.admin,
+                _ => &files.frontend,
+            };
+            builder
+                .with_client_auth_cert(load_certs(c).unwrap(), load_key(k).unwrap())
+                .unwrap()
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    let tcp = socket.connect(http).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
 }
 
 /// Reads one HTTP/1.1 answer to the end of the connection (or ten seconds).
