@@ -225,6 +225,18 @@ impl App {
         decision
     }
 
+    /// [`decide`](Self::decide) at the app's time now, off the async runtime's workers when
+    /// the store answers over the network ([`blocking`]).
+    pub fn decide_now(
+        &self,
+        via: Frontend,
+        request: &Request<'_>,
+        records: &mut BytesMut,
+    ) -> Decision {
+        let now = self.now();
+        blocking(&self.engine, || self.decide(via, request, now, records))
+    }
+
     /// Sends a code (or refuses to) as [`decide`](Self::decide) decides: timed, counted and
     /// recorded.
     pub fn send_code(

@@ -60,31 +60,25 @@ fn output_only(field: &str) -> String {
     format!("{field}: not a field a request has")
 }
 
-impl<'a, const MAX: usize> JsonField<'a> for Str<'a, MAX> {
-    fn from_json(
-        v: Option<&'a Value>,
-        field: &'static str,
-        _: &mut std::slice::Iter<'a, Vec<u8>>,
-    ) -> Result<Self, String> {
-        string(v, field, MAX).map(Str)
-    }
-    fn to_json(&self) -> Value {
-        Value::from(self.0)
-    }
+/// Strings of at most `MAX` bytes, whichever length prefix the frame gives them.
+macro_rules! string_field {
+    ($($t:ident),*) => {$(
+        impl<'a, const MAX: usize> JsonField<'a> for $t<'a, MAX> {
+            fn from_json(
+                v: Option<&'a Value>,
+                field: &'static str,
+                _: &mut std::slice::Iter<'a, Vec<u8>>,
+            ) -> Result<Self, String> {
+                string(v, field, MAX).map($t)
+            }
+            fn to_json(&self) -> Value {
+                Value::from(self.0)
+            }
+        }
+    )*};
 }
 
-impl<'a, const MAX: usize> JsonField<'a> for LongStr<'a, MAX> {
-    fn from_json(
-        v: Option<&'a Value>,
-        field: &'static str,
-        _: &mut std::slice::Iter<'a, Vec<u8>>,
-    ) -> Result<Self, String> {
-        string(v, field, MAX).map(LongStr)
-    }
-    fn to_json(&self) -> Value {
-        Value::from(self.0)
-    }
-}
+string_field!(Str, LongStr);
 
 impl<'a, const N: usize, const MAX: usize> JsonField<'a> for StrList<'a, N, MAX> {
     fn from_json(

@@ -34,6 +34,22 @@ pub(crate) enum Pending {
     },
 }
 
+/// What the answer to a challenge decision `d` continues: the push approval it issued,
+/// or, when a redemption found the approval `waiting` still pending, that one again;
+/// otherwise a code.
+pub(crate) fn after(d: &portvakt_core::Decision, waiting: Option<(ChallengeId, u8)>) -> Pending {
+    match (&d.approval, waiting) {
+        (Some(a), _) => Pending::Push {
+            id: a.id,
+            number: a.number,
+        },
+        (None, Some((id, number))) if d.reason == portvakt_core::Reason::ApprovalPending => {
+            Pending::Push { id, number }
+        }
+        _ => Pending::Code,
+    }
+}
+
 /// Who the State is for: the client's name, the tenant, and the user as named.
 pub(crate) struct Bound<'a> {
     pub(crate) client: &'a str,

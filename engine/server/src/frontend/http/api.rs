@@ -204,10 +204,7 @@ pub(crate) async fn decide(shared: &Shared, asked: &Asked<'_>) -> Reply {
         remember_device: b.remember_device,
     };
     let mut records = BytesMut::new();
-    let now = app.now();
-    let d = crate::app::blocking(app.engine(), || {
-        app.decide(Frontend::Http, &request, now, &mut records)
-    });
+    let d = app.decide_now(Frontend::Http, &request, &mut records);
     match app.settle(&mut records).await {
         Ok(()) => Reply::ok(decision(&d)),
         Err(e) => withheld(&e),

@@ -349,11 +349,7 @@ impl Ask<'_> {
             device_token: None,
             remember_device: false,
         };
-        let app = self.app;
-        let now = app.now();
-        crate::app::blocking(app.engine(), || {
-            app.decide(Frontend::Http, &request, now, records)
-        })
+        self.app.decide_now(Frontend::Http, &request, records)
     }
 
     /// The decision as privacyIDEA says it.
@@ -370,28 +366,19 @@ impl Ask<'_> {
                 result(true, Some("ACCEPT"), detail)
             }
             Outcome::Challenge => {
-                let push = match (&d.approval, waiting) {
-                    (Some(a), _) => Some((a.id, a.number, a.method)),
-                    (None, Some((id, number)))
-                        if d.reason == portvakt_core::Reason::ApprovalPending =>
-                    {
-                        Some((id, number, MethodId(0)))
-                    }
-                    _ => None,
-                };
                 let now = self.app.now();
-                let (pending, message, kind, mode, method) = match push {
-                    Some((id, number, method)) => (
-                        Pending::Push { id, number },
+                let pending = challenge::after(d, waiting);
+                let (message, kind, mode, method) = match pending {
+                    // A waiting approval found pending again has no method at hand: 0.
+                    Pending::Push { number, .. } => (
                         format!(
                             "Approve the sign-in in the app on your phone by choosing {number}."
                         ),
                         "push",
                         "poll",
-                        method,
+                        d.approval.as_ref().map_or(MethodId(0), |a| a.method),
                     ),
-                    None => (
-                        Pending::Code,
+                    Pending::Code => (
                         "Enter the code from your authenticator app or security token.".to_owned(),
                         "totp",
                         "interactive",

@@ -283,10 +283,7 @@ impl Service {
             device_token: w.device_token.as_deref(),
             remember_device: w.remember_device,
         };
-        let now = app.now();
-        let decision = crate::app::blocking(app.engine(), || {
-            app.decide(crate::app::Frontend::Quic, &request, now, records)
-        });
+        let decision = app.decide_now(crate::app::Frontend::Quic, &request, records);
         Owned::Decision(id, decision, None)
     }
 }

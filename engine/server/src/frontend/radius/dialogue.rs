@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use bytes::BytesMut;
-use portvakt_core::{ChallengeId, Decision, FirstFactor, Outcome, Proof, Purpose, Reason};
+use portvakt_core::{ChallengeId, Decision, FirstFactor, Outcome, Proof, Purpose};
 use portvakt_radius::{Packet, attr, code, reveal_password};
 use zeroize::Zeroizing;
 
@@ -228,11 +228,7 @@ impl Ask<'_> {
             device_token: None,
             remember_device: false,
         };
-        let app = self.app;
-        let now = app.now();
-        crate::app::blocking(app.engine(), || {
-            app.decide(Frontend::Radius, &request, now, records)
-        })
+        self.app.decide_now(Frontend::Radius, &request, records)
     }
 
     /// The decision in RADIUS. `waiting` is the approval a continuation waited on, so a
@@ -241,25 +237,15 @@ impl Ask<'_> {
         match d.outcome {
             Outcome::Allow => Answer::accept(),
             Outcome::Challenge => {
-                let push = match (&d.approval, waiting) {
-                    (Some(a), _) => Some((a.id, a.number)),
-                    (None, w) if d.reason == Reason::ApprovalPending => w,
-                    _ => None,
+                let pending = state::after(d, waiting);
+                let message = match pending {
+                    Pending::Push { number, .. } => format!(
+                        "Approve the sign-in in the app on your phone by choosing {number}, then press Enter (or type a code from the app)."
+                    ),
+                    Pending::Code => CODE_PROMPT.to_owned(),
                 };
-                let now = self.app.now();
-                let engine = self.app.engine();
-                match push {
-                    Some((id, number)) => Answer::challenge(
-                        format!(
-                            "Approve the sign-in in the app on your phone by choosing {number}, then press Enter (or type a code from the app)."
-                        ),
-                        state::seal(engine, &self.bound, Pending::Push { id, number }, now),
-                    ),
-                    None => Answer::challenge(
-                        CODE_PROMPT.to_owned(),
-                        state::seal(engine, &self.bound, Pending::Code, now),
-                    ),
-                }
+                let sealed = state::seal(self.app.engine(), &self.bound, pending, self.app.now());
+                Answer::challenge(message, sealed)
             }
             Outcome::Locked | Outcome::Throttled => Answer::reject(LATER),
             Outcome::Register => Answer::reject(REGISTER),
