@@ -34,7 +34,9 @@ if [ "${1:-}" != --smoke ]; then
 fi
 
 seconds=${2:-20}
-cargo fuzz build
+build_log=$(mktemp)
+cargo fuzz build > "$build_log" 2>&1 || { tail -n 80 "$build_log" >&2; exit 1; }
+rm -f "$build_log"
 for target in $(cargo fuzz list); do
     log=$(mktemp)
     if run "$target" -max_total_time="$seconds" -print_final_stats=1 > "$log" 2>&1; then
