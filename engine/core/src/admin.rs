@@ -75,6 +75,19 @@ pub struct UserInfo {
     pub devices: Vec<(u32, Timestamp)>,
 }
 
+/// A method as its owner sees it: never a secret, a number or an address whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnMethod {
+    /// Its id.
+    pub id: MethodId,
+    /// Its kind.
+    pub kind: MethodKind,
+    /// Proved and usable.
+    pub active: bool,
+    /// What the user knows it by ("•••• 34" for a phone), if anything.
+    pub hint: Option<String>,
+}
+
 /// OTP secrets must be 10-128 bytes (RFC 4226 asks for at least 128 bits; 80 is the
 /// least any deployed token uses).
 fn check_secret(secret: &[u8]) -> Result<(), DirectoryError> {
@@ -229,6 +242,30 @@ impl<S: StateStore> Engine<S> {
         let (_gate, mut u) = self.user_mut(tenant, user)?;
         let id = u.id;
         self.commit(&mut u, &[Change(Op::SetMfaOptOut(id, opt_out))])
+    }
+
+    /// A user's methods as the user may see them on the security-info pages, in the order
+    /// they were added, and the default method.
+    pub fn own_methods(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<(Vec<OwnMethod>, Option<MethodId>), DirectoryError> {
+        let u = self
+            .directory
+            .get(tenant, user)
+            .ok_or(DirectoryError::UnknownUser)?;
+        let methods = u
+            .methods()
+            .iter()
+            .map(|m| OwnMethod {
+                id: m.id,
+                kind: m.kind,
+                active: m.active,
+                hint: m.hint(),
+            })
+            .collect();
+        Ok((methods, u.default_method))
     }
 
     /// A snapshot of a user.

@@ -233,7 +233,7 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// The keyed hash an unknown name is counted and phantomed under.
-    fn unknown_hash(&self, tenant: &str, user: &str) -> u64 {
+    pub(crate) fn unknown_hash(&self, tenant: &str, user: &str) -> u64 {
         let mut buf = [0u8; crate::name::MAX_NAME_LEN];
         // Names no user can have are hashed as given; they are unknown either way. (A
         // compared form never equals such a string's bytes, so the two cannot meet.)

@@ -72,6 +72,7 @@ pub mod state;
 mod sync;
 mod table;
 pub mod testing;
+pub mod ticket;
 pub mod time;
 pub mod webauthn;
 pub mod window;

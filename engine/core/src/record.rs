@@ -20,7 +20,8 @@
 //! then nothing for a sent code, `u8` 1 and the approval's state `u8` and familiarity
 //! flag for a push approval (whose code is its number), or `u8` 2 and two flags
 //! (registration, user verification) for a security key's ceremony (whose code is its
-//! challenge). Records written before approvals and ceremonies existed read unchanged.
+//! challenge), or `u8` 3 for a ticket to the security-info pages (whose code is its
+//! secret). Records written before approvals and ceremonies existed read unchanged.
 //!
 //! A window is its base `u64` ms and five slots of offset `u32` ms and count `u32`; used
 //! slots (count above 0) come first, in order of time, and free slots are all zero.

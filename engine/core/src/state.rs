@@ -145,6 +145,8 @@ pub enum ChallengeKind {
     Push(crate::push::Approval),
     /// A security key ceremony's challenge, and which ceremony.
     Key(crate::webauthn::Ceremony),
+    /// A ticket to the security-info pages (`ticket.rs`), whose code is its secret.
+    Ticket,
 }
 
 impl ChallengeRecord {
@@ -211,6 +213,7 @@ impl ChallengeRecord {
                 p.u8(u8::from(key.register));
                 p.u8(u8::from(key.user_verification));
             }
+            ChallengeKind::Ticket => p.u8(3),
         }
     }
 
@@ -234,7 +237,8 @@ impl ChallengeRecord {
         let digest = SecretDigest::from_bytes(g.array()?);
         let expires = Timestamp::from_millis(g.u64()?);
         let attempts_left = g.u8()?;
-        // A sent code's record ends here; an approval's (1) or a ceremony's (2) part follows.
+        // A sent code's record ends here; an approval's (1), a ceremony's (2) or a ticket's
+        // (3) part follows.
         let kind = if g.is_empty() {
             ChallengeKind::Code
         } else {
@@ -251,6 +255,7 @@ impl ChallengeRecord {
                     register: g.flag()?,
                     user_verification: g.flag()?,
                 }),
+                3 => ChallengeKind::Ticket,
                 _ => return Err(RecordError("an unknown kind of challenge")),
             }
         };
