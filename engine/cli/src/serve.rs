@@ -337,9 +337,13 @@ pub(crate) async fn serve(
             Some((addr, names, task))
         }
     };
+    let mut pages_url = None;
     let http = match http_config(frontends.http.as_deref(), policy_file.is_some(), data)? {
         None => None,
-        Some(config) => {
+        Some(mut config) => {
+            if let Some(pages) = &mut config.security_info {
+                pages.push_server.get_or_insert(listen);
+            }
             for r in &config.realms {
                 if engine.policy().tenant(&r.tenant).is_none() {
                     return Err(format!(
@@ -348,6 +352,7 @@ pub(crate) async fn serve(
                     ));
                 }
             }
+            pages_url = config.security_info.as_ref().map(|p| p.public_url.clone());
             let listen = config.listen;
             let http_tls = server_tls(&files.ca, &files.server.0, &files.server.1)
                 .map_err(|e| e.to_string())?;
@@ -408,6 +413,14 @@ pub(crate) async fn serve(
             say!("  HTTPS on https://{addr} (privacyIDEA's /validate/check, the JSON API /v1/)")
         }
         None => say!("  HTTP: off"),
+    }
+    match &pages_url {
+        Some(url) => {
+            say!(
+                "  security info: {url}/security-info (opened with a ticket: POST /v1/security-info/ticket)"
+            )
+        }
+        None => say!("  security info: off"),
     }
     say!(
         "  sign-in log: {} (kept up to {} MiB)",

@@ -247,6 +247,61 @@ pub(crate) async fn send_code(shared: &Shared, asked: &Asked<'_>) -> Reply {
     Reply::ok(out)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketBody {
+    tenant: String,
+    user: String,
+}
+
+/// `POST /v1/security-info/ticket`: a single-use link to the user's security-info pages,
+/// for a frontend that has just checked their password.
+pub(crate) async fn ticket(shared: &Shared, asked: &Asked<'_>) -> Reply {
+    let Some(pages) = &shared.pages else {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server does not serve the security-info pages ([security_info] is not configured)",
+        );
+    };
+    let b: TicketBody = match body(asked) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    if let Err(reply) = names(&b.tenant, &b.user) {
+        return reply;
+    }
+    if b.user.is_empty() || b.user.chars().any(char::is_control) {
+        return bad("user: a name, without control characters");
+    }
+    let app = shared.service.app();
+    let engine = app.engine();
+    if engine.policy().tenant(&b.tenant).is_none() {
+        return bad(format!("tenant: {:?} is not in the policy", b.tenant));
+    }
+    let ttl = portvakt_core::Duration::from_secs(pages.config.ticket_ttl.as_secs());
+    let now = app.now();
+    let issued = crate::app::blocking(engine, || engine.issue_ticket(&b.tenant, &b.user, ttl, now));
+    match issued {
+        Ok(t) => Reply::ok(json!({
+            "url": format!(
+                "{}/security-info/start?ticket={}",
+                pages.config.public_url,
+                super::security_info::ticket_text(&t, &b.tenant, &b.user)
+            ),
+            "expires_ms": t.expires.as_millis(),
+        })),
+        Err(e) => {
+            crate::warn(format_args!("http: a ticket could not be stored: {e}"));
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the state store did not take the ticket",
+            )
+        }
+    }
+}
+
 fn withheld(e: &str) -> Reply {
     crate::warn(format_args!("http: an answer was withheld: {e}"));
     Reply::error(
@@ -298,7 +353,7 @@ pub(crate) async fn admin(
     actor: &str,
     asked: &Asked<'_>,
 ) -> Reply {
-    use portvakt_wire::{Admin, Frame};
+    use portvakt_wire::Admin;
     if !Admin::json_names().iter().any(|n| n == operation) {
         return Reply::error(
             StatusCode::NOT_FOUND,
@@ -321,11 +376,59 @@ pub(crate) async fn admin(
         Ok(r) => r,
         Err(e) => return bad(e),
     };
+    match operate(&shared.service, actor, request).await {
+        Ok((name, mut fields)) => {
+            if name == "audit_found" {
+                readable_events(&mut fields);
+            }
+            fields.insert("reply".into(), Value::from(name));
+            Reply::ok(Value::Object(fields))
+        }
+        Err((code, message)) => {
+            use portvakt_wire::ErrorCode as E;
+            let status = match code {
+                E::Refused => StatusCode::CONFLICT,
+                E::Forbidden => StatusCode::FORBIDDEN,
+                E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                E::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+                E::Malformed | E::TooLarge | E::UnknownKind => StatusCode::BAD_REQUEST,
+            };
+            Reply::error(status, code.as_str(), message)
+        }
+    }
+}
+
+/// The audit trail's events as JSON objects (`crate::audit::Event::to_json`) rather
+/// than the wire's base64 bytes.
+fn readable_events(fields: &mut serde_json::Map<String, Value>) {
+    let Some(Value::Array(events)) = fields.get_mut("events") else {
+        return;
+    };
+    for e in events.iter_mut() {
+        let decoded = e
+            .as_str()
+            .and_then(|b| data_encoding::BASE64.decode(b.as_bytes()).ok())
+            .and_then(|b| crate::audit::Event::decode(&b).ok())
+            .and_then(|ev| serde_json::from_str::<Value>(&ev.to_json()).ok());
+        if let Some(d) = decoded {
+            *e = d;
+        }
+    }
+}
+
+/// Makes the administrator operation `request` as `actor`, through the same handler as
+/// over QUIC: audited, durable before it answers, and applied to the directory at once.
+/// The answer's kind and fields as JSON, or the error's code and message.
+pub(crate) async fn operate(
+    service: &crate::frontend::quic::service::Service,
+    actor: &str,
+    request: portvakt_wire::Admin<'_>,
+) -> Result<(String, serde_json::Map<String, Value>), (portvakt_wire::ErrorCode, String)> {
+    use portvakt_wire::{ErrorCode, Frame};
     let mut frame = BytesMut::new();
     if let Err(e) = Frame::Admin(1, request).encode(&mut frame) {
-        return bad(e.to_string());
+        return Err((ErrorCode::Malformed, e.to_string()));
     }
-    let service = &shared.service;
     let role = Role::admin(actor);
     let (mut out, mut records) = (BytesMut::new(), BytesMut::new());
     let now = service.now();
@@ -338,29 +441,18 @@ pub(crate) async fn admin(
             .await;
     }
     if let Err(e) = service.app().settle(&mut records).await {
-        return withheld(&e);
+        crate::warn(format_args!("http: an answer was withheld: {e}"));
+        return Err((
+            ErrorCode::Internal,
+            "the answer could not be made durable".into(),
+        ));
     }
     match Frame::decode(&out) {
-        Ok(Frame::AdminReply(_, reply)) => {
-            let (name, mut fields) = reply.to_json();
-            fields.insert("reply".into(), Value::from(name));
-            Reply::ok(Value::Object(fields))
-        }
-        Ok(Frame::Error { code, message, .. }) => {
-            use portvakt_wire::ErrorCode as E;
-            let status = match code {
-                E::Refused => StatusCode::CONFLICT,
-                E::Forbidden => StatusCode::FORBIDDEN,
-                E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-                E::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-                E::Malformed | E::TooLarge | E::UnknownKind => StatusCode::BAD_REQUEST,
-            };
-            Reply::error(status, code.as_str(), message)
-        }
-        _ => Reply::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the operation answered with an unexpected frame",
-        ),
+        Ok(Frame::AdminReply(_, reply)) => Ok(reply.to_json()),
+        Ok(Frame::Error { code, message, .. }) => Err((code, message.to_owned())),
+        _ => Err((
+            ErrorCode::Internal,
+            "the operation answered with an unexpected frame".into(),
+        )),
     }
 }

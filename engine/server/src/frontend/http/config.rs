@@ -15,6 +15,11 @@
 //! name = "kommune"                          # privacyIDEA's realm
 //! tenant = "kommune"
 //! default = true
+//!
+//! [security_info]                           # the self-service pages (optional)
+//! public_url = "https://login.kommune.no"
+//! outbox = "http/outbox.jsonl"              # confirmation codes, for a delivery gateway
+//! push_server = "192.0.2.10:4433"           # where push devices pair (QUIC)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +82,95 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a TLS handshake, a request's headers, or its body may take.
     pub slow_client: std::time::Duration,
+    /// The security-info pages, when served.
+    pub security_info: Option<SecurityInfo>,
+}
+
+/// The security-info pages' settings (`[security_info]`).
+#[derive(Debug)]
+pub struct SecurityInfo {
+    /// The address people open, `https://host[:port]`, without a path: ticket links are
+    /// made with it, and a form is taken only from this origin.
+    pub public_url: String,
+    /// How long a ticket opens the pages.
+    pub ticket_ttl: std::time::Duration,
+    /// How long a session lasts without a request.
+    pub session_idle: std::time::Duration,
+    /// How long a session lasts at most.
+    pub session_max: std::time::Duration,
+    /// Where confirmation codes for phones and email addresses are written, one JSON line
+    /// each, for a delivery gateway to send; without it, phones and email addresses
+    /// cannot be added on the pages.
+    pub outbox: Option<PathBuf>,
+    /// The QUIC address push devices pair with; without it, push devices cannot be
+    /// registered on the pages.
+    pub push_server: Option<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityInfoFile {
+    public_url: String,
+    #[serde(default = "five_minutes")]
+    ticket_ttl_s: u64,
+    #[serde(default = "ten_minutes")]
+    session_idle_s: u64,
+    #[serde(default = "half_an_hour")]
+    session_max_s: u64,
+    #[serde(default)]
+    outbox: Option<PathBuf>,
+    #[serde(default)]
+    push_server: Option<SocketAddr>,
+}
+
+fn five_minutes() -> u64 {
+    300
+}
+
+fn ten_minutes() -> u64 {
+    600
+}
+
+fn half_an_hour() -> u64 {
+    1800
+}
+
+impl SecurityInfoFile {
+    fn read(self, dir: &Path) -> Result<SecurityInfo, String> {
+        let url = self.public_url.trim_end_matches('/');
+        let host = url
+            .strip_prefix("https://")
+            .ok_or("security_info.public_url: must start with https://")?;
+        if host.is_empty()
+            || host.contains(['/', '?', '#', '@'])
+            || !host.is_ascii()
+            || host
+                .chars()
+                .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+        {
+            return Err(
+                "security_info.public_url: https:// and a host (and port), nothing more".into(),
+            );
+        }
+        if !(30..=900).contains(&self.ticket_ttl_s) {
+            return Err("security_info.ticket_ttl_s must be 30 to 900".into());
+        }
+        if !(60..=3600).contains(&self.session_idle_s)
+            || !(self.session_idle_s..=8 * 3600).contains(&self.session_max_s)
+        {
+            return Err(
+                "security_info: session_idle_s must be 60 to 3600, session_max_s at least that and at most 28800".into(),
+            );
+        }
+        Ok(SecurityInfo {
+            public_url: url.to_ascii_lowercase(),
+            ticket_ttl: std::time::Duration::from_secs(self.ticket_ttl_s),
+            session_idle: std::time::Duration::from_secs(self.session_idle_s),
+            session_max: std::time::Duration::from_secs(self.session_max_s),
+            outbox: self.outbox.map(|p| dir.join(p)),
+            push_server: self.push_server,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,6 +189,8 @@ struct File {
     max_connections: usize,
     #[serde(default = "ten")]
     slow_client_s: u64,
+    #[serde(default)]
+    security_info: Option<SecurityInfoFile>,
 }
 
 fn ten() -> u64 {
@@ -205,6 +301,10 @@ impl Config {
             default_realm,
             max_connections: file.max_connections,
             slow_client: std::time::Duration::from_secs(file.slow_client_s),
+            security_info: match file.security_info {
+                Some(s) => Some(s.read(dir)?),
+                None => None,
+            },
         })
     }
 

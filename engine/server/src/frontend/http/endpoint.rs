@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) service: Arc<Service>,
     pub(crate) config: Config,
     admins: HashSet<String>,
+    /// The security-info pages, when configured.
+    pub(crate) pages: Option<super::security_info::Pages>,
 }
 
 /// A request as the routes see it.
@@ -51,7 +53,7 @@ pub(crate) struct Asked<'r> {
 /// those in `admins`, by SHA-256 fingerprint, are administrators'). Returns the bound
 /// address and the task.
 pub async fn start(
-    config: Config,
+    mut config: Config,
     mut tls: rustls::ServerConfig,
     admins: HashSet<String>,
     service: Arc<Service>,
@@ -62,10 +64,15 @@ pub async fn start(
     let local = listener.local_addr()?;
     let places = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let slow = config.slow_client;
+    let pages = config
+        .security_info
+        .take()
+        .map(super::security_info::Pages::new);
     let shared = Arc::new(Shared {
         service,
         config,
         admins,
+        pages,
     });
     let task = tokio::spawn(async move {
         loop {
@@ -125,9 +132,19 @@ async fn serve(
         "/validate/polltransaction" => ("GET", "polltransaction"),
         "/v1/decide" => ("POST", "decide"),
         "/v1/send-code" => ("POST", "send_code"),
+        "/v1/security-info/ticket" => ("POST", "ticket"),
+        p if p == "/security-info" || p.starts_with("/security-info/") => {
+            ("GET, POST", "security_info")
+        }
         p if p.starts_with("/v1/admin/") => ("POST", "admin"),
         _ => ("POST", "other"),
     };
+    if let (Some(pages), "security_info") = (&shared.pages, route) {
+        let response = pages_answer(shared, pages, peer, req).await;
+        metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => response.status().as_str().to_owned())
+            .increment(1);
+        return response;
+    }
     let reply = answer(shared, peer, certificate, req).await;
     metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => reply.status.as_str().to_owned())
         .increment(1);
@@ -165,49 +182,9 @@ async fn answer(
         Ok(c) => c,
         Err(message) => return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", message),
     };
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            &format!("the body is over {MAX_BODY} bytes"),
-        );
-    }
-    let body = match tokio::time::timeout(
-        shared.config.slow_client,
-        Limited::new(body, MAX_BODY).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            return refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "the body did not arrive in time",
-            );
-        }
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!("the body is over {MAX_BODY} bytes"),
-            );
-        }
-        Ok(Err(_)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the body could not be read",
-            );
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let body = match read_body(shared, &parts, body).await {
+        Ok(b) => b,
+        Err((status, code, message)) => return refuse(status, code, message),
     };
     let header = |name| {
         parts
@@ -236,6 +213,7 @@ async fn answer(
         ),
         (Method::POST, "/v1/decide") => super::api::decide(shared, &asked).await,
         (Method::POST, "/v1/send-code") => super::api::send_code(shared, &asked).await,
+        (Method::POST, "/v1/security-info/ticket") => super::api::ticket(shared, &asked).await,
         (Method::POST, admin) if admin.starts_with("/v1/admin/") => match caller {
             Caller::Admin(actor) => {
                 super::api::admin(shared, &admin["/v1/admin/".len()..], &actor, &asked).await
@@ -246,13 +224,82 @@ async fn answer(
                 "administrator operations need the administrator's certificate or an admin API key",
             ),
         },
-        (_, "/v1/decide" | "/v1/send-code") => Reply::error(
+        (_, "/v1/decide" | "/v1/send-code" | "/v1/security-info/ticket") => Reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "POST only",
         ),
         _ => refuse(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
+}
+
+/// The request's body, within [`MAX_BODY`] bytes and `slow_client`; or why not.
+async fn read_body(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, (StatusCode, &'static str, &'static str)> {
+    const TOO_LARGE: &str = "the body is over 65536 bytes";
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "too_large", TOO_LARGE));
+    }
+    match tokio::time::timeout(
+        shared.config.slow_client,
+        Limited::new(body, MAX_BODY).collect(),
+    )
+    .await
+    {
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err((StatusCode::PAYLOAD_TOO_LARGE, "too_large", TOO_LARGE))
+        }
+        Ok(Err(_)) => Err((
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// A request under `/security-info`: no caller credential (people's own browsers), the
+/// same body limits.
+async fn pages_answer(
+    shared: &Shared,
+    pages: &super::security_info::Pages,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(shared, &parts, body).await {
+        Ok(b) => b,
+        Err((status, _, message)) => {
+            let mut r = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+            *r.status_mut() = status;
+            return r;
+        }
+    };
+    let visit = super::security_info::Visit {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+        peer,
+    };
+    super::security_info::serve(shared, pages, &visit).await
 }
 
 /// Who the caller is: an API key's holder (`Authorization: Bearer KEY`; a key that is

@@ -7,11 +7,14 @@
 //! - [`config`]: where it listens, who may call without a credential, API keys, realms.
 //! - `endpoint`: connections, TLS, limits (connections, header and body sizes, slow
 //!   clients), who the caller is, and routing.
+//! - `security_info`: the self-service pages under `/security-info`, where people add and
+//!   remove their own methods, and `POST /v1/security-info/ticket`, which opens them.
 
 pub mod api;
 pub mod config;
 mod endpoint;
 pub mod privacyidea;
+mod security_info;
 
 pub use config::Config;
 pub use endpoint::{MAX_BODY, MAX_HEADERS, start};
