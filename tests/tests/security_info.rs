@@ -672,6 +672,10 @@ outbox = "http/outbox.jsonl"
         .arg(data.join("http/admin.key"))
         .arg("--shots")
         .arg(&shots)
+        .arg("--portvakt")
+        .arg(common::server_binary())
+        .arg("--data")
+        .arg(&data)
         .status()
         .unwrap();
     assert!(status.success(), "the browser walk failed: {status}");

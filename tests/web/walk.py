@@ -2,7 +2,8 @@
 """The security-info pages in a real browser: Debian's Chromium, headless, driven through
 chromedriver by Selenium, against a running `portvakt serve` on loopback.
 
-    walk.py --base https://localhost:PORT --outbox FILE --admin-key FILE [--shots DIR]
+    walk.py --base https://localhost:PORT --outbox FILE --admin-key FILE \
+            --portvakt BIN --data DIR [--shots DIR]
 
 What it does, each step checked on the page itself:
   1. a first registration: a ticket, an authenticator app set up from its QR code (read
@@ -16,7 +17,9 @@ What it does, each step checked on the page itself:
   5. a form with a wrong CSRF token, and a form from another origin, refused, with
      nothing changed;
   6. the pages in Norwegian;
-  7. the audit trail names the person and where they were.
+  7. app notifications: the reference authenticator (`portvakt authenticator`) pairs from
+     the QR code on the page, and the page and sign-in both say a second method is due;
+  8. the audit trail names the person and where they were.
 
 Exits non-zero at the first thing that is not as it should be. Screenshots of each page
 go to --shots (docs/security-info/ keeps the ones people look at).
@@ -39,7 +42,6 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 TENANT = "kommune"
@@ -52,6 +54,8 @@ class Walk:
         self.admin_key = open(args.admin_key).read().strip()
         self.shots = args.shots
         self.ticket_ttl = args.ticket_ttl
+        self.portvakt = args.portvakt
+        self.data = args.data
         self.ctx = ssl.create_default_context()
         # The development CA's server certificate; the walk is about the pages, and the
         # browser is told to take it too.
@@ -155,13 +159,13 @@ class Walk:
             except WebDriverException as e:
                 # The element was found in a page being replaced, before any click
                 # reached it: find it again in the page that is there now.
-                detached = isinstance(e, StaleElementReferenceException) or (
+                gone = isinstance(e, StaleElementReferenceException) or (
                     "does not belong to the document" in str(e)
                 )
-                if attempt == 2 or not detached:
+                if attempt == 2 or not gone:
                     raise
                 time.sleep(0.2)
-        WebDriverWait(self.d, 20).until(EC.staleness_of(old))
+        WebDriverWait(self.d, 20).until(lambda _: detached(old))
         WebDriverWait(self.d, 20).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
@@ -220,6 +224,20 @@ class Walk:
         return found[0].text if found else ""
 
 
+def detached(element):
+    """Whether `element` has left the page (the page it was in has been replaced)."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        # Chromium sometimes says so in its own words.
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+
+
 def oathtool(secret, offset=0):
     cmd = ["oathtool", "--totp", "-b", secret]
     if offset:
@@ -266,6 +284,7 @@ def first_registration(w):
     check(w.notice() == "Your authenticator app was added.", w.notice())
     check(len(w.rows()) == 1 and "Authenticator app" in w.rows()[0], w.rows())
     check("Default" in w.rows()[0], f"the first method is not the default: {w.rows()}")
+    w.see("Your organisation asks you to register at least 2 methods")
 
     w.add("phone")
     w.see("Add a phone")
@@ -281,6 +300,7 @@ def first_registration(w):
     check(w.notice() == "Your method was added.", w.notice() or w.problem())
     rows = w.rows()
     check(len(rows) == 2 and "Phone (text message)" in rows[1] and "•••• 67" in rows[1], rows)
+    w.not_see("asks you to register at least")
 
     w.link("Change")
     w.see("Which method should we ask for first")
@@ -430,6 +450,38 @@ def forged_forms_refused(w):
     check(w.rows() == before, f"{before} became {w.rows()}")
 
 
+def app_notifications(w):
+    step("app notifications: pair the reference authenticator from the page's QR code")
+    user = "lise@kommune.no"
+    w.open_ticket(w.ticket(user))
+    w.add("push")
+    w.see("Set up app notifications")
+    png = os.path.join(w.profile, "push.png")
+    w.d.find_element(By.CSS_SELECTOR, "img.qr").screenshot(png)
+    w.shot("15-push")
+    uri = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", png], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    check(uri.startswith("portvakt-push://enrol?"), f"the QR code reads {uri!r}")
+    check(uri == w.d.find_element(By.CSS_SELECTOR, "code.wrap").text, "the URI shown")
+    # Not paired yet: Check says so.
+    w.click("main form button[type=submit]")
+    check(w.problem() == "The app has not paired yet.", w.problem())
+    key = os.path.join(w.profile, "device.key")
+    subprocess.run(
+        [w.portvakt, "authenticator", "--key", key, "--data", w.data, "enrol", uri],
+        check=True,
+        capture_output=True,
+    )
+    w.click("main form button[type=submit]")
+    check(w.notice() == "App notifications were set up.", w.notice() or w.problem())
+    check(len(w.rows()) == 1 and "App notification" in w.rows()[0], w.rows())
+    # The municipality asks for two methods: the page says so, and so does sign-in.
+    w.see("Your organisation asks you to register at least 2 methods")
+    d = w.decide(user)
+    check(d["outcome"] == "register" and d["reason"] == "more_methods_required", f"{d}")
+
+
 def norwegian(w):
     step("the pages in Norwegian")
     w.d.get(w.base + "/security-info?lang=nb")
@@ -472,6 +524,8 @@ def main():
     p.add_argument("--admin-key", required=True)
     p.add_argument("--shots")
     p.add_argument("--ticket-ttl", type=float, default=30)
+    p.add_argument("--portvakt", required=True, help="the portvakt binary (its authenticator)")
+    p.add_argument("--data", required=True, help="the server's data directory (its CA)")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = p.parse_args()
@@ -485,6 +539,7 @@ def main():
         tickets_refused(w)
         forged_forms_refused(w)
         norwegian(w)
+        app_notifications(w)
         audited(w)
     finally:
         w.close()

@@ -141,6 +141,9 @@ struct Row {
 struct ListPage {
     c: Chrome,
     rows: Vec<Row>,
+    /// Active methods, and how many the tenant requires before a sign-in.
+    active: usize,
+    required: usize,
     default_label: Option<String>,
     can_change_default: bool,
 }
@@ -165,6 +168,8 @@ struct AppPage {
 struct ContactPage {
     c: Chrome,
     email: bool,
+    /// A call rather than a text message was chosen.
+    voice: bool,
 }
 
 #[derive(Template)]
@@ -458,8 +463,8 @@ async fn answer(shared: &Shared, pages: &Pages, v: &Visit<'_>) -> Answer {
         (true, "/security-info/add") => who.add(v).await,
         (false, "/security-info/add/app") => who.app_page(),
         (true, "/security-info/add/app") => who.app_confirm(v).await,
-        (false, "/security-info/add/phone") => who.contact_page(false),
-        (false, "/security-info/add/email") => who.contact_page(true),
+        (false, "/security-info/add/phone") => who.contact_page(false, v),
+        (false, "/security-info/add/email") => who.contact_page(true, v),
         (true, "/security-info/add/phone") => who.add_contact(v, false).await,
         (true, "/security-info/add/email") => who.add_contact(v, true).await,
         (false, "/security-info/add/confirm") => who.confirm_page(),
@@ -895,9 +900,20 @@ impl Who<'_> {
         let can_change_default = methods
             .iter()
             .any(|m| m.active && m.kind.serves(Purpose::SignIn));
+        let active = methods.iter().filter(|m| m.active).count();
+        let required = self
+            .shared
+            .service
+            .app()
+            .engine()
+            .policy()
+            .tenant(self.tenant)
+            .map_or(0, |p| usize::from(p.required_methods));
         self.page(|c, _| ListPage {
             c,
             rows,
+            active,
+            required,
             default_label,
             can_change_default,
         })
@@ -955,7 +971,7 @@ impl Who<'_> {
             }
             "voice" => {
                 self.session(|s| s.pending = None);
-                return Answer::see("/security-info/add/phone");
+                return Answer::see("/security-info/add/phone?by=voice");
             }
             "email" => return Answer::see("/security-info/add/email"),
             _ => {}
@@ -1075,11 +1091,12 @@ impl Who<'_> {
         }
     }
 
-    fn contact_page(&self, email: bool) -> Answer {
+    fn contact_page(&self, email: bool, v: &Visit<'_>) -> Answer {
         if self.pages.config.outbox.is_none() {
             return Answer::see("/security-info/add");
         }
-        self.page(|c, _| ContactPage { c, email })
+        let voice = v.query_param("by").as_deref() == Some("voice");
+        self.page(|c, _| ContactPage { c, email, voice })
     }
 
     /// `POST /add/phone` or `/add/email`: adds it, pending, and sends it a code.
