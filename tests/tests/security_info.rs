@@ -653,12 +653,26 @@ outbox = "http/outbox.jsonl"
         ),
     )
     .unwrap();
+    // The municipality's policy, with this server as the security keys' relying party.
+    let policy = dir.join("kommune.toml");
+    std::fs::write(
+        &policy,
+        include_str!("../../examples/kommune.toml")
+            .replace("rp_id = \"kommune.no\"", "rp_id = \"localhost\"")
+            .replace(
+                "origins = [\"https://login.kommune.no\"]",
+                &format!("origins = [\"https://localhost:{https}\"]"),
+            ),
+    )
+    .unwrap();
     let data = dir.join("data");
     let quic: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
     let config_arg = config.to_str().unwrap();
-    let (server, _) = common::start_with(&data, quic, &["--http", config_arg]);
+    let policy_arg = policy.to_str().unwrap();
+    let args = ["--http", config_arg, "--policy", policy_arg];
+    let (server, _) = common::start_with(&data, quic, &args);
     let shots = std::env::var_os("PORTVAKT_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.join("shots"));
@@ -672,6 +686,8 @@ outbox = "http/outbox.jsonl"
         .arg(data.join("http/admin.key"))
         .arg("--shots")
         .arg(&shots)
+        .arg("--server-cert")
+        .arg(data.join("certs/server.pem"))
         .arg("--portvakt")
         .arg(common::server_binary())
         .arg("--data")
@@ -682,7 +698,7 @@ outbox = "http/outbox.jsonl"
 
     // Everything the pages did is durable: a restart, and the decision still sees it.
     drop(server);
-    let (_server, _) = common::start_with(&data, quic, &["--http", config_arg]);
+    let (_server, _) = common::start_with(&data, quic, &args);
     let files = portvakt_server::pki::ensure_dev_pki(&data.join("certs"))
         .unwrap()
         .0;

@@ -19,6 +19,9 @@ What it does, each step checked on the page itself:
   6. the pages in Norwegian;
   7. app notifications: the reference authenticator (`portvakt authenticator`) pairs from
      the QR code on the page, and the page and sign-in both say a second method is due;
+     with --server-cert, a security key registered through the browser's WebAuthn and a
+     virtual authenticator, and a user with only those methods shown why the pages
+     cannot verify them;
   8. the audit trail names the person and where they were.
 
 Exits non-zero at the first thing that is not as it should be. Screenshots of each page
@@ -42,6 +45,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
 from selenium.webdriver.support.ui import WebDriverWait
 
 TENANT = "kommune"
@@ -80,6 +84,11 @@ class Walk:
         ]:
             options.add_argument(a)
         options.accept_insecure_certs = True
+        # WebAuthn refuses a page with a certificate error: the server's certificate (the
+        # development CA's) is taken as good by its public key instead.
+        self.webauthn = args.server_cert is not None
+        if self.webauthn:
+            options.add_argument(f"--ignore-certificate-errors-spki-list={spki_hash(args.server_cert)}")
         self.d = webdriver.Chrome(service=Service(args.chromedriver), options=options)
         self.d.set_page_load_timeout(30)
 
@@ -222,6 +231,21 @@ class Walk:
     def notice(self):
         found = self.d.find_elements(By.CSS_SELECTOR, "main .notice")
         return found[0].text if found else ""
+
+
+def spki_hash(pem_file):
+    """Base64 of the SHA-256 of the certificate's public key, as Chromium's flag wants it."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(open(pem_file, "rb").read())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def detached(element):
@@ -482,6 +506,39 @@ def app_notifications(w):
     check(d["outcome"] == "register" and d["reason"] == "more_methods_required", f"{d}")
 
 
+def security_key(w):
+    step("a security key, registered by the browser's WebAuthn with a virtual authenticator")
+    user = "lise@kommune.no"
+    w.open_ticket(w.ticket(user))
+    # Lise has app notifications: a code from her phone is not to hand, so she proves
+    # herself... she cannot with a code. The pages say so, and change nothing.
+    check(w.d.current_url == w.base + "/security-info/verify", w.d.current_url)
+    w.see("None of your methods can be used on this page.")
+    # A first registration has only the ticket: Ada registers a key as her first method.
+    user = "ada@kommune.no"
+    w.open_ticket(w.ticket(user))
+    options = VirtualAuthenticatorOptions()
+    options.protocol = VirtualAuthenticatorOptions.Protocol.CTAP2
+    options.transport = VirtualAuthenticatorOptions.Transport.USB
+    options.has_resident_key = True
+    options.has_user_verification = True
+    options.is_user_verified = True
+    w.d.add_virtual_authenticator(options)
+    try:
+        w.add("key")
+        w.see("Add a security key")
+        w.shot("16-key")
+        w.click("#key-button")
+        check(w.notice() == "Your security key was added.", w.notice() or w.problem())
+        rows = w.rows()
+        check(len(rows) == 1 and "Security key" in rows[0] and "Default" in rows[0], rows)
+        check(len(w.d.get_credentials()) == 1, "the authenticator holds no credential")
+    finally:
+        w.d.remove_virtual_authenticator()
+    d = w.decide(user)
+    check(d["reason"] == "more_methods_required", f"{d}")
+
+
 def norwegian(w):
     step("the pages in Norwegian")
     w.d.get(w.base + "/security-info?lang=nb")
@@ -526,6 +583,11 @@ def main():
     p.add_argument("--ticket-ttl", type=float, default=30)
     p.add_argument("--portvakt", required=True, help="the portvakt binary (its authenticator)")
     p.add_argument("--data", required=True, help="the server's data directory (its CA)")
+    p.add_argument(
+        "--server-cert",
+        help="the server's certificate; with it, a security key is registered too (the "
+        "tenant's WebAuthn origins must hold --base)",
+    )
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = p.parse_args()
@@ -540,6 +602,8 @@ def main():
         forged_forms_refused(w)
         norwegian(w)
         app_notifications(w)
+        if w.webauthn:
+            security_key(w)
         audited(w)
     finally:
         w.close()
