@@ -19,9 +19,9 @@ What it does, each step checked on the page itself:
   6. the pages in Norwegian;
   7. app notifications: the reference authenticator (`portvakt authenticator`) pairs from
      the QR code on the page, and the page and sign-in both say a second method is due;
-     with --server-cert, a security key registered through the browser's WebAuthn and a
-     virtual authenticator, and a user with only those methods shown why the pages
-     cannot verify them;
+     with --server-cert, the app's notification as the second factor (a wrong number
+     refused), and a security key registered and then used through the browser's
+     WebAuthn with a virtual authenticator;
   8. the audit trail names the person and where they were.
 
 Exits non-zero at the first thing that is not as it should be. Screenshots of each page
@@ -66,6 +66,7 @@ class Walk:
         self.ctx.check_hostname = False
         self.ctx.verify_mode = ssl.CERT_NONE
         self.profile = tempfile.mkdtemp(prefix="portvakt-chromium-")
+        self.device_key = os.path.join(self.profile, "device.key")
         options = webdriver.ChromeOptions()
         options.binary_location = args.chromium
         for a in [
@@ -491,9 +492,8 @@ def app_notifications(w):
     # Not paired yet: Check says so.
     w.click("main form button[type=submit]")
     check(w.problem() == "The app has not paired yet.", w.problem())
-    key = os.path.join(w.profile, "device.key")
     subprocess.run(
-        [w.portvakt, "authenticator", "--key", key, "--data", w.data, "enrol", uri],
+        [w.portvakt, "authenticator", "--key", w.device_key, "--data", w.data, "enrol", uri],
         check=True,
         capture_output=True,
     )
@@ -507,13 +507,32 @@ def app_notifications(w):
 
 
 def security_key(w):
-    step("a security key, registered by the browser's WebAuthn with a virtual authenticator")
+    step("second factors from the app and a security key; a key registered in the browser")
     user = "lise@kommune.no"
     w.open_ticket(w.ticket(user))
-    # Lise has app notifications: a code from her phone is not to hand, so she proves
-    # herself... she cannot with a code. The pages say so, and change nothing.
+    # Lise's only method is the app's notification: she proves herself with it.
     check(w.d.current_url == w.base + "/security-info/verify", w.d.current_url)
-    w.see("None of your methods can be used on this page.")
+    w.click("main form button[type=submit]")
+    w.see("We sent a notification to your app")
+    number = w.d.find_element(By.CSS_SELECTOR, "main .number").text
+    w.shot("17-verify-push")
+    device = [w.portvakt, "authenticator", "--key", w.device_key, "--data", w.data]
+    listed = subprocess.run(device + ["list"], capture_output=True, text=True, check=True)
+    approval = listed.stdout.split()[0]
+    check(re.fullmatch(r"[0-9a-f]{32}", approval) is not None, listed.stdout)
+    # A wrong number first: refused, and not verified.
+    wrong = "10" if number != "10" else "11"
+    subprocess.run(device + ["approve", approval, wrong], capture_output=True)
+    w.click("main form button[type=submit]")
+    check(w.problem() == "That was not approved. Try again.", w.problem())
+    check(w.d.current_url == w.base + "/security-info/verify", w.d.current_url)
+    w.click("main form button[type=submit]")
+    number = w.d.find_element(By.CSS_SELECTOR, "main .number").text
+    listed = subprocess.run(device + ["list"], capture_output=True, text=True, check=True)
+    approval = listed.stdout.split()[0]
+    subprocess.run(device + ["approve", approval, number], check=True, capture_output=True)
+    w.click("main form button[type=submit]")
+    check(w.d.current_url == w.base + "/security-info", w.d.current_url + " " + w.problem())
     # A first registration has only the ticket: Ada registers a key as her first method.
     user = "ada@kommune.no"
     w.open_ticket(w.ticket(user))
@@ -533,6 +552,12 @@ def security_key(w):
         rows = w.rows()
         check(len(rows) == 1 and "Security key" in rows[0] and "Default" in rows[0], rows)
         check(len(w.d.get_credentials()) == 1, "the authenticator holds no credential")
+        # Her next visit: the key proves her.
+        w.open_ticket(w.ticket(user))
+        check(w.d.current_url == w.base + "/security-info/verify", w.d.current_url)
+        w.click("main form button[type=submit]")
+        w.click("#key-button")
+        check(w.d.current_url == w.base + "/security-info", w.d.current_url + " " + w.problem())
     finally:
         w.d.remove_virtual_authenticator()
     d = w.decide(user)

@@ -6,8 +6,8 @@
 //! (`POST /v1/security-info/ticket`) and sends the browser to the link it answers with.
 //! The link shows a button; pressing it spends the ticket (once, in the state store) and
 //! opens a session ([`session`]). A user who already has an active method must then prove
-//! one of them before anything else; one who has none (a first registration) needs only
-//! the ticket.
+//! one of them before anything else (a code, or the default method's approval or security
+//! key); one who has none (a first registration) needs only the ticket.
 //!
 //! Every change is an administrator operation made through the same handler as over
 //! QUIC ([`super::api::operate`]): the directory's own limits and checks, durable before
@@ -36,7 +36,7 @@ use super::config::SecurityInfo;
 use super::endpoint::Shared;
 use crate::app::Frontend;
 pub(crate) use session::Sessions;
-use session::{Pending, Session};
+use session::{Asked, Pending, Session};
 use text::{Lang, Text};
 
 /// A line for the next page, in whatever language that page is in.
@@ -125,6 +125,13 @@ struct VerifyPage {
     has_codes: bool,
     phones: Vec<(u32, String)>,
     sent_to: Option<String>,
+    /// The default method is the app's notification or a security key: the button that
+    /// asks for it.
+    ask: Option<&'static str>,
+    /// The number to choose in the app, once an approval was sent.
+    number: Option<u8>,
+    /// A security key's options, once asked for.
+    key_options: Option<String>,
 }
 
 struct Row {
@@ -452,6 +459,8 @@ async fn answer(shared: &Shared, pages: &Pages, v: &Visit<'_>) -> Answer {
         (false, "/security-info/verify") => return who.verify_page(),
         (true, "/security-info/verify/send") => return who.verify_send(v).await,
         (true, "/security-info/verify") => return who.verify(v).await,
+        (true, "/security-info/verify/ask") => return who.verify_ask().await,
+        (true, "/security-info/verify/asked") => return who.verify_asked(v).await,
         _ => {}
     }
     if !verified {
@@ -765,12 +774,139 @@ impl Who<'_> {
             .filter(|m| m.active && matches!(m.kind, MethodKind::Sms | MethodKind::Voice))
             .map(|m| (m.id.0, label(t, m)))
             .collect();
+        let ask = match self.first_to_ask(&methods) {
+            Some(MethodKind::Push) => Some(t.ask_push),
+            Some(MethodKind::SecurityKey) => Some(t.ask_key),
+            _ => None,
+        };
         self.page(|c, s| VerifyPage {
             c,
             has_codes,
             phones,
             sent_to: s.verify_sent.as_ref().map(|(_, to)| to.clone()),
+            ask,
+            number: match &s.verify_asked {
+                Some(Asked::Push { number, .. }) => Some(*number),
+                _ => None,
+            },
+            key_options: match &s.verify_asked {
+                Some(Asked::Key { options }) => Some(options.replace('<', "\\u003c")),
+                _ => None,
+            },
         })
+    }
+
+    /// The method the core asks first for a second factor (the default, if it is active;
+    /// otherwise the first active one), as `Engine::decide` orders them.
+    fn first_to_ask(&self, methods: &[OwnMethod]) -> Option<MethodKind> {
+        let (_, default) = self.methods();
+        let usable = |m: &&OwnMethod| m.active && m.kind.serves(Purpose::PasswordReset);
+        methods
+            .iter()
+            .filter(usable)
+            .find(|m| Some(m.id) == default)
+            .or_else(|| methods.iter().find(usable))
+            .map(|m| m.kind)
+    }
+
+    /// The second-factor request `proof` (none: ask the default method), decided as a
+    /// password reset is, and logged.
+    async fn decide(
+        &self,
+        proof: Option<portvakt_core::Proof<'_>>,
+    ) -> Option<portvakt_core::Decision> {
+        let request = portvakt_core::Request {
+            tenant: self.tenant,
+            user: self.user,
+            ip: self.peer,
+            purpose: Purpose::PasswordReset,
+            first_factor: portvakt_core::FirstFactor::Ok,
+            proof,
+            device_token: None,
+            remember_device: false,
+        };
+        let app = self.shared.service.app();
+        let mut records = BytesMut::new();
+        let d = app.decide_now(Frontend::Http, &request, &mut records);
+        app.settle(&mut records).await.ok()?;
+        Some(d)
+    }
+
+    /// Whether `d` is a second factor proved with a method that serves sign-in; the
+    /// session is verified if so.
+    fn proved(&self, d: &portvakt_core::Decision) -> bool {
+        let proved = d.outcome == portvakt_core::Outcome::Allow
+            && d.reason == portvakt_core::Reason::ResetVerified
+            && d.method.is_some_and(|k| k.serves(Purpose::SignIn));
+        if proved {
+            self.session(|s| {
+                s.verified = true;
+                s.verify_sent = None;
+                s.verify_asked = None;
+            });
+        }
+        proved
+    }
+
+    /// `POST /verify/ask`: sends the app an approval, or asks for the security key.
+    async fn verify_ask(&self) -> Answer {
+        let Some(d) = self.decide(None).await else {
+            return self.then(None, Some(line!(failed)), "/security-info/verify");
+        };
+        let asked = match (&d.approval, &d.security_key) {
+            (Some(a), _) => Asked::Push {
+                approval: a.id,
+                number: a.number,
+            },
+            (None, Some(options)) => Asked::Key {
+                options: options.clone(),
+            },
+            _ => {
+                let problem = match d.outcome {
+                    portvakt_core::Outcome::Locked => line!(locked),
+                    portvakt_core::Outcome::Throttled => line!(send_throttled),
+                    _ => line!(failed),
+                };
+                return self.then(None, Some(problem), "/security-info/verify");
+            }
+        };
+        self.session(|s| s.verify_asked = Some(asked));
+        Answer::see("/security-info/verify")
+    }
+
+    /// `POST /verify/asked`: the app's answer (waited for a few seconds), or the
+    /// browser's security key response.
+    async fn verify_asked(&self, v: &Visit<'_>) -> Answer {
+        let asked = self.session(|s| s.verify_asked.clone()).flatten();
+        let d = match asked {
+            Some(Asked::Push { approval, .. }) => {
+                let app = self.shared.service.app();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                app.approvals()
+                    .until_answered(app.engine(), approval, || app.now(), deadline)
+                    .await;
+                self.decide(Some(portvakt_core::Proof::Push(&approval.to_hex())))
+                    .await
+            }
+            Some(Asked::Key { .. }) => {
+                let response = v.field("response").unwrap_or_default();
+                if response.is_empty() || response.len() > 12_288 {
+                    return self.then(None, Some(line!(key_refused)), "/security-info/verify");
+                }
+                self.decide(Some(portvakt_core::Proof::SecurityKey(&response)))
+                    .await
+            }
+            None => return Answer::see("/security-info/verify"),
+        };
+        self.session(|s| s.verify_asked = None);
+        match d {
+            Some(d) if self.proved(&d) => Answer::see("/security-info"),
+            Some(d) if d.outcome == portvakt_core::Outcome::Locked => {
+                self.then(None, Some(line!(locked)), "/security-info/verify")
+            }
+            Some(_) => self.then(None, Some(line!(not_approved)), "/security-info/verify"),
+            None => self.then(None, Some(line!(failed)), "/security-info/verify"),
+        }
     }
 
     /// `POST /verify/send`: sends a code to one of the user's phones.
@@ -828,51 +964,31 @@ impl Who<'_> {
         Answer::see("/security-info/verify")
     }
 
-    /// `POST /verify`: the second factor, decided by the core as a password reset is
-    /// (always a second factor, wherever the person is), counted toward lockout, and
-    /// logged in the sign-in log. Only a method that serves sign-in verifies.
+    /// `POST /verify`: a code as the second factor, decided by the core as a password
+    /// reset is (always a second factor, wherever the person is), counted toward lockout,
+    /// and logged in the sign-in log. Only a method that serves sign-in verifies.
     async fn verify(&self, v: &Visit<'_>) -> Answer {
         let Some(code) = typed_code(v) else {
             return self.then(None, Some(line!(code_wrong)), "/security-info/verify");
         };
-        let code = code.as_str();
-        let sent = self.session(|s| s.verify_sent.as_ref().map(|(c, _)| c.to_hex()));
-        let sent = sent.flatten();
+        let sent = self
+            .session(|s| s.verify_sent.as_ref().map(|(c, _)| c.to_hex()))
+            .flatten();
         let proof = match &sent {
-            Some(challenge) => portvakt_core::Proof::Sent { challenge, code },
-            None => portvakt_core::Proof::Code(code),
+            Some(challenge) => portvakt_core::Proof::Sent {
+                challenge,
+                code: &code,
+            },
+            None => portvakt_core::Proof::Code(&code),
         };
-        let request = portvakt_core::Request {
-            tenant: self.tenant,
-            user: self.user,
-            ip: self.peer,
-            purpose: Purpose::PasswordReset,
-            first_factor: portvakt_core::FirstFactor::Ok,
-            proof: Some(proof),
-            device_token: None,
-            remember_device: false,
-        };
-        let app = self.shared.service.app();
-        let mut records = BytesMut::new();
-        let d = app.decide_now(Frontend::Http, &request, &mut records);
-        if app.settle(&mut records).await.is_err() {
-            return self.then(None, Some(line!(failed)), "/security-info/verify");
+        match self.decide(Some(proof)).await {
+            Some(d) if self.proved(&d) => Answer::see("/security-info"),
+            Some(d) if d.outcome == portvakt_core::Outcome::Locked => {
+                self.then(None, Some(line!(locked)), "/security-info/verify")
+            }
+            Some(_) => self.then(None, Some(line!(code_wrong)), "/security-info/verify"),
+            None => self.then(None, Some(line!(failed)), "/security-info/verify"),
         }
-        let proved = d.outcome == portvakt_core::Outcome::Allow
-            && d.reason == portvakt_core::Reason::ResetVerified
-            && d.method.is_some_and(|k| k.serves(Purpose::SignIn));
-        if proved {
-            self.session(|s| {
-                s.verified = true;
-                s.verify_sent = None;
-            });
-            return Answer::see("/security-info");
-        }
-        let problem = match d.outcome {
-            portvakt_core::Outcome::Locked => line!(locked),
-            _ => line!(code_wrong),
-        };
-        self.then(None, Some(problem), "/security-info/verify")
     }
 
     fn list(&self) -> Answer {

@@ -35,6 +35,15 @@ pub(crate) enum Pending {
     Push { method: u32, uri: String },
 }
 
+/// What the second factor asked the default method for.
+#[derive(Clone, Debug)]
+pub(crate) enum Asked {
+    /// An approval, waiting on the app: choose `number` there.
+    Push { approval: ChallengeId, number: u8 },
+    /// A security key: the options for `navigator.credentials.get()`.
+    Key { options: String },
+}
+
 /// One person's visit.
 pub(crate) struct Session {
     pub(crate) tenant: String,
@@ -50,6 +59,9 @@ pub(crate) struct Session {
     pub(crate) pending: Option<Pending>,
     /// The code sent for the second factor, and where to.
     pub(crate) verify_sent: Option<(ChallengeId, String)>,
+    /// The second factor asked of the default method: an approval sent to the app (its
+    /// id and number), or a security key's options for the browser.
+    pub(crate) verify_asked: Option<Asked>,
     /// A line for the next page (what was done, or what went wrong).
     pub(crate) notice: Option<super::Line>,
     pub(crate) problem: Option<super::Line>,
@@ -73,6 +85,7 @@ impl Session {
             lang,
             pending: None,
             verify_sent: None,
+            verify_asked: None,
             notice: None,
             problem: None,
         }
