@@ -115,23 +115,6 @@ impl Who<'_> {
         }
     }
 
-    /// What a refused change says, in the page's words.
-    pub(super) fn refusal(&self, message: &str) -> Line {
-        if message.contains("authenticator apps or hardware tokens") {
-            line!(too_many_apps)
-        } else if message.contains("at most") && message.contains("methods") {
-            line!(too_many_methods)
-        } else if message.contains("E.164") {
-            line!(phone_bad)
-        } else if message.contains("email address") {
-            line!(email_bad)
-        } else if message.contains("does not prove") {
-            line!(code_wrong)
-        } else {
-            line!(failed)
-        }
-    }
-
     /// Makes `method` the default if the user has no default yet and it can sign in.
     pub(super) async fn default_if_none(&self, method: u32) {
         let (methods, default) = self.methods();
@@ -540,9 +523,7 @@ impl Who<'_> {
                 self.session(|s| s.pending = Some(pending));
                 Answer::see(to)
             }
-            Err((_, message)) => {
-                self.then(None, Some(self.refusal(&message)), "/security-info/add")
-            }
+            Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info/add"),
         }
     }
 
@@ -591,9 +572,7 @@ impl Who<'_> {
                 self.default_if_none(method).await;
                 self.then(Some(line!(app_added)), None, "/security-info")
             }
-            Err((_, message)) => {
-                self.then(None, Some(self.refusal(&message)), "/security-info/add/app")
-            }
+            Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info/add/app"),
         }
     }
 
@@ -657,7 +636,7 @@ impl Who<'_> {
         };
         let method = match added {
             Ok(f) => json_u32(&f, "method"),
-            Err((_, message)) => return self.then(None, Some(self.refusal(&message)), back),
+            Err((_, message)) => return self.then(None, Some(refusal(&message)), back),
         };
         self.send_confirmation(method).await
     }
@@ -675,7 +654,7 @@ impl Who<'_> {
         {
             Ok(f) => f,
             Err((_, message)) => {
-                return self.then(None, Some(self.refusal(&message)), "/security-info");
+                return self.then(None, Some(refusal(&message)), "/security-info");
             }
         };
         if f.contains_key("retry_after_s") {
@@ -789,11 +768,9 @@ impl Who<'_> {
                 self.default_if_none(method).await;
                 self.then(Some(line!(confirm_added)), None, "/security-info")
             }
-            Err((_, message)) => self.then(
-                None,
-                Some(self.refusal(&message)),
-                "/security-info/add/confirm",
-            ),
+            Err((_, message)) => {
+                self.then(None, Some(refusal(&message)), "/security-info/add/confirm")
+            }
         }
     }
 
@@ -889,9 +866,7 @@ impl Who<'_> {
             .await
         {
             Ok(_) => self.then(Some(line!(default_changed)), None, "/security-info"),
-            Err((_, message)) => {
-                self.then(None, Some(self.refusal(&message)), "/security-info/default")
-            }
+            Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info/default"),
         }
     }
 
@@ -942,8 +917,27 @@ impl Who<'_> {
                 });
                 self.then(Some(line!(deleted)), None, "/security-info")
             }
-            Err((_, message)) => self.then(None, Some(self.refusal(&message)), "/security-info"),
+            Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info"),
         }
+    }
+}
+
+/// What a refused change says, in the page's words: the directory's refusal
+/// (`DirectoryError`'s text, which the administrator operation answers with) in plain
+/// words, or that nothing was changed.
+fn refusal(message: &str) -> Line {
+    if message.contains("authenticator apps or hardware tokens") {
+        line!(too_many_apps)
+    } else if message.contains("at most") && message.contains("methods") {
+        line!(too_many_methods)
+    } else if message.contains("E.164") {
+        line!(phone_bad)
+    } else if message.contains("email address") {
+        line!(email_bad)
+    } else if message.contains("does not prove") {
+        line!(code_wrong)
+    } else {
+        line!(failed)
     }
 }
 
@@ -970,4 +964,26 @@ fn json_str(f: &Map<String, Value>, name: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portvakt_core::directory::DirectoryError as E;
+
+    #[test]
+    fn each_refusal_people_can_mend_has_its_own_words() {
+        let t = &super::super::text::EN;
+        for (e, words) in [
+            (E::TooManyOtpDevices, t.too_many_apps),
+            (E::TooManyMethods, t.too_many_methods),
+            (E::InvalidPhone, t.phone_bad),
+            (E::InvalidEmail, t.email_bad),
+            (E::WrongCode, t.code_wrong),
+            (E::UnknownMethod, t.failed),
+            (E::UnknownUser, t.failed),
+        ] {
+            assert_eq!(refusal(&e.to_string())(t), words, "{e}");
+        }
+    }
 }
