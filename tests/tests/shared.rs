@@ -1,6 +1,6 @@
 //! Several `portvakt serve` processes on one Redis are one deployment: the same replay
-//! state, lockouts and directory through every node, closed while Redis is away, and no
-//! code accepted twice across a `kill -9` of Redis.
+//! state, lockouts and directory through every node, closed while Redis is away, no code
+//! accepted twice across a `kill -9` of Redis, and a security-info ticket spent once.
 //!
 //! Redis is a `redis-server` of the test's own on a free loopback port
 //! (`portvakt_store::redis::local`); without one installed the tests say so and pass,
@@ -58,6 +58,11 @@ impl Deployment {
     }
 
     fn start(&self, n: usize) -> Node {
+        self.start_with(n, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments to `serve`.
+    fn start_with(&self, n: usize, extra: &[&str]) -> Node {
         let data = self.dir.join(format!("node-{n}"));
         if n > 0 && !data.exists() {
             let first = self.dir.join("node-0");
@@ -69,7 +74,9 @@ impl Deployment {
             std::fs::copy(first.join("master.key"), data.join("master.key")).unwrap();
         }
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (process, _) = start_with(&data, addr, &["--store", &self.url]);
+        let mut args = vec!["--store", self.url.as_str()];
+        args.extend_from_slice(extra);
+        let (process, _) = start_with(&data, addr, &args);
         Node {
             _process: process,
             addr,
@@ -447,4 +454,82 @@ async fn a_push_approval_is_one_across_nodes() {
             .iter()
             .all(|o| matches!(o, Outcome::Allow | Outcome::Deny))
     );
+}
+
+/// A ticket to the security-info pages opens one session in the whole deployment: issued
+/// on one node and spent on the other, refused on the first after that, and of two
+/// presses at once on two nodes, exactly one opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_info_ticket_opens_once_across_nodes() {
+    use common::http::{Cert, connect_to, read_answer};
+    use tokio::io::AsyncWriteExt;
+    let dir = scratch("ticket");
+    let Some(redis) = Local::start(&dir.join("redis"), &[]) else {
+        return;
+    };
+    let d = Deployment::new(dir.clone(), &redis.addr());
+    let https: Vec<SocketAddr> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .collect();
+    let configs: Vec<String> = https
+        .iter()
+        .enumerate()
+        .map(|(n, addr)| {
+            let file = dir.join(format!("http-{n}.toml"));
+            std::fs::write(
+                &file,
+                format!(
+                    "listen = \"{addr}\"\nunauthenticated_frontends = [\"127.0.0.0/8\"]\n\n[[realms]]\nname = \"kommune\"\ntenant = \"kommune\"\n\n[security_info]\npublic_url = \"https://portvakt.test\"\n"
+                ),
+            )
+            .unwrap();
+            file.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let _a = d.start_with(0, &["--http", &configs[0]]);
+    let _b = d.start_with(1, &["--http", &configs[1]]);
+    let files = d.files.clone();
+    let send = |node: usize, raw: String| {
+        let (addr, files) = (https[node], files.clone());
+        async move {
+            let mut stream = connect_to(addr, &files, "127.0.0.1", Cert::None).await;
+            stream.write_all(raw.as_bytes()).await.unwrap();
+            read_answer(&mut stream).await
+        }
+    };
+    let ticket = |node: usize| {
+        let body = r#"{"tenant":"kommune","user":"kari@kommune.no"}"#;
+        let raw = format!(
+            "POST /v1/security-info/ticket HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = send(node, raw);
+        async move {
+            let a = answer.await;
+            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+            let url = a.json()["url"].as_str().unwrap().to_owned();
+            url.split_once("ticket=").unwrap().1.to_owned()
+        }
+    };
+    let press = |node: usize, ticket: &str| {
+        let body = format!("ticket={ticket}");
+        send(
+            node,
+            format!(
+                "POST /security-info/start HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://portvakt.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let t = ticket(0).await;
+    assert_eq!(press(1, &t).await.status, 303);
+    assert_eq!(press(0, &t).await.status, 403);
+    assert_eq!(press(1, &t).await.status, 403);
+    for round in 0..10 {
+        let t = ticket(round % 2).await;
+        let (x, y) = tokio::join!(press(0, &t), press(1, &t));
+        let mut statuses = [x.status, y.status];
+        statuses.sort();
+        assert_eq!(statuses, [303, 403], "round {round}");
+    }
 }
