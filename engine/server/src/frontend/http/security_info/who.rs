@@ -558,21 +558,34 @@ impl Who<'_> {
         let Some(code) = typed_code(v) else {
             return self.then(None, Some(line!(code_wrong)), "/security-info/add/app");
         };
-        match self
+        let proved = self
             .operate(|tenant, user| Admin::ConfirmOtp {
                 tenant,
                 user,
                 method,
                 code: Str(&code),
             })
+            .await;
+        self.after_proof(method, proved, line!(app_added), "/security-info/add/app")
             .await
-        {
+    }
+
+    /// After a pending method's proof: done (and made the default if there is none),
+    /// or the refusal in plain words on the page it came from.
+    async fn after_proof(
+        &self,
+        method: u32,
+        proved: Result<Map<String, Value>, (portvakt_wire::ErrorCode, String)>,
+        added: Line,
+        back: &'static str,
+    ) -> Answer {
+        match proved {
             Ok(_) => {
                 self.session(|s| s.pending = None);
                 self.default_if_none(method).await;
-                self.then(Some(line!(app_added)), None, "/security-info")
+                self.then(Some(added), None, "/security-info")
             }
-            Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info/add/app"),
+            Err((_, message)) => self.then(None, Some(refusal(&message)), back),
         }
     }
 
@@ -753,7 +766,7 @@ impl Who<'_> {
         let Some(code) = typed_code(v) else {
             return self.then(None, Some(line!(code_wrong)), "/security-info/add/confirm");
         };
-        match self
+        let proved = self
             .operate(|tenant, user| Admin::ConfirmSent {
                 tenant,
                 user,
@@ -761,17 +774,14 @@ impl Who<'_> {
                 challenge,
                 code: Str(&code),
             })
-            .await
-        {
-            Ok(_) => {
-                self.session(|s| s.pending = None);
-                self.default_if_none(method).await;
-                self.then(Some(line!(confirm_added)), None, "/security-info")
-            }
-            Err((_, message)) => {
-                self.then(None, Some(refusal(&message)), "/security-info/add/confirm")
-            }
-        }
+            .await;
+        self.after_proof(
+            method,
+            proved,
+            line!(confirm_added),
+            "/security-info/add/confirm",
+        )
+        .await
     }
 
     pub(super) fn key_page(&self) -> Answer {
