@@ -164,10 +164,10 @@ async fn answer(shared: &Shared, pages: &Pages, v: &Visit<'_>) -> Answer {
     let now = crate::clock::instant();
     // The session's state as this request begins: who, whether verified, and whether
     // the form (if any) carries its CSRF token.
-    let lang = v.query_param("lang").and_then(|l| Lang::from_code(&l));
+    let switch_to = v.query_param("lang").and_then(|l| Lang::from_code(&l));
     let form_csrf = v.field("csrf");
-    let Some((tenant, user, verified, csrf_ok)) = pages.sessions.with(&id, now, |s| {
-        if let Some(l) = lang {
+    let Some((tenant, user, verified, csrf_ok, lang)) = pages.sessions.with(&id, now, |s| {
+        if let Some(l) = switch_to {
             s.lang = l;
         }
         let ok = form_csrf.as_deref().is_some_and(|f| {
@@ -176,20 +176,16 @@ async fn answer(shared: &Shared, pages: &Pages, v: &Visit<'_>) -> Answer {
                 s.csrf.as_bytes(),
             ))
         });
-        (s.tenant.clone(), s.user.clone(), s.verified, ok)
+        (s.tenant.clone(), s.user.clone(), s.verified, ok, s.lang)
     }) else {
         return session_over(v.lang());
     };
     if post && !csrf_ok {
-        let heading = pages
-            .sessions
-            .with(&id, now, |s| s.lang.text().form_refused)
-            .unwrap_or(v.lang().text().form_refused);
         return Answer::page(
             StatusCode::FORBIDDEN,
             &MessagePage {
-                c: Chrome::bare(v.lang()),
-                heading,
+                c: Chrome::bare(lang),
+                heading: lang.text().form_refused,
                 more: None,
             },
         );
@@ -206,7 +202,6 @@ async fn answer(shared: &Shared, pages: &Pages, v: &Visit<'_>) -> Answer {
     match (post, v.path) {
         (true, "/security-info/sign-out") => {
             pages.sessions.end(&id);
-            let lang = v.lang();
             return Answer::page(
                 StatusCode::OK,
                 &MessagePage {
