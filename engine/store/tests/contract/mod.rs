@@ -81,6 +81,13 @@ macro_rules! contract_tests {
             contract::a_push_approval_is_answered_once_and_lets_one_sign_in_through(|| $make);
         }
         #[test]
+        fn a_ticket_opens_once_and_never_when_the_store_fails() {
+            if !$ready {
+                return;
+            }
+            contract::a_ticket_opens_once_and_never_when_the_store_fails(|| $make);
+        }
+        #[test]
         fn a_failing_store_fails_closed() {
             if !$ready {
                 return;
@@ -409,6 +416,49 @@ pub fn a_sent_code_is_redeemed_exactly_once<S: StateStore + 'static>(make: impl 
             .filter(|d| d.outcome == Outcome::Allow)
             .count();
         assert_eq!(allowed, 1, "round {round}");
+    }
+}
+
+/// A ticket to the security-info pages: redeemed from many threads at once, one opens;
+/// a store failing before or after the redemption reaches it opens nothing then, and the
+/// ticket opens at most once after.
+pub fn a_ticket_opens_once_and_never_when_the_store_fails<S: StateStore + 'static>(
+    make: impl Fn() -> S,
+) {
+    let ttl = Duration::from_secs(300);
+    let e = Arc::new(engine(make(), KOMMUNE));
+    user(&e, "kari");
+    for round in 0..20u64 {
+        let now = at(T0 + round);
+        let t = e.issue_ticket("kommune", "kari", ttl, now).unwrap();
+        let e2 = e.clone();
+        let opened = race(move |_| {
+            e2.redeem_ticket("kommune", "kari", t.id, &t.secret, now)
+                .unwrap()
+        });
+        assert_eq!(opened.iter().filter(|o| **o).count(), 1, "round {round}");
+    }
+    for fault in [Fault::Before(0), Fault::After(0)] {
+        let now = at(T0);
+        let e = engine(Faulty::new(make()), KOMMUNE);
+        user(&e, "kari");
+        let t = e.issue_ticket("kommune", "kari", ttl, now).unwrap();
+        e.store().set(fault);
+        assert!(
+            e.redeem_ticket("kommune", "kari", t.id, &t.secret, now)
+                .is_err(),
+            "{fault:?}"
+        );
+        e.store().set(Fault::Never);
+        let again = e
+            .redeem_ticket("kommune", "kari", t.id, &t.secret, now)
+            .unwrap();
+        // Lost before the store: still unspent. Lost on the way back: spent.
+        assert_eq!(again, matches!(fault, Fault::Before(_)), "{fault:?}");
+        assert!(
+            !e.redeem_ticket("kommune", "kari", t.id, &t.secret, now)
+                .unwrap()
+        );
     }
 }
 
