@@ -240,6 +240,7 @@ async fn read_body(
     body: Incoming,
 ) -> Result<Bytes, (StatusCode, &'static str, &'static str)> {
     const TOO_LARGE: &str = "the body is over 65536 bytes";
+    const _: () = assert!(MAX_BODY == 65_536, "TOO_LARGE names MAX_BODY");
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)

@@ -278,6 +278,12 @@ pub(super) fn label(t: &Text, m: &OwnMethod) -> String {
     }
 }
 
+/// JSON for a `<script type="application/json">` data block, with `<` escaped so that no
+/// text in it can close the block.
+pub(super) fn script_json(json: &str) -> String {
+    json.replace('<', "\\u003c")
+}
+
 /// An SVG QR code of `text`, base64 for a `data:` image.
 pub(super) fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).ok()?;

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 
 use super::pages::{
     AddPage, Answer, AppPage, Chrome, ConfirmPage, ContactPage, DefaultPage, DeletePage, KeyPage,
-    ListPage, PushPage, Row, VerifyPage, failed, kind_word, label, qr_svg, session_over,
+    ListPage, PushPage, Row, VerifyPage, failed, kind_word, label, qr_svg, script_json,
+    session_over,
 };
 use super::session::{Asked, Pending, Session};
 use super::text::{Lang, Text};
@@ -133,7 +134,7 @@ impl Who<'_> {
     }
 
     pub(super) fn verify_page(&self) -> Answer {
-        let (methods, _) = self.methods();
+        let (methods, default) = self.methods();
         let t = self.words();
         let has_codes = methods.iter().any(|m| {
             m.active
@@ -147,7 +148,7 @@ impl Who<'_> {
             .filter(|m| m.active && matches!(m.kind, MethodKind::Sms | MethodKind::Voice))
             .map(|m| (m.id.0, label(t, m)))
             .collect();
-        let ask = match self.first_to_ask(&methods) {
+        let ask = match first_to_ask(&methods, default) {
             Some(MethodKind::Push) => Some(t.ask_push),
             Some(MethodKind::SecurityKey) => Some(t.ask_key),
             _ => None,
@@ -163,23 +164,10 @@ impl Who<'_> {
                 _ => None,
             },
             key_options: match &s.verify_asked {
-                Some(Asked::Key { options }) => Some(options.replace('<', "\\u003c")),
+                Some(Asked::Key { options }) => Some(script_json(options)),
                 _ => None,
             },
         })
-    }
-
-    /// The method the core asks first for a second factor (the default, if it is active;
-    /// otherwise the first active one), as `Engine::decide` orders them.
-    pub(super) fn first_to_ask(&self, methods: &[OwnMethod]) -> Option<MethodKind> {
-        let (_, default) = self.methods();
-        let usable = |m: &&OwnMethod| m.active && m.kind.serves(Purpose::PasswordReset);
-        methods
-            .iter()
-            .filter(usable)
-            .find(|m| Some(m.id) == default)
-            .or_else(|| methods.iter().find(usable))
-            .map(|m| m.kind)
     }
 
     /// The second-factor request `proof` (none: ask the default method), decided as a
@@ -789,9 +777,7 @@ impl Who<'_> {
         let Some(Pending::Key { options }) = pending else {
             return Answer::see("/security-info/add");
         };
-        // The options sit in a JSON data block: `<` is escaped so that no text in them
-        // can close it.
-        let options = options.replace('<', "\\u003c");
+        let options = script_json(&options);
         self.page(|c, _| KeyPage { c, options })
     }
 
@@ -930,6 +916,18 @@ impl Who<'_> {
             Err((_, message)) => self.then(None, Some(refusal(&message)), "/security-info"),
         }
     }
+}
+
+/// The method the core asks first for a second factor (the default, if it is active;
+/// otherwise the first active one), as `Engine::decide` orders them.
+fn first_to_ask(methods: &[OwnMethod], default: Option<MethodId>) -> Option<MethodKind> {
+    let usable = |m: &&OwnMethod| m.active && m.kind.serves(Purpose::PasswordReset);
+    methods
+        .iter()
+        .filter(usable)
+        .find(|m| Some(m.id) == default)
+        .or_else(|| methods.iter().find(usable))
+        .map(|m| m.kind)
 }
 
 /// What a refused change says, in the page's words: the directory's refusal
